@@ -1,0 +1,13 @@
+"""The app database: the `export_requests` table, its store and its status machine."""
+
+from export_pipeline.appdb.schema import create_schema, export_requests
+from export_pipeline.appdb.store import RequestStore, engine_for, parse_clips, utcnow
+
+__all__ = [
+    "RequestStore",
+    "create_schema",
+    "engine_for",
+    "export_requests",
+    "parse_clips",
+    "utcnow",
+]

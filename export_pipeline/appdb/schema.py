@@ -1,0 +1,79 @@
+"""The `export_requests` table: the contract between the app and the pipeline.
+
+SQLAlchemy Core, so the same definition serves SQLite (embedded default) and PostgreSQL
+(where `clips` is `jsonb`). README's "Contract" section documents every column.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    func,
+    inspect,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Engine
+
+metadata = MetaData()
+
+export_requests = Table(
+    "export_requests",
+    metadata,
+    # written by the app
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("project_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("resolution", Text, nullable=False),
+    Column("aspect_ratio", Text, nullable=False, server_default=text("'16:9'")),
+    Column("quality", Text, nullable=False),
+    Column("clips", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    Column("cancel_requested_at", DateTime(timezone=True)),
+    # set by the operator CLI's `retry`: the sensor takes the row again
+    Column("requeued_at", DateTime(timezone=True)),
+    # written by the pipeline
+    Column("status", Text, nullable=False, server_default=text("'pending'")),
+    Column("progress", Integer, nullable=False, server_default=text("0")),
+    Column("retry_count", Integer, nullable=False, server_default=text("0")),
+    Column("error_message", Text),
+    Column("video_url", Text),
+    Column("output_bytes", BigInteger),
+    Column("output_duration_s", Float),
+    Column("run_id", Text),
+    Column("poster_url", Text),
+    # completion webhook bookkeeping: the last status the app was notified of
+    Column("notified_status", Text),
+    Column("notified_at", DateTime(timezone=True)),
+    # both
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("processing_started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    # What the sensor (status, id) and the app (user, project) query.
+    Index("ix_export_requests_status_id", "status", "id"),
+    Index("ix_export_requests_user_created", "user_id", "created_at"),
+    Index("ix_export_requests_project", "project_id"),
+)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the table and its indexes if they are missing (idempotent), and add columns
+    that newer versions of the pipeline introduced to a table an older version created."""
+    metadata.create_all(engine, checkfirst=True)
+    existing = {c["name"] for c in inspect(engine).get_columns(export_requests.name)}
+    missing = [c for c in export_requests.columns if c.name not in existing]
+    with engine.begin() as conn:
+        for column in missing:
+            kind = column.type.compile(dialect=engine.dialect)
+            conn.execute(
+                text(f'ALTER TABLE {export_requests.name} ADD COLUMN "{column.name}" {kind}')
+            )

@@ -1,0 +1,370 @@
+"""Reads and writes of `export_requests` rows. Status changes go through `status.py`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import Text, and_, cast, create_engine, func, insert, or_, select, update
+from sqlalchemy.engine import Engine
+
+from export_pipeline.appdb import status as st
+from export_pipeline.appdb.schema import create_schema, export_requests
+
+T = export_requests
+
+# `clips` is read as text so that a malformed value written by the app becomes a
+# validation error on that row instead of a decoding crash in whoever reads it.
+_COLUMNS = [c for c in T.c if c.name != "clips"] + [cast(T.c.clips, Text).label("clips")]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> Engine:
+    """One engine (and connection pool) per database URL per process."""
+    if url.startswith("sqlite"):
+        # Several threads (sensor, steps, CLI polling) share the file; wait instead of failing.
+        return create_engine(url, connect_args={"timeout": 30})
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _row(mapping: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(mapping)
+
+
+class RequestStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str) -> RequestStore:
+        return cls(engine_for(url))
+
+    def create_schema(self) -> None:
+        create_schema(self.engine)
+
+    # ---- the app's side (also used by the CLI and tests)
+    def insert(
+        self,
+        *,
+        project_id: str,
+        user_id: str,
+        resolution: str,
+        quality: str,
+        clips: Any,
+        aspect_ratio: str = "16:9",
+    ) -> int:
+        values = dict(
+            project_id=project_id,
+            user_id=user_id,
+            resolution=resolution,
+            aspect_ratio=aspect_ratio,
+            quality=quality,
+            clips=clips,
+        )
+        with self.engine.begin() as conn:
+            result = conn.execute(insert(T).values(**values))
+            return int(result.inserted_primary_key[0])
+
+    def get(self, request_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*_COLUMNS).where(T.c.id == request_id)).mappings().first()
+        return _row(row) if row else None
+
+    def candidates(self, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """Rows the sensor has not handed to Dagster yet, oldest first."""
+        query = (
+            select(*_COLUMNS)
+            .where(
+                or_(
+                    and_(T.c.id > after_id, T.c.status.in_([st.PENDING, st.QUEUED])),
+                    # re-queued by `export-pipeline retry`: behind the cursor, but pending again
+                    and_(T.c.status == st.PENDING, T.c.requeued_at.is_not(None)),
+                )
+            )
+            .order_by(T.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query).mappings()]
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        user_id: str | None = None,
+        project_id: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        query = select(*_COLUMNS).order_by(T.c.id.desc()).limit(limit)
+        if status:
+            query = query.where(T.c.status == status)
+        if user_id:
+            query = query.where(T.c.user_id == user_id)
+        if project_id:
+            query = query.where(T.c.project_id == project_id)
+        if since:
+            query = query.where(T.c.created_at >= since)
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query).mappings()]
+
+    # ---- the pipeline's side
+    def transition(
+        self,
+        request_id: int,
+        target: str,
+        *,
+        only_run_id: str | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Move a row to `target` if the state machine allows it from its current status.
+
+        The check and the write are one conditional UPDATE, so concurrent writers cannot
+        race a row backwards. `only_run_id` restricts the change to rows whose latest run
+        is that run (a stale run's late failure must not overwrite a newer result).
+        Returns whether the row changed.
+        """
+        query = update(T).where(T.c.id == request_id, T.c.status.in_(st.sources(target)))
+        if only_run_id is not None:
+            query = query.where(or_(T.c.run_id.is_(None), T.c.run_id == only_run_id))
+        values = {"status": target, "updated_at": utcnow(), **fields}
+        with self.engine.begin() as conn:
+            return conn.execute(query.values(**values)).rowcount == 1
+
+    def set_progress(self, request_id: int, progress: int, run_id: str | None = None) -> bool:
+        """Raise progress (never lower it) while the row is being processed."""
+        progress = max(0, min(100, int(progress)))
+        query = update(T).where(
+            T.c.id == request_id,
+            T.c.status == st.PROCESSING,
+            T.c.progress < progress,
+        )
+        if run_id is not None:
+            query = query.where(T.c.run_id == run_id)
+        with self.engine.begin() as conn:
+            result = conn.execute(query.values(progress=progress, updated_at=utcnow()))
+            return result.rowcount == 1
+
+    def touch(self, request_id: int, run_id: str) -> bool:
+        """Heartbeat: refresh `updated_at` while `run_id` is working on the row."""
+        query = update(T).where(
+            T.c.id == request_id,
+            T.c.run_id == run_id,
+            T.c.status.in_([st.PROCESSING, st.RETRYING]),
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(query.values(updated_at=utcnow())).rowcount == 1
+
+    def cancel_requested(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Rows the app asked to cancel that are not finished yet."""
+        query = (
+            select(*_COLUMNS)
+            .where(
+                T.c.cancel_requested_at.is_not(None),
+                T.c.status.in_([st.PENDING, st.QUEUED, st.PROCESSING, st.RETRYING]),
+            )
+            .order_by(T.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query).mappings()]
+
+    def stalled(self, older_than: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Rows being worked on whose heartbeat stopped before `older_than`."""
+        query = (
+            select(*_COLUMNS)
+            .where(
+                T.c.status.in_([st.QUEUED, st.PROCESSING, st.RETRYING]),
+                T.c.updated_at < older_than,
+            )
+            .order_by(T.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query).mappings()]
+
+    def request_cancel(self, request_id: int) -> bool:
+        """What the app does to cancel (also used by the operator CLI)."""
+        query = update(T).where(T.c.id == request_id, T.c.cancel_requested_at.is_(None))
+        with self.engine.begin() as conn:
+            return conn.execute(query.values(cancel_requested_at=utcnow())).rowcount == 1
+
+    def requeue(self, request_id: int) -> bool:
+        """Put a failed, canceled or rejected export back in line (operator `retry`)."""
+        query = update(T).where(T.c.id == request_id, T.c.status.in_(st.sources(st.PENDING)))
+        values = {
+            "status": st.PENDING,
+            "requeued_at": utcnow(),
+            "cancel_requested_at": None,
+            "error_message": None,
+            "progress": 0,
+            "completed_at": None,
+            "updated_at": utcnow(),
+        }
+        with self.engine.begin() as conn:
+            return conn.execute(query.values(**values)).rowcount == 1
+
+    def increment_retry(self, request_id: int, error_message: str, run_id: str) -> bool:
+        """Record a failed attempt that Dagster will retry: status `retrying`."""
+        query = update(T).where(
+            T.c.id == request_id,
+            T.c.status.in_(st.sources(st.RETRYING)),
+            or_(T.c.run_id.is_(None), T.c.run_id == run_id),
+        )
+        values = {
+            "status": st.RETRYING,
+            "retry_count": T.c.retry_count + 1,
+            "error_message": error_message,
+            "updated_at": utcnow(),
+        }
+        with self.engine.begin() as conn:
+            return conn.execute(query.values(**values)).rowcount == 1
+
+    def count_by_status(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(T.c.status, func.count()).group_by(T.c.status)).all()
+        return {status: count for status, count in rows}
+
+    # ---- operations (export_pipeline/ops): KPIs and retention
+    @staticmethod
+    def _utc(moment: datetime) -> datetime:
+        # SQLite stores the wall-clock digits and drops the zone: compare in UTC everywhere.
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+    def created_since(self, since: datetime) -> list[dict[str, Any]]:
+        """Rows created at or after `since`, oldest first, without `clips` (for the KPIs)."""
+        columns = [c for c in T.c if c.name != "clips"]
+        query = select(*columns).where(T.c.created_at >= self._utc(since)).order_by(T.c.id)
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query).mappings()]
+
+    def finished_before(
+        self, before: datetime, statuses: list[str], ids: list[int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows in one of `statuses` that finished before `before` (`completed_at`, or
+        `updated_at` for a row without one), oldest first; only rows in `ids` if given."""
+        finished_at = func.coalesce(T.c.completed_at, T.c.updated_at)
+        query = (
+            select(*_COLUMNS)
+            .where(T.c.status.in_(statuses), finished_at < self._utc(before))
+            .order_by(T.c.id)
+        )
+        if ids is not None:
+            query = query.where(T.c.id.in_(ids))
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query).mappings()]
+
+    def retained(self, finished_before: datetime) -> list[dict[str, Any]]:
+        """Rows whose stored objects retention keeps: not expired or rejected, and not
+        finished (complete, failed, canceled) before `finished_before`."""
+        finished_at = func.coalesce(T.c.completed_at, T.c.updated_at)
+        swept = T.c.status.in_([st.COMPLETE, st.FAILED, st.CANCELED]) & (
+            finished_at < self._utc(finished_before)
+        )
+        query = (
+            select(*_COLUMNS)
+            .where(T.c.status.not_in([st.EXPIRED, st.REJECTED]), ~swept)
+            .order_by(T.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query).mappings()]
+
+    def clear_media_urls(self, request_id: int) -> bool:
+        """Forget `video_url` and `poster_url` of a finished row whose objects retention
+        deleted, so the app never shows a dead link. Only failed, canceled and expired rows
+        change (a complete row loses its URL by becoming `expired`)."""
+        query = update(T).where(
+            T.c.id == request_id,
+            T.c.status.in_([st.FAILED, st.CANCELED, st.EXPIRED]),
+            T.c.video_url.is_not(None) | T.c.poster_url.is_not(None),
+        )
+        with self.engine.begin() as conn:
+            values = {"video_url": None, "poster_url": None, "updated_at": utcnow()}
+            return conn.execute(query.values(**values)).rowcount == 1
+
+    # ---- rate limit (export_pipeline.intake.ratelimit) and completion webhook (notify)
+    def recent_exports(
+        self,
+        user_ids: Collection[str],
+        since: datetime,
+        statuses: Collection[str],
+        exclude_ids: Collection[int] = (),
+    ) -> list[dict[str, Any]]:
+        """id, user_id, status, run_id, created_at of these users' rows in `statuses`
+        created after `since` (uses the (user_id, created_at) index)."""
+        if not user_ids:
+            return []
+        query = select(T.c.id, T.c.user_id, T.c.status, T.c.run_id, T.c.created_at).where(
+            T.c.user_id.in_(list(user_ids)),
+            T.c.created_at > since,
+            T.c.status.in_(list(statuses)),
+        )
+        if exclude_ids:
+            query = query.where(T.c.id.not_in(list(exclude_ids)))
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query.order_by(T.c.id)).mappings()]
+
+    def unnotified(
+        self, statuses: Collection[str], since: datetime, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Finished rows (in `statuses`, finished after `since`) whose outcome the app has
+        not been notified of: a different `notified_status`, or a newer `completed_at` than
+        `notified_at` (the same outcome again, after a re-export). Oldest first."""
+        finished_at = func.coalesce(T.c.completed_at, T.c.updated_at)
+        query = (
+            select(*_COLUMNS)
+            .where(
+                T.c.status.in_(list(statuses)),
+                finished_at >= since,
+                or_(
+                    T.c.notified_status.is_(None),
+                    T.c.notified_status != T.c.status,
+                    T.c.notified_at < T.c.completed_at,
+                ),
+            )
+            .order_by(T.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query).mappings()]
+
+    def mark_notified(self, request_id: int, status: str, completed_at: datetime | None) -> bool:
+        """Record that the app was told about this outcome, unless the row has moved on
+        since (another status or completion) in the meantime. `updated_at` is left alone:
+        it tracks the export, not its notification."""
+        same_completion = (
+            T.c.completed_at.is_(None) if completed_at is None else T.c.completed_at == completed_at
+        )
+        query = update(T).where(T.c.id == request_id, T.c.status == status, same_completion)
+        # Never before the completion it reports, even if the clock of whoever wrote
+        # completed_at runs ahead of ours: otherwise the outcome would look new forever.
+        notified_at = utcnow()
+        if completed_at is not None:
+            completed = completed_at if completed_at.tzinfo else completed_at.replace(tzinfo=UTC)
+            notified_at = max(notified_at, completed)
+        with self.engine.begin() as conn:
+            result = conn.execute(query.values(notified_status=status, notified_at=notified_at))
+            return result.rowcount == 1
+
+
+def for_display(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with `clips` decoded when it is valid JSON (as the app wrote it otherwise)."""
+    try:
+        return {**row, "clips": parse_clips(row["clips"])}
+    except ValueError:
+        return row
+
+
+def parse_clips(raw: Any) -> Any:
+    """Decode the `clips` column as read by `RequestStore` (text), tolerating drivers that
+    already decoded it. Raises ValueError on malformed JSON."""
+    if isinstance(raw, str):
+        return json.loads(raw)
+    return raw

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from dagster import ConfigurableResource
+
+
+class MediaTools(ConfigurableResource):
+    """Where FFmpeg is and how it encodes; where steps keep their temporary files."""
+
+    ffmpeg: str = "ffmpeg"
+    ffprobe: str = "ffprobe"
+    x264_preset: str = "superfast"
+    max_fps: int = 60
+    work_dir: str | None = None
+    ffmpeg_timeout_s: float = 3600.0  # per FFmpeg command: a hung encoder fails, then retries
+
+    def temp_dir(self, prefix: str) -> tempfile.TemporaryDirectory:
+        """A private scratch directory, removed when the step ends (even on failure or
+        termination). Leftovers of an earlier attempt of the same step of the same
+        partition, whose worker was killed before it could clean up, are removed first:
+        attempts of one step never run at the same time."""
+        base = Path(self.work_dir) if self.work_dir else Path(tempfile.gettempdir())
+        base.mkdir(parents=True, exist_ok=True)
+        for stale in base.glob(f"{prefix}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        return tempfile.TemporaryDirectory(prefix=f"{prefix}-", dir=base)
