@@ -1,0 +1,418 @@
+"""FFmpeg and FFprobe command lines as plain values: building argv is separate from running it.
+
+An export is made of one segment per clip, then one join:
+
+1. `segment_argv` turns a clip into a video-only H.264 MP4 with an exact frame count and a
+   PCM WAV of exactly the same duration (silence when the clip has no audio).
+2. `concat_argv` joins the video segments by stream copy and the WAV segments by decoding,
+   encoding the audio once to AAC, so audio and video stay in sync at every seam.
+
+Every file input is opened with `-protocol_whitelist file` and a demuxer whitelist, so a
+"clip" that is really a playlist (HLS, ffconcat) cannot make FFmpeg read anything else. The
+concat demuxer passes both whitelists on to the files it opens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from export_pipeline.media.layout import (
+    QUALITIES,
+    fit_rect,
+    frame_size,
+    video_bitrate_cap,
+)
+
+# Demuxers a clip may use: MP4/MOV family and Matroska/WebM. A demuxer name such as
+# "mov,mp4,m4a,3gp,3g2,mj2" is accepted when any of its parts is listed.
+CLIP_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm"
+# Our own concat lists, and the segments they name (the concat demuxer copies the whitelist
+# to the files it opens, so the segments' demuxer must be listed too).
+VIDEO_LIST_FORMATS = "concat,mov,mp4"
+AUDIO_LIST_FORMATS = "concat,wav"
+
+# Bump when the segment command changes in a way that changes its output, so cached
+# segments made by an older version are not reused.
+SEGMENT_FORMAT_VERSION = 1
+
+X264_PRESETS: tuple[str, ...] = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
+CRF_BY_QUALITY: dict[str, int] = {"low": 28, "medium": 23, "high": 20}
+
+_COMMON_FLAGS = ["-y", "-nostdin", "-hide_banner", "-loglevel", "error"]
+_PROGRESS_FLAGS = ["-progress", "pipe:1", "-nostats"]
+# Names the concat demuxer accepts in its default safe mode.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """How every segment of one export is encoded; all segments of a join must share it."""
+
+    width: int
+    height: int
+    fps: Fraction
+    crf: int
+    preset: str
+    maxrate: int  # bit/s
+    bufsize: int  # bits
+    profile: str = "high"
+    # x264 starts each segment's rate buffer this full (default 0.9). Low, so that short
+    # segments cannot each open with a burst: the joined file stays near the cap.
+    vbv_init: float = 0.3
+    audio_bitrate: int = 192000
+    audio_rate: int = 48000
+
+    def cache_key(self) -> str:
+        """A short stable key over every field (and the segment command's version)."""
+        fields = {**asdict(self), "fps": str(self.fps), "version": SEGMENT_FORMAT_VERSION}
+        canonical = ";".join(f"{name}={fields[name]}" for name in sorted(fields))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def encode_settings(
+    resolution: str,
+    aspect_ratio: str,
+    quality: str,
+    fps: Fraction,
+    preset: str = "superfast",
+    attempt: int = 0,
+) -> EncodeSettings:
+    """Settings for a target; `attempt` > 0 gives safer settings after an FFmpeg crash.
+
+    Quality sets the CRF (low 28, medium 23, high 20) and the VBV cap (`video_bitrate_cap`;
+    buffer 1 s at the cap, starting 30 % full). Retries trade quality for robustness and
+    speed:
+
+    - attempt 0: the requested preset, profile high, full bitrate cap;
+    - attempt 1: the next faster x264 preset and a 20 % lower bitrate cap;
+    - attempt 2 and later: additionally preset ultrafast and profile main.
+    """
+    if quality not in CRF_BY_QUALITY:
+        raise ValueError(f"unknown quality {quality!r}; allowed: {', '.join(QUALITIES)}")
+    if preset not in X264_PRESETS:
+        raise ValueError(f"unknown x264 preset {preset!r}; allowed: {', '.join(X264_PRESETS)}")
+    if attempt < 0:
+        raise ValueError(f"attempt must be >= 0, got {attempt}")
+    if fps <= 0:
+        raise ValueError(f"frame rate must be positive, got {fps}")
+    width, height = frame_size(resolution, aspect_ratio)
+    maxrate = video_bitrate_cap(quality, width, height)
+    profile = "high"
+    if attempt >= 1:
+        preset = X264_PRESETS[max(0, X264_PRESETS.index(preset) - 1)]
+        maxrate = round(maxrate * 0.8 / 1000) * 1000
+    if attempt >= 2:
+        preset = "ultrafast"
+        profile = "main"
+    return EncodeSettings(
+        width=width,
+        height=height,
+        fps=Fraction(fps),
+        crf=CRF_BY_QUALITY[quality],
+        preset=preset,
+        maxrate=maxrate,
+        bufsize=maxrate,
+        profile=profile,
+    )
+
+
+def frame_count(duration_s: float, fps: Fraction) -> int:
+    """Frames in `duration_s` at `fps`, rounded to the nearest frame, at least 1."""
+    if not math.isfinite(duration_s) or duration_s < 0:
+        raise ValueError(f"duration must be a finite number >= 0, got {duration_s}")
+    return max(1, math.floor(Fraction(duration_s) * Fraction(fps) + Fraction(1, 2)))
+
+
+def audio_sample_count(frames: int, settings: EncodeSettings) -> int:
+    """Audio samples that last as long as `frames` video frames (nearest sample)."""
+    exact = Fraction(frames) / settings.fps * settings.audio_rate
+    return math.floor(exact + Fraction(1, 2))
+
+
+@dataclass(frozen=True)
+class SegmentJob:
+    """One clip to encode: `duration` is the effective duration (already clamped to the clip)."""
+
+    source: Path
+    trim_start: float
+    duration: float
+    has_audio: bool
+    video_out: Path
+    audio_out: Path
+    # Source geometry, so the picture can be fitted without stretching. Display size
+    # (rotation already applied) and sample aspect ratio, as `probe` reports them.
+    width: int = 0
+    height: int = 0
+    sar: Fraction = Fraction(1)
+
+
+def _url(path: Path) -> str:
+    # An explicit protocol, so a name like "x:y.mp4" or "-i" cannot be read as anything else.
+    return f"file:{path}"
+
+
+def _rate(fps: Fraction) -> str:
+    fps = Fraction(fps)
+    return str(fps.numerator) if fps.denominator == 1 else f"{fps.numerator}/{fps.denominator}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.6f}"
+
+
+def _input(path: Path, formats: str, *options: str) -> list[str]:
+    """Options that open one local file input with the given demuxer whitelist."""
+    return ["-protocol_whitelist", "file", "-format_whitelist", formats, *options, "-i", _url(path)]
+
+
+def video_filter(job: SegmentJob, settings: EncodeSettings, frames: int) -> str:
+    """Constant frame rate, fitted into the frame with black bars, exactly `frames` frames.
+
+    `fps=...:start_time=0` fills a late first frame; `tpad` clones the last frame forever so a
+    slightly short source still reaches `frames`; `trim` ends the stream there.
+    """
+    fps = _rate(settings.fps)
+    if job.width > 0 and job.height > 0:
+        w, h, x, y = fit_rect(job.width, job.height, settings.width, settings.height, job.sar)
+        scale = f"scale={w}:{h}"
+        pad = f"pad={settings.width}:{settings.height}:{x}:{y}:color=black"
+    else:
+        # Unknown source size: square the pixels, then let the scaler fit the frames.
+        scale = (
+            "scale='trunc(iw*sar/2)*2':ih,setsar=1,"
+            f"scale={settings.width}:{settings.height}"
+            ":force_original_aspect_ratio=decrease:force_divisible_by=2"
+        )
+        pad = f"pad={settings.width}:{settings.height}:(ow-iw)/2:(oh-ih)/2:color=black"
+    return ",".join(
+        [
+            f"[0:v:0]fps={fps}:start_time=0",
+            scale,
+            "setsar=1",
+            pad,
+            "format=yuv420p",
+            "tpad=stop=-1:stop_mode=clone",
+            f"trim=end_frame={frames}[v]",
+        ]
+    )
+
+
+def audio_filter(job: SegmentJob, settings: EncodeSettings, samples: int) -> str:
+    """Exactly `samples` samples of s16 stereo at the output rate.
+
+    Source audio is resampled (mono upmixed, 5.1 downmixed); `first_pts=0` pads a late start
+    with silence, `apad` + `atrim` pad or cut the end. A silent clip gets `anullsrc`.
+    """
+    rate = settings.audio_rate
+    fmt = f"aformat=sample_fmts=s16:sample_rates={rate}:channel_layouts=stereo"
+    if job.has_audio:
+        head = [f"[0:a:0]aresample={rate}:first_pts=0", fmt, f"apad=whole_len={samples}"]
+    else:
+        head = [f"anullsrc=r={rate}:cl=stereo", fmt]
+    return ",".join([*head, f"atrim=end_sample={samples}[a]"])
+
+
+def _wav_output(job: SegmentJob, settings: EncodeSettings) -> list[str]:
+    """The audio segment: the graph's `[a]` as 16-bit stereo PCM WAV."""
+    return [
+        "-map",
+        "[a]",
+        "-c:a",
+        "pcm_s16le",
+        "-ar",
+        str(settings.audio_rate),
+        "-ac",
+        "2",
+        "-map_metadata",
+        "-1",
+        "-f",
+        "wav",
+        _url(job.audio_out),
+    ]
+
+
+def segment_argv(job: SegmentJob, settings: EncodeSettings, ffmpeg: str = "ffmpeg") -> list[str]:
+    """One FFmpeg run: the clip's video segment (H.264 MP4) and audio segment (PCM WAV).
+
+    The video has exactly `frame_count(job.duration, fps)` frames and the WAV lasts exactly
+    that many frames (to the nearest sample).
+    """
+    frames = frame_count(job.duration, settings.fps)
+    samples = audio_sample_count(frames, settings)
+    graph = ";".join([video_filter(job, settings, frames), audio_filter(job, settings, samples)])
+    return [
+        ffmpeg,
+        *_COMMON_FLAGS,
+        *_PROGRESS_FLAGS,
+        *_input(
+            job.source, CLIP_FORMATS, "-ss", _seconds(job.trim_start), "-t", _seconds(job.duration)
+        ),
+        "-filter_complex",
+        graph,
+        # Video segment.
+        "-map",
+        "[v]",
+        "-frames:v",
+        str(frames),
+        "-c:v",
+        "libx264",
+        "-preset",
+        settings.preset,
+        "-crf",
+        str(settings.crf),
+        "-maxrate",
+        str(settings.maxrate),
+        "-bufsize",
+        str(settings.bufsize),
+        "-x264-params",
+        f"vbv-init={settings.vbv_init}",
+        "-profile:v",
+        settings.profile,
+        "-pix_fmt",
+        "yuv420p",
+        "-map_metadata",
+        "-1",
+        "-f",
+        "mp4",
+        _url(job.video_out),
+        *_wav_output(job, settings),
+    ]
+
+
+def copy_segment_argv(
+    job: SegmentJob, settings: EncodeSettings, frames: int, ffmpeg: str = "ffmpeg"
+) -> list[str]:
+    """The stream-copy variant of `segment_argv` for a clip that already is what the export
+    needs (H.264 yuv420p at the target size and rate, used whole): its video packets are
+    copied untouched, only its audio is decoded into the exact-length WAV segment."""
+    samples = audio_sample_count(frames, settings)
+    return [
+        ffmpeg,
+        *_COMMON_FLAGS,
+        *_PROGRESS_FLAGS,
+        *_input(job.source, CLIP_FORMATS),
+        "-filter_complex",
+        audio_filter(job, settings, samples),
+        "-map",
+        "0:v:0",
+        "-c:v",
+        "copy",
+        "-an",
+        "-map_metadata",
+        "-1",
+        "-f",
+        "mp4",
+        _url(job.video_out),
+        *_wav_output(job, settings),
+    ]
+
+
+def concat_list(paths: list[Path]) -> str:
+    """A concat demuxer list naming `paths` by basename; write it next to them.
+
+    Plain relative names are what the demuxer's default safe mode accepts, so every path must
+    be in one directory and its name must use only letters, digits, '.', '_' and '-' (not
+    starting with '.'); anything else raises ValueError.
+    """
+    if not paths:
+        raise ValueError("concat list needs at least one file")
+    parents = {path.parent for path in paths}
+    if len(parents) != 1:
+        raise ValueError(f"concat list files must share one directory, got {sorted(parents)}")
+    lines = ["ffconcat version 1.0"]
+    for path in paths:
+        if not _SAFE_NAME.fullmatch(path.name):
+            raise ValueError(f"unsafe file name for a concat list: {path.name!r}")
+        lines.append(f"file '{path.name}'")
+    return "\n".join(lines) + "\n"
+
+
+def concat_argv(
+    video_list: Path,
+    audio_list: Path,
+    output: Path,
+    settings: EncodeSettings,
+    ffmpeg: str = "ffmpeg",
+) -> list[str]:
+    """Join the segments: video by stream copy, audio encoded once to AAC; MP4 with faststart."""
+    return [
+        ffmpeg,
+        *_COMMON_FLAGS,
+        *_PROGRESS_FLAGS,
+        *_input(video_list, VIDEO_LIST_FORMATS, "-f", "concat"),
+        *_input(audio_list, AUDIO_LIST_FORMATS, "-f", "concat"),
+        "-map",
+        "0:v:0",
+        "-map",
+        "1:a:0",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        "-b:a",
+        str(settings.audio_bitrate),
+        "-ar",
+        str(settings.audio_rate),
+        "-ac",
+        "2",
+        "-map_metadata",
+        "-1",
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        _url(output),
+    ]
+
+
+def probe_argv(path: Path, ffprobe: str = "ffprobe") -> list[str]:
+    """FFprobe's JSON description of a clip's container and streams."""
+    return [
+        ffprobe,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        CLIP_FORMATS,
+        "-show_format",
+        "-show_streams",
+        "-show_data_hash",
+        "CRC32",  # extradata_hash: equal H.264 headers allow joining clips by stream copy
+        "-of",
+        "json",
+        _url(path),
+    ]
+
+
+def decode_check_argv(path: Path, ffmpeg: str = "ffmpeg", seconds: float = 1.0) -> list[str]:
+    """Decode the first `seconds` of video (and audio, if any); `-xerror` stops at an error."""
+    return [
+        ffmpeg,
+        *_COMMON_FLAGS,
+        "-xerror",
+        *_input(path, CLIP_FORMATS, "-t", _seconds(seconds)),
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0?",
+        "-f",
+        "null",
+        "-",
+    ]

@@ -1,0 +1,246 @@
+"""What a downloaded clip is, and whether it is a video we can use.
+
+`probe` asks FFprobe (restricted to local files and video container demuxers) and turns every
+way a "clip" can be wrong into an `InvalidMedia` with a message a creator can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from export_pipeline.media.commands import decode_check_argv, probe_argv
+from export_pipeline.media.runner import FFmpegError, run_ffmpeg
+
+PROBE_TIMEOUT_S = 60.0
+DECODE_TIMEOUT_S = 120.0
+_SNIFF_BYTES = 512
+_DEMUXER_REJECTED = re.compile(r"\[([\w,]+) @ [^\]]*\] Format not on whitelist")
+_LOG_CONTEXT = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\] ")  # "[h264 @ 0x55d0...] "
+
+
+class InvalidMedia(Exception):
+    """A file that is not a usable video. `reason` is a predicate such as "is empty (0 bytes)";
+    str() is "<file name> <reason>", and callers can prefix `reason` with their own label."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path.name} {reason}")
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """A probed clip. `width`/`height` are the displayed size (rotation applied), `duration`
+    is the video stream's duration in seconds (the container's when the stream has none, as
+    in Matroska), `sar` the sample aspect ratio (1 when unknown)."""
+
+    format_name: str
+    duration: float
+    size_bytes: int
+    video_codec: str
+    width: int
+    height: int
+    fps: Fraction
+    sar: Fraction
+    has_audio: bool
+    audio_codec: str | None
+    audio_channels: int | None
+    audio_rate: int | None
+    # What decides whether the video stream can be copied into an export unchanged.
+    pix_fmt: str | None = None
+    video_bitrate: int | None = None
+    extradata_hash: str | None = None
+
+    def as_metadata(self) -> dict[str, str | int | float | bool]:
+        """A JSON-friendly summary for asset metadata."""
+        return {
+            "codec": self.video_codec,
+            "width": self.width,
+            "height": self.height,
+            "fps": round(float(self.fps), 3),
+            "duration": round(self.duration, 3),
+            "audio": self.has_audio,
+            "bytes": self.size_bytes,
+        }
+
+
+def _sniff(head: bytes) -> str | None:
+    """A reason for files that are obviously not videos, from their first bytes."""
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"#extm3u"):
+        return "is an HLS playlist (.m3u8), not a video file"
+    if text.startswith(b"ffconcat"):
+        return "is an ffconcat playlist, not a video file"
+    if text.startswith(b"<?xml"):
+        return "is not a video file (looks like XML)"
+    if text.startswith(b"<"):
+        return "is not a video file (looks like HTML)"
+    if text.startswith((b"{", b"[")):
+        return "is not a video file (looks like JSON)"
+    return None
+
+
+def _ffmpeg_reason(stderr: str, path: Path) -> str:
+    """FFmpeg's error lines as one phrase: the first (usually the cause) and the last
+    (usually the summary), without log contexts and file names."""
+    lines: list[str] = []
+    for raw in stderr.splitlines():
+        line = _LOG_CONTEXT.sub("", raw.strip())
+        for prefix in (f"file:{path}: ", f"{path}: "):
+            line = line.removeprefix(prefix)
+        if line:
+            lines.append(line)
+    if not lines:
+        return "unknown error"
+    first, last = lines[0], lines[-1]
+    return last if first == last else f"{first} ({last})"
+
+
+def _rational(value: object) -> Fraction:
+    """A ratio such as 30000/1001 or 16:15 as a Fraction; 0 when missing or malformed."""
+    if not isinstance(value, str):
+        return Fraction(0)
+    num, sep, den = value.replace(":", "/").partition("/")
+    try:
+        if not sep:
+            return Fraction(num)
+        return Fraction(int(num), int(den)) if int(den) else Fraction(0)
+    except ValueError:
+        return Fraction(0)
+
+
+def _number(value: object) -> float | None:
+    """FFprobe's numbers come as strings ("2.000000"), sometimes "N/A"."""
+    if not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _frame_rate(stream: dict[str, Any]) -> Fraction:
+    """The nominal rate when it agrees with the average (it is the cleaner rational)."""
+    nominal = _rational(stream.get("r_frame_rate"))
+    average = _rational(stream.get("avg_frame_rate"))
+    if average <= 0:
+        return nominal
+    if nominal > 0 and abs(nominal - average) <= average / 100:
+        return nominal
+    return average
+
+
+def _rotation(stream: dict[str, Any]) -> int:
+    for side_data in stream.get("side_data_list") or []:
+        if "rotation" in side_data:
+            return int(_number(side_data["rotation"]) or 0)
+    return int(_number((stream.get("tags") or {}).get("rotate")) or 0)
+
+
+def parse_probe(path: Path, data: dict[str, Any]) -> MediaInfo:
+    """MediaInfo from FFprobe's `-show_format -show_streams` JSON."""
+    streams: list[dict[str, Any]] = data.get("streams") or []
+    fmt: dict[str, Any] = data.get("format") or {}
+    # Cover art in audio files shows up as a one-picture video stream.
+    videos = [
+        s
+        for s in streams
+        if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
+    ]
+    audios = [s for s in streams if s.get("codec_type") == "audio"]
+    if not videos:
+        raise InvalidMedia(path, "has no video stream" + (" (audio only)" if audios else ""))
+    video = videos[0]
+    width, height = int(video.get("width") or 0), int(video.get("height") or 0)
+    if width <= 0 or height <= 0:
+        raise InvalidMedia(path, "could not be decoded: the video stream has no frame size")
+    sar = _rational(video.get("sample_aspect_ratio"))
+    sar = sar if sar > 0 else Fraction(1)
+    if _rotation(video) % 180 != 0:
+        # FFmpeg rotates the frames when decoding; describe what it will hand us.
+        width, height, sar = height, width, 1 / sar
+    duration = _number(video.get("duration")) or _number(fmt.get("duration"))
+    if duration is None or duration <= 0:
+        raise InvalidMedia(path, "has no duration (is it a still image or an empty video?)")
+    audio = audios[0] if audios else None
+    return MediaInfo(
+        format_name=str(fmt.get("format_name", "")),
+        duration=duration,
+        size_bytes=int(_number(fmt.get("size")) or 0),
+        video_codec=str(video.get("codec_name", "unknown")),
+        width=width,
+        height=height,
+        fps=_frame_rate(video),
+        sar=sar,
+        has_audio=audio is not None,
+        audio_codec=str(audio.get("codec_name", "unknown")) if audio else None,
+        audio_channels=int(audio["channels"]) if audio and audio.get("channels") else None,
+        audio_rate=int(audio["sample_rate"]) if audio and audio.get("sample_rate") else None,
+        pix_fmt=video.get("pix_fmt"),
+        video_bitrate=int(_number(video.get("bit_rate")) or 0) or None,
+        extradata_hash=video.get("extradata_hash"),
+    )
+
+
+def probe(path: Path, ffprobe: str = "ffprobe") -> MediaInfo:
+    """Describe a local clip; raise InvalidMedia when it is not a usable video."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as file:
+            head = file.read(_SNIFF_BYTES)
+    except FileNotFoundError:
+        raise InvalidMedia(path, "does not exist") from None
+    except IsADirectoryError:
+        raise InvalidMedia(path, "is a directory, not a file") from None
+    if size == 0:
+        raise InvalidMedia(path, "is empty (0 bytes)")
+    reason = _sniff(head)
+    if reason:
+        raise InvalidMedia(path, reason)
+    try:
+        result = subprocess.run(
+            probe_argv(path, ffprobe),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise InvalidMedia(path, f"could not be probed within {PROBE_TIMEOUT_S:g} s") from None
+    stderr = result.stderr.decode("utf-8", errors="replace")
+    if result.returncode != 0:
+        rejected = _DEMUXER_REJECTED.search(stderr)
+        if rejected:
+            raise InvalidMedia(
+                path,
+                f"is not a supported video file (detected format: {rejected.group(1)}; "
+                "expected MP4, MOV, Matroska or WebM)",
+            )
+        raise InvalidMedia(path, f"could not be decoded: {_ffmpeg_reason(stderr, path)}")
+    try:
+        data = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        raise InvalidMedia(path, "could not be decoded: ffprobe returned no description") from None
+    return parse_probe(path, data)
+
+
+def check_decodable(path: Path, ffmpeg: str = "ffmpeg") -> None:
+    """Decode the first second of the clip; raise InvalidMedia at the first decoding error."""
+    try:
+        run_ffmpeg(decode_check_argv(path, ffmpeg), timeout_s=DECODE_TIMEOUT_S)
+    except FFmpegError as error:
+        detail = _ffmpeg_reason(error.stderr, path) if error.stderr.strip() else error.reason
+        raise InvalidMedia(path, f"could not be decoded: {detail}") from error
+
+
+def probe_and_check(path: Path, ffprobe: str = "ffprobe", ffmpeg: str = "ffmpeg") -> MediaInfo:
+    """`probe`, then `check_decodable`: the clip is described and its first frames decode."""
+    info = probe(path, ffprobe)
+    check_decodable(path, ffmpeg)
+    return info

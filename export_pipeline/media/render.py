@@ -1,0 +1,319 @@
+"""Render an export: one segment per clip, then one join by stream copy.
+
+`render_video` does the whole thing in a private scratch directory. `render_segment` and
+`join_segments` are the two halves, for a pipeline that encodes (and caches) clips as
+separate steps: every segment of one join must be made with the same EncodeSettings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from export_pipeline.media.commands import (
+    EncodeSettings,
+    SegmentJob,
+    concat_argv,
+    concat_list,
+    copy_segment_argv,
+    frame_count,
+    segment_argv,
+)
+from export_pipeline.media.probe import MediaInfo, probe
+from export_pipeline.media.runner import FFmpegError, run_ffmpeg
+
+Progress = Callable[[float], None]
+
+# Share of the overall progress given to encoding the segments; the join gets the rest.
+SEGMENTS_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class RenderInput:
+    """One clip of an export, as probed; `label` names it in errors ("clip 3 (scene 7)")."""
+
+    path: Path
+    trim_start: float
+    duration: float | None
+    info: MediaInfo
+    label: str
+    content_hash: str | None = None  # of the source file; enables the segment cache
+
+
+class SegmentCache(Protocol):
+    """Where rendered segments are kept between exports (keyed by source content, trim and
+    encoder settings), so a re-export only renders the clips that changed."""
+
+    def fetch(self, key: str, video_out: Path, audio_out: Path) -> bool: ...
+
+    def store(self, key: str, video_out: Path, audio_out: Path) -> None: ...
+
+
+class ClipError(ValueError):
+    """A clip spec that cannot be rendered; the message starts with the clip's label."""
+
+    def __init__(self, label: str, problem: str) -> None:
+        self.label = label
+        self.problem = problem
+        super().__init__(f"{label}: {problem}")
+
+
+@dataclass
+class RenderResult:
+    output: Path
+    duration_s: float
+    size_bytes: int
+    frames: int
+    segments: int
+    settings: EncodeSettings
+    reused_segments: int = 0
+    stream_copy: bool = False
+
+
+def _secs(value: float) -> str:
+    """9 -> "9.0", 2.125 -> "2.125": readable seconds for messages."""
+    text = f"{value:.3f}".rstrip("0")
+    return text + "0" if text.endswith(".") else text
+
+
+def effective_duration(inp: RenderInput) -> float:
+    """Seconds of the clip used: the requested duration, cut at the end of the clip.
+
+    Raises ClipError when the trim or the duration make no sense for this clip.
+    """
+    length = inp.info.duration
+    if not math.isfinite(inp.trim_start) or inp.trim_start < 0:
+        raise ClipError(inp.label, f"trim_start {inp.trim_start} s must be a number >= 0")
+    if inp.trim_start >= length:
+        raise ClipError(
+            inp.label,
+            f"trim_start {_secs(inp.trim_start)} s is beyond the clip's length {_secs(length)} s",
+        )
+    available = length - inp.trim_start
+    if inp.duration is None:
+        return available
+    if not math.isfinite(inp.duration) or inp.duration <= 0:
+        raise ClipError(inp.label, f"duration {inp.duration} s must be a number > 0")
+    return min(inp.duration, available)
+
+
+def segment_job(inp: RenderInput, video_out: Path, audio_out: Path) -> SegmentJob:
+    """The encoding job for one clip (raises ClipError for an impossible trim)."""
+    return SegmentJob(
+        source=inp.path,
+        trim_start=inp.trim_start,
+        duration=effective_duration(inp),
+        has_audio=inp.info.has_audio,
+        video_out=video_out,
+        audio_out=audio_out,
+        width=inp.info.width,
+        height=inp.info.height,
+        sar=inp.info.sar,
+    )
+
+
+def can_copy(inp: RenderInput, settings: EncodeSettings) -> bool:
+    """Whether the clip's video can go into the export untouched: H.264 yuv420p with square
+    pixels at the target size and rate, within the quality's bitrate cap, used whole."""
+    info = inp.info
+    whole = inp.trim_start == 0 and (
+        inp.duration is None or inp.duration >= info.duration - 1 / float(settings.fps)
+    )
+    return (
+        whole
+        and info.video_codec == "h264"
+        and info.pix_fmt == "yuv420p"
+        and (info.width, info.height) == (settings.width, settings.height)
+        and info.sar == 1
+        and info.fps == settings.fps
+        and info.video_bitrate is not None
+        and info.video_bitrate <= settings.maxrate * 1.1
+        and info.extradata_hash is not None
+    )
+
+
+def copy_path(inputs: list[RenderInput], settings: EncodeSettings) -> bool:
+    """Stream copy is only safe when every clip qualifies and all share one set of H.264
+    headers: the joined file carries the first clip's headers for all of them."""
+    return all(can_copy(i, settings) for i in inputs) and (
+        len({i.info.extradata_hash for i in inputs}) == 1
+    )
+
+
+def segment_key(inp: RenderInput, settings: EncodeSettings, copy: bool) -> str | None:
+    if not inp.content_hash:
+        return None
+    length = "end" if inp.duration is None else f"{inp.duration:.3f}"
+    mode = "copy" if copy else settings.cache_key()
+    return f"{inp.content_hash}/{inp.trim_start:.3f}-{length}-{mode}"
+
+
+def render_segment(
+    inp: RenderInput,
+    settings: EncodeSettings,
+    video_out: Path,
+    audio_out: Path,
+    *,
+    on_progress: Progress | None = None,
+    ffmpeg: str = "ffmpeg",
+    timeout_s: float | None = None,
+    copy: bool = False,
+) -> int:
+    """Encode one clip into its video (.mp4) and audio (.wav) segments; return the frames.
+    With `copy` (see `can_copy`) the video is stream-copied instead of encoded.
+
+    An FFmpegError raised here carries a note naming the clip.
+    """
+    job = segment_job(inp, video_out, audio_out)
+    frames = frame_count(job.duration, settings.fps)
+    argv = (
+        copy_segment_argv(job, settings, frames, ffmpeg)
+        if copy
+        else segment_argv(job, settings, ffmpeg)
+    )
+    try:
+        run_ffmpeg(
+            argv,
+            duration_s=job.duration,
+            on_progress=on_progress,
+            timeout_s=timeout_s,
+        )
+    except FFmpegError as error:
+        error.add_note(f"while encoding {inp.label}")
+        raise
+    return frames
+
+
+def join_segments(
+    video_segments: list[Path],
+    audio_segments: list[Path],
+    output: Path,
+    settings: EncodeSettings,
+    *,
+    duration_s: float | None = None,
+    on_progress: Progress | None = None,
+    ffmpeg: str = "ffmpeg",
+    timeout_s: float | None = None,
+) -> None:
+    """Concatenate segments (in order) into `output`, which appears only when complete.
+
+    The concat lists are written next to the segments (each kind in one directory) and
+    removed afterwards; `duration_s` is the expected total, for progress.
+    """
+    if len(video_segments) != len(audio_segments):
+        raise ValueError(
+            f"{len(video_segments)} video segments but {len(audio_segments)} audio segments"
+        )
+    lists: list[Path] = []
+    partial = output.with_name(f".{output.stem}.partial{output.suffix}")
+    try:
+        for segments, kind in ((video_segments, "video"), (audio_segments, "audio")):
+            text = concat_list(segments)
+            with tempfile.NamedTemporaryFile(
+                "w", dir=segments[0].parent, prefix=f"{kind}-", suffix=".ffconcat", delete=False
+            ) as handle:
+                lists.append(Path(handle.name))
+                handle.write(text)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        run_ffmpeg(
+            concat_argv(lists[0], lists[1], partial, settings, ffmpeg),
+            duration_s=duration_s,
+            on_progress=on_progress,
+            timeout_s=timeout_s,
+        )
+        os.replace(partial, output)
+    finally:
+        for path in [*lists, partial]:
+            path.unlink(missing_ok=True)
+
+
+def _share(on_progress: Progress | None, start: float, span: float) -> Progress | None:
+    if on_progress is None:
+        return None
+    return lambda fraction: on_progress(min(1.0, start + span * fraction))
+
+
+def render_video(
+    inputs: list[RenderInput],
+    settings: EncodeSettings,
+    work_dir: Path,
+    output: Path,
+    *,
+    on_progress: Progress | None = None,
+    ffmpeg: str = "ffmpeg",
+    ffprobe: str = "ffprobe",
+    timeout_s: float | None = None,
+    cache: SegmentCache | None = None,
+) -> RenderResult:
+    """Render `inputs` in order into `output` (an MP4); `timeout_s` applies per FFmpeg run.
+
+    Progress: encoding the segments is 90 % of the work, shared by clip duration; the join
+    is the last 10 %. Intermediate files live in a scratch directory inside `work_dir` that
+    is removed at the end, whether the render succeeded or not.
+    """
+    if not inputs:
+        raise ValueError("nothing to render: no clips")
+    durations = [effective_duration(inp) for inp in inputs]  # ClipError before any work
+    total = sum(durations)
+    copy = copy_path(inputs, settings)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="render-", dir=work_dir))
+    try:
+        videos: list[Path] = []
+        audios: list[Path] = []
+        frames = 0
+        done = 0.0
+        reused = 0
+        for index, (inp, duration) in enumerate(zip(inputs, durations, strict=True)):
+            videos.append(scratch / f"segment-{index:04d}.mp4")
+            audios.append(scratch / f"segment-{index:04d}.wav")
+            span = SEGMENTS_SHARE * duration / total
+            key = segment_key(inp, settings, copy) if cache else None
+            if key and cache.fetch(key, videos[-1], audios[-1]):
+                frames += frame_count(duration, settings.fps)
+                reused += 1
+            else:
+                frames += render_segment(
+                    inp,
+                    settings,
+                    videos[-1],
+                    audios[-1],
+                    on_progress=_share(on_progress, done, span),
+                    ffmpeg=ffmpeg,
+                    timeout_s=timeout_s,
+                    copy=copy,
+                )
+                if key:
+                    cache.store(key, videos[-1], audios[-1])
+            done += span
+            if on_progress:
+                on_progress(done)
+        join_segments(
+            videos,
+            audios,
+            output,
+            settings,
+            duration_s=frames / settings.fps,
+            on_progress=_share(on_progress, SEGMENTS_SHARE, 1 - SEGMENTS_SHARE),
+            ffmpeg=ffmpeg,
+            timeout_s=timeout_s,
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    info = probe(output, ffprobe)
+    return RenderResult(
+        output=output,
+        duration_s=info.duration,
+        size_bytes=output.stat().st_size,
+        frames=frames,
+        segments=len(inputs),
+        settings=settings,
+        reused_segments=reused,
+        stream_copy=copy,
+    )
