@@ -1,0 +1,178 @@
+"""`encoded_video`: the clips trimmed, fitted to the frame, joined and encoded to one MP4.
+
+The step reads the archived clips listed in the partition's manifest (never the CDN),
+renders with FFmpeg (see `export_pipeline.media`), and stores the result at
+`work/exp-<id>/encoded.mp4` with a small JSON record beside it for `published_video`.
+A retried attempt uses safer encoder settings (`encode_settings(attempt=...)`).
+"""
+
+import time
+from dataclasses import asdict
+from fractions import Fraction
+from pathlib import Path
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, RetryPolicy, asset
+
+from export_pipeline.clips.assets import downloaded_clips_key, manifest_key
+from export_pipeline.intake.partitions import export_partitions
+from export_pipeline.media.commands import encode_settings
+from export_pipeline.media.layout import choose_frame_rate
+from export_pipeline.media.probe import probe
+from export_pipeline.media.render import ClipError, RenderInput, render_video
+from export_pipeline.media.runner import FFmpegError
+from export_pipeline.resources import AppDatabase, MediaTools, StorageResource
+from export_pipeline.storage import ObjectNotFound, Storage
+from export_pipeline.tracking import ExportError, ExportStep, export_step
+
+PROGRESS_BAND = (25, 90)
+
+
+def encoded_key(partition_key: str) -> str:
+    return f"work/{partition_key}/encoded.mp4"
+
+
+def encoded_record_key(partition_key: str) -> str:
+    return f"work/{partition_key}/encoded.json"
+
+
+class StorageSegmentCache:
+    """Rendered segments kept in our storage (`segments/<clip sha256>/<trim>-<length>-<mode>`),
+    shared by every export: a re-export or backfill at the same settings renders only the
+    clips that changed, and stitches the rest by stream copy."""
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+
+    def fetch(self, key: str, video_out: Path, audio_out: Path) -> bool:
+        try:
+            self.storage.get_file(f"segments/{key}.mp4", video_out)
+            self.storage.get_file(f"segments/{key}.wav", audio_out)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def store(self, key: str, video_out: Path, audio_out: Path) -> None:
+        # Audio first: a segment counts as cached once its video exists.
+        self.storage.put_file(audio_out, f"segments/{key}.wav", content_type="audio/wav")
+        self.storage.put_file(video_out, f"segments/{key}.mp4", content_type="video/mp4")
+
+
+def encode(
+    step: ExportStep, storage: Storage, media: MediaTools, attempt: int
+) -> MaterializeResult:
+    started = time.monotonic()
+    spec = step.spec
+    try:
+        manifest = storage.get_json(manifest_key(step.partition_key))
+    except ObjectNotFound as exc:
+        raise ExportError(
+            "the clip manifest is missing: materialize downloaded_clips for this partition first",
+            permanent=True,
+        ) from exc
+    entries = {entry["position"]: entry for entry in manifest["clips"]}
+
+    with media.temp_dir(f"export-{step.partition_key}-encode") as scratch:
+        work = Path(scratch)
+        inputs = []
+        for clip in spec.ordered_clips:
+            entry = entries.get(clip.position)
+            if entry is None or entry["url"] != clip.url:
+                raise ExportError(
+                    f"{clip.label} is not in the clip manifest: re-run downloaded_clips",
+                    permanent=True,
+                )
+            local = work / f"source-{clip.position:04d}.mp4"
+            storage.get_file(entry["key"], local)
+            info = probe(local, ffprobe=media.ffprobe)
+            inputs.append(
+                RenderInput(
+                    path=local,
+                    trim_start=clip.trim_start,
+                    duration=clip.duration,
+                    info=info,
+                    label=clip.label,
+                    content_hash=entry["sha256"],
+                )
+            )
+        fps = choose_frame_rate([i.info.fps for i in inputs], cap=Fraction(media.max_fps))
+        settings = encode_settings(
+            spec.resolution, spec.aspect_ratio, spec.quality, fps, media.x264_preset, attempt
+        )
+        step.context.log.info(
+            f"{step.partition_key}: encoding {len(inputs)} clips at {settings.width}x"
+            f"{settings.height} {float(fps):.3f} fps (attempt {attempt + 1}, {settings})"
+        )
+        output = work / "encoded.mp4"
+        try:
+            result = render_video(
+                inputs,
+                settings,
+                work / "segments",
+                output,
+                on_progress=step.progress,
+                ffmpeg=media.ffmpeg,
+                ffprobe=media.ffprobe,
+                timeout_s=media.ffmpeg_timeout_s,
+                cache=StorageSegmentCache(storage),
+            )
+        except ClipError as exc:
+            raise ExportError(str(exc), permanent=True) from exc
+        except FFmpegError as exc:
+            raise ExportError(f"FFmpeg failed: {exc}", permanent=False) from exc
+        storage.put_file(output, encoded_key(step.partition_key), content_type="video/mp4")
+
+    seconds = round(time.monotonic() - started, 2)
+    record = {
+        "key": encoded_key(step.partition_key),
+        "bytes": result.size_bytes,
+        "duration_s": result.duration_s,
+        "frames": result.frames,
+        "width": settings.width,
+        "height": settings.height,
+        "fps": str(settings.fps),
+        "settings": {k: str(v) for k, v in asdict(settings).items()},
+        "attempt": attempt + 1,
+        "clip_count": len(inputs),
+        "reused_segments": result.reused_segments,
+        "stream_copy": result.stream_copy,
+        "seconds": seconds,
+    }
+    storage.put_json(encoded_record_key(step.partition_key), record)
+    return MaterializeResult(
+        metadata={
+            "duration_s": round(result.duration_s, 3),
+            "bytes": result.size_bytes,
+            "frame_size": f"{settings.width}x{settings.height}",
+            "fps": float(settings.fps),
+            "frames": result.frames,
+            "encoder_settings": MetadataValue.json(record["settings"]),
+            "attempt": attempt + 1,
+            "reused_segments": result.reused_segments,
+            "stream_copy": result.stream_copy,
+            "seconds": seconds,
+        }
+    )
+
+
+def build_encoded_video(retry_policy: RetryPolicy):
+    @asset(
+        name="encoded_video",
+        partitions_def=export_partitions,
+        group_name="export",
+        deps=[downloaded_clips_key],
+        retry_policy=retry_policy,
+        description="The clips trimmed, fitted, joined and encoded (H.264/AAC MP4, faststart).",
+        kinds={"ffmpeg"},
+    )
+    def encoded_video(
+        context: AssetExecutionContext,
+        app_db: AppDatabase,
+        storage: StorageResource,
+        media: MediaTools,
+    ) -> MaterializeResult:
+        with export_step(
+            context, app_db, "encoded_video", PROGRESS_BAND, retry_policy.max_retries
+        ) as step:
+            return encode(step, storage.open(), media, context.retry_number)
+
+    return encoded_video

@@ -1,0 +1,133 @@
+"""Request intake: new `export_requests` rows become dynamic partitions and runs.
+
+`export_requests_sensor` reads rows after its cursor (the last id handed over) in
+batches, validates each, adds its partition and requests its run in one `SensorResult`
+(`run_key` = partition key, so a re-evaluated tick never launches twice), and marks the
+row `queued`. An invalid row is marked `failed` with the reason and skipped: it never
+stops the sensor; a row the app already asked to cancel ends `canceled` without a run.
+With a daily limit, a row beyond the user's limit ends `rejected` with the time they can
+export again (`ratelimit.py`).
+`supervision.py` holds the sensors that keep rows and runs in agreement afterwards.
+"""
+
+from __future__ import annotations
+
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from export_pipeline.appdb import status as st
+from export_pipeline.appdb.store import RequestStore, utcnow
+from export_pipeline.intake.partitions import export_partitions, partition_key
+from export_pipeline.intake.ratelimit import (
+    COUNTED_STATUSES,
+    WINDOW,
+    RateLimiter,
+    history_from_rows,
+)
+from export_pipeline.intake.spec import InvalidRequest, parse_request
+from export_pipeline.resources import AppDatabase
+from export_pipeline.tracking import CANCELED_MESSAGE
+
+JOB_NAME = "export_video_job"
+
+
+def run_tags(spec) -> dict[str, str]:
+    return {
+        "export/request_id": str(spec.request_id),
+        "export/user_id": spec.user_id,
+        "export/project_id": spec.project_id,
+    }
+
+
+def rate_limiter(store: RequestStore, rows: list[dict], daily_limit: int) -> RateLimiter:
+    """The limit for one tick: the batch's users' counted exports of the last 24 h,
+    except the batch's own rows (they are counted as they are admitted)."""
+    now = utcnow()
+    if daily_limit <= 0:
+        return RateLimiter(0, now)
+    recent = store.recent_exports(
+        {str(row["user_id"]) for row in rows},
+        since=now - WINDOW,
+        statuses=COUNTED_STATUSES,
+        exclude_ids=[int(row["id"]) for row in rows],
+    )
+    return RateLimiter(daily_limit, now, history_from_rows(recent))
+
+
+def build_export_requests_sensor(batch_size: int = 50, interval_s: int = 5, daily_limit: int = 0):
+    """`daily_limit`: exports per user in a rolling 24 h (0 = no limit)."""
+
+    @sensor(
+        name="export_requests_sensor",
+        job_name=JOB_NAME,
+        minimum_interval_seconds=interval_s,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Turns new export_requests rows into partitions and runs.",
+    )
+    def export_requests_sensor(context: SensorEvaluationContext, app_db: AppDatabase):
+        store = app_db.store()
+        cursor = int(context.cursor or 0)
+        rows = store.candidates(cursor, batch_size)
+        if not rows:
+            return SkipReason(f"no new export requests after id {cursor}")
+
+        limiter = rate_limiter(store, rows, daily_limit)
+        run_requests: list[RunRequest] = []
+        new_keys: list[str] = []
+        for row in rows:
+            request_id = int(row["id"])
+            try:
+                spec = parse_request(row)
+            except InvalidRequest as exc:
+                store.transition(
+                    request_id, st.FAILED, error_message=str(exc), completed_at=utcnow()
+                )
+                context.log.warning(f"export request {request_id} rejected: {exc}")
+                cursor = max(cursor, request_id)
+                continue
+            except Exception as exc:  # unexpected: stop here, this row is tried next tick
+                context.log.error(f"export request {request_id} could not be read: {exc!r}")
+                break
+            if row.get("cancel_requested_at") is not None:
+                store.transition(
+                    request_id, st.CANCELED, error_message=CANCELED_MESSAGE, completed_at=utcnow()
+                )
+                cursor = max(cursor, request_id)
+                continue
+            # An operator's `retry` (requeued_at) overrides the limit; the export still counts.
+            if row["status"] == st.PENDING and not row.get("requeued_at"):
+                refusal = limiter.admit(str(row["user_id"]), row.get("created_at"))
+                if refusal:
+                    store.transition(
+                        request_id, st.REJECTED, error_message=refusal, completed_at=utcnow()
+                    )
+                    context.log.info(f"export request {request_id} rejected: {refusal}")
+                    cursor = max(cursor, request_id)
+                    continue
+            else:  # re-queued, or queued by an earlier tick whose cursor was lost
+                limiter.record(str(row["user_id"]), row.get("created_at"))
+            key = partition_key(request_id)
+            new_keys.append(key)
+            # A re-queued export needs a run key of its own: the first one was used.
+            requeued = row.get("requeued_at")
+            run_key = f"{key}@{requeued.isoformat()}" if requeued else key
+            run_requests.append(RunRequest(partition_key=key, run_key=run_key, tags=run_tags(spec)))
+            store.transition(request_id, st.QUEUED)
+            cursor = max(cursor, request_id)
+
+        context.log.info(f"{len(run_requests)} export(s) queued; cursor at id {cursor}")
+        return SensorResult(
+            run_requests=run_requests,
+            dynamic_partitions_requests=[export_partitions.build_add_request(new_keys)]
+            if new_keys
+            else [],
+            cursor=str(cursor),
+        )
+
+    return export_requests_sensor

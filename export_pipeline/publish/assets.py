@@ -1,0 +1,190 @@
+"""`published_video`: the encoded MP4 at its stable key, its URL on the request row.
+
+One key per request (`videos/exp-<id>.mp4`): publishing again (re-execution, backfill)
+replaces the object atomically, never leaving two videos or a partial one. Next to it,
+`videos/exp-<id>.jpg` is the poster (a frame about 1 s in, see `media/poster.py`), made
+from a local copy of the encoded video; its URL goes to the row with the video's, in the
+same transition to `complete`. A poster FFmpeg cannot make is logged and skipped: it never
+holds back the video.
+"""
+
+import base64
+import time
+from pathlib import Path
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    asset,
+)
+
+from export_pipeline.appdb import status as st
+from export_pipeline.appdb.store import utcnow
+from export_pipeline.clips.assets import manifest_key
+from export_pipeline.encode.assets import encoded_record_key
+from export_pipeline.intake.partitions import export_partitions
+from export_pipeline.media.poster import THUMBNAIL_WIDTH, make_poster, poster_time
+from export_pipeline.media.runner import FFmpegError
+from export_pipeline.resources import AppDatabase, MediaTools, StorageResource
+from export_pipeline.storage import ObjectNotFound, Storage
+from export_pipeline.tracking import ExportError, ExportStep, check_not_canceled, export_step
+
+PROGRESS_BAND = (90, 100)
+
+
+def video_key(partition_key: str) -> str:
+    return f"videos/{partition_key}.mp4"
+
+
+def poster_key(partition_key: str) -> str:
+    return f"videos/{partition_key}.jpg"
+
+
+def thumbnail_markdown(jpeg: bytes) -> str:
+    """Markdown showing a small JPEG inline (a data: URI, so the Dagster UI renders it
+    whatever the storage: a file:// URL would not load in the browser)."""
+    return f"![poster](data:image/jpeg;base64,{base64.b64encode(jpeg).decode('ascii')})"
+
+
+def make_posters(
+    step: ExportStep, video: Path, duration_s: float, media: MediaTools
+) -> tuple[Path, bytes] | None:
+    """The poster and a 320 px thumbnail of it (JPEG bytes), or None if FFmpeg failed."""
+    at_s = poster_time(duration_s)
+    poster, thumbnail = video.with_name("poster.jpg"), video.with_name("thumbnail.jpg")
+    try:
+        make_poster(video, poster, at_s, ffmpeg=media.ffmpeg)
+        make_poster(video, thumbnail, at_s, width=THUMBNAIL_WIDTH, ffmpeg=media.ffmpeg)
+    except FFmpegError as exc:
+        step.context.log.warning(f"{step.partition_key}: no poster, publishing without: {exc}")
+        return None
+    return poster, thumbnail.read_bytes()
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def check_quota(storage: Storage, quota_bytes: int, new_bytes: int, replaced_bytes: int) -> None:
+    """Refuse to publish past the storage quota, saying how big the video is and what is used."""
+    if not quota_bytes:
+        return
+    used = storage.total_bytes()
+    if used - replaced_bytes + new_bytes > quota_bytes:
+        raise ExportError(
+            f"storage is full: this video is {human_bytes(new_bytes)} and {human_bytes(used)} "
+            f"of the {human_bytes(quota_bytes)} quota are used; delete old exports or upgrade "
+            "the storage plan, then export again",
+            permanent=True,
+        )
+
+
+def publish(
+    step: ExportStep, storage: Storage, media: MediaTools, quota_bytes: int = 0
+) -> MaterializeResult:
+    started = time.monotonic()
+    try:
+        encoded = storage.get_json(encoded_record_key(step.partition_key))
+        clips = storage.get_json(manifest_key(step.partition_key))
+    except ObjectNotFound as exc:
+        raise ExportError(
+            f"{exc}: materialize encoded_video for this partition first", permanent=True
+        ) from exc
+    key, pkey = video_key(step.partition_key), poster_key(step.partition_key)
+    with media.temp_dir(f"export-{step.partition_key}-publish") as scratch:
+        local = Path(scratch) / "encoded.mp4"
+        try:
+            storage.get_file(encoded["key"], local)
+        except ObjectNotFound as exc:
+            raise ExportError(
+                f"{exc}: materialize encoded_video for this partition first", permanent=True
+            ) from exc
+        posters = make_posters(step, local, encoded["duration_s"], media)
+        poster_bytes = posters[0].stat().st_size if posters else 0
+        replaced = (storage.size(key) or 0) + (storage.size(pkey) or 0)
+        check_quota(storage, quota_bytes, encoded["bytes"] + poster_bytes, replaced)
+        check_not_canceled(step.store, step.request_id)  # last chance before it is visible
+        storage.copy(encoded["key"], key)
+        if posters:
+            storage.put_file(posters[0], pkey, content_type="image/jpeg")
+        else:
+            storage.delete(pkey)  # an earlier export's poster would show the wrong video
+    url = storage.url(key)
+    size = storage.size(key)
+    poster_url = storage.url(pkey) if posters else None
+    changed = step.store.transition(
+        step.request_id,
+        st.COMPLETE,
+        only_run_id=step.context.run_id,
+        video_url=url,
+        poster_url=poster_url,
+        output_bytes=size,
+        output_duration_s=encoded["duration_s"],
+        progress=100,
+        error_message=None,
+        completed_at=utcnow(),
+    )
+    if not changed:
+        row = step.store.get(step.request_id) or {}
+        raise ExportError(
+            f"the request is {row.get('status')} (run {row.get('run_id')}); not marking it "
+            "complete from this run",
+            permanent=True,
+        )
+    seconds = round(time.monotonic() - started, 2)
+    step.context.log.info(f"{step.partition_key}: published {size} bytes at {url}")
+    spec = step.spec
+    poster_metadata: dict = {"poster": MetadataValue.md("(no poster: FFmpeg failed, see logs)")}
+    if posters and poster_url:
+        poster_metadata = {
+            "poster": MetadataValue.md(thumbnail_markdown(posters[1])),
+            "poster_url": MetadataValue.url(poster_url),
+            "poster_at_s": poster_time(encoded["duration_s"]),
+        }
+    return MaterializeResult(
+        metadata={
+            "url": MetadataValue.url(url),
+            **poster_metadata,
+            "storage_key": key,
+            "bytes": size,
+            "duration_s": round(encoded["duration_s"], 3),
+            "resolution": f"{spec.resolution} {spec.aspect_ratio} "
+            f"({encoded['width']}x{encoded['height']})",
+            "quality": spec.quality,
+            "clip_count": encoded["clip_count"],
+            "seconds_download": clips.get("seconds"),
+            "seconds_encode": encoded["seconds"],
+            "seconds_publish": seconds,
+        }
+    )
+
+
+def build_published_video(retry_policy: RetryPolicy):
+    @asset(
+        name="published_video",
+        partitions_def=export_partitions,
+        group_name="export",
+        deps=[AssetKey("encoded_video")],
+        retry_policy=retry_policy,
+        description="The finished video and its poster in storage; their URLs are written to "
+        "the request row.",
+    )
+    def published_video(
+        context: AssetExecutionContext,
+        app_db: AppDatabase,
+        storage: StorageResource,
+        media: MediaTools,
+    ) -> MaterializeResult:
+        with export_step(
+            context, app_db, "published_video", PROGRESS_BAND, retry_policy.max_retries
+        ) as step:
+            return publish(step, storage.open(), media, storage.quota_bytes)
+
+    return published_video
