@@ -1,0 +1,132 @@
+"""The Dagster entry point: `export_pipeline.definitions:defs` (see workspace.yaml).
+
+request row -> `export_requests_sensor` -> dynamic partition `exp-<id>` -> run of
+`export_video_job`: downloaded_clips -> encoded_video -> published_video.
+Configuration comes from environment variables through `Settings`; the code path is the
+same for the embedded default and production, only the resources' values differ.
+"""
+
+from __future__ import annotations
+
+from dagster import (
+    AssetSelection,
+    Backoff,
+    Definitions,
+    Jitter,
+    RetryPolicy,
+    define_asset_job,
+    in_process_executor,
+)
+
+from export_pipeline.clips.assets import build_downloaded_clips
+from export_pipeline.encode.assets import build_encoded_video
+from export_pipeline.intake.partitions import export_partitions
+from export_pipeline.intake.sensors import JOB_NAME, build_export_requests_sensor
+from export_pipeline.intake.supervision import (
+    build_export_cancel_sensor,
+    build_export_canceled_run_sensor,
+    build_export_failure_sensor,
+    build_export_sweeper_sensor,
+)
+from export_pipeline.notify import build_export_webhook_sensor
+from export_pipeline.ops import build_export_metrics, build_retention_defs
+from export_pipeline.publish.assets import build_published_video
+from export_pipeline.resources import AppDatabase, ClipDownloads, MediaTools, StorageResource
+from export_pipeline.settings import Settings
+
+
+def build_resources(settings: Settings) -> dict:
+    return {
+        "app_db": AppDatabase(url=settings.db_url, heartbeat_s=settings.heartbeat_s),
+        "storage": StorageResource(
+            backend=settings.storage_backend,
+            local_root=str(settings.local_storage_root),
+            s3_bucket=settings.s3_bucket,
+            s3_prefix=settings.s3_prefix,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
+            url_expiry_seconds=settings.url_expiry_seconds,
+            quota_bytes=settings.storage_quota_bytes,
+        ),
+        "media": MediaTools(
+            ffmpeg=settings.ffmpeg,
+            ffprobe=settings.ffprobe,
+            x264_preset=settings.x264_preset,
+            max_fps=settings.max_fps,
+            work_dir=str(settings.work_dir) if settings.work_dir else None,
+            ffmpeg_timeout_s=settings.ffmpeg_timeout_s,
+        ),
+        "downloads": ClipDownloads(
+            concurrency=settings.download_concurrency,
+            max_clip_bytes=settings.max_clip_bytes,
+            max_total_duration_s=settings.max_total_duration_s,
+            connect_timeout_s=settings.connect_timeout_s,
+            read_timeout_s=settings.read_timeout_s,
+            allow_http=settings.allow_http,
+            allow_private_hosts=settings.allow_private_hosts,
+            allowed_hosts=list(settings.allowed_hosts),
+            private_networks=list(settings.private_networks),
+        ),
+    }
+
+
+def build_definitions(settings: Settings) -> Definitions:
+    # 3 retries, 40 s base, exponential ((2^n - 1) x 40 s): waits of about 40 s, 2 min and
+    # 4.7 min, the closest Dagster's backoff gets to the product doc's 30 s / 2 min / 5 min.
+    retry = RetryPolicy(
+        max_retries=settings.max_retries,
+        delay=settings.retry_delay_s,
+        backoff=Backoff.EXPONENTIAL,
+        jitter=Jitter.PLUS_MINUS if settings.retry_delay_s >= 5 else None,
+    )
+    assets = [
+        build_downloaded_clips(retry),
+        build_encoded_video(retry),
+        build_published_video(retry),
+    ]
+    job = define_asset_job(
+        JOB_NAME,
+        selection=AssetSelection.groups("export"),
+        partitions_def=export_partitions,
+        # The three steps run one after another; one process per run starts faster.
+        executor_def=in_process_executor,
+        description="Export one request: download clips, encode, publish.",
+    )
+    sensors = [
+        build_export_requests_sensor(
+            settings.sensor_batch_size,
+            settings.sensor_interval_s,
+            daily_limit=settings.daily_export_limit,
+        ),
+        build_export_failure_sensor(job),
+        build_export_canceled_run_sensor(job),
+        build_export_cancel_sensor(settings.sensor_interval_s),
+        build_export_sweeper_sensor(settings.stall_timeout_s, settings.sweeper_interval_s),
+    ]
+    if settings.webhook_url:
+        sensors.append(
+            build_export_webhook_sensor(
+                settings.webhook_url,
+                settings.webhook_secret or "",
+                max_attempts=settings.webhook_max_attempts,
+                backoff_base_s=settings.webhook_backoff_s,
+                backoff_max_s=settings.webhook_max_backoff_s,
+                timeout_s=settings.webhook_timeout_s,
+                interval_s=settings.webhook_interval_s,
+            )
+        )
+    # Operations: KPIs (hourly, with checks against the product doc's targets), retention
+    # of old exports and of scratch files (daily).
+    metrics = build_export_metrics()
+    retention = build_retention_defs(settings.retention_days, settings.temp_max_age_hours)
+    return Definitions(
+        assets=[*assets, *metrics["assets"]],
+        asset_checks=metrics["asset_checks"],
+        jobs=[job, *metrics["jobs"], *retention["jobs"]],
+        schedules=[*metrics["schedules"], *retention["schedules"]],
+        sensors=sensors,
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions(Settings.from_env())
