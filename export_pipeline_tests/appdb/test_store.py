@@ -1,0 +1,137 @@
+from sqlalchemy import inspect, text
+
+from export_pipeline.appdb import status as st
+from export_pipeline.appdb.store import RequestStore, parse_clips
+
+CLIPS = [{"url": "https://cdn.example/a.mp4", "scene_number": 1}]
+
+
+def new_store(url: str) -> RequestStore:
+    store = RequestStore.from_url(url)
+    store.create_schema()
+    store.create_schema()  # idempotent
+    return store
+
+
+def test_schema_defaults_and_indexes(db_url):
+    store = new_store(db_url)
+    request_id = store.insert(
+        project_id="p1", user_id="u1", resolution="1080p", quality="high", clips=CLIPS
+    )
+    row = store.get(request_id)
+    assert row["status"] == "pending"
+    assert row["aspect_ratio"] == "16:9"
+    assert row["progress"] == 0 and row["retry_count"] == 0
+    assert row["created_at"] is not None and row["updated_at"] is not None
+    assert parse_clips(row["clips"]) == CLIPS
+    indexes = {ix["name"] for ix in inspect(store.engine).get_indexes("export_requests")}
+    assert {
+        "ix_export_requests_status_id",
+        "ix_export_requests_user_created",
+        "ix_export_requests_project",
+    } <= indexes
+
+
+def test_app_can_insert_with_plain_sql(db_url):
+    """The app writes rows with its own SQL: only the app's columns are needed."""
+    store = new_store(db_url)
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO export_requests (project_id, user_id, resolution, quality, clips) "
+                "VALUES ('p', 'u', '720p', 'low', :clips)"
+            ),
+            {"clips": '[{"url": "https://cdn.example/x.mp4", "scene_number": 1}]'},
+        )
+    (row,) = store.candidates(0, 10)
+    assert row["status"] == "pending" and row["aspect_ratio"] == "16:9"
+    assert parse_clips(row["clips"])[0]["url"] == "https://cdn.example/x.mp4"
+
+
+def test_transitions_follow_the_state_machine(db_url):
+    store = new_store(db_url)
+    rid = store.insert(project_id="p", user_id="u", resolution="720p", quality="low", clips=CLIPS)
+    assert not store.transition(rid, st.COMPLETE)  # pending cannot complete
+    assert store.transition(rid, st.QUEUED)
+    assert store.transition(rid, st.PROCESSING, run_id="run-1")
+    assert store.transition(rid, st.COMPLETE, only_run_id="run-1", video_url="file:///v.mp4")
+    # a stale run's late failure does not undo the result
+    assert not store.transition(rid, st.FAILED, only_run_id="run-0", error_message="late")
+    assert not store.transition(rid, st.FAILED, error_message="late")
+    row = store.get(rid)
+    assert row["status"] == "complete" and row["error_message"] is None
+    assert row["video_url"] == "file:///v.mp4"
+
+
+def test_progress_only_rises_while_processing(db_url):
+    store = new_store(db_url)
+    rid = store.insert(project_id="p", user_id="u", resolution="720p", quality="low", clips=CLIPS)
+    assert not store.set_progress(rid, 10)  # pending: not processing yet
+    store.transition(rid, st.QUEUED)
+    store.transition(rid, st.PROCESSING, run_id="r")
+    assert store.set_progress(rid, 40, run_id="r")
+    assert not store.set_progress(rid, 30, run_id="r")
+    assert not store.set_progress(rid, 50, run_id="other-run")
+    assert store.set_progress(rid, 250, run_id="r")  # clamped
+    assert store.get(rid)["progress"] == 100
+
+
+def test_retry_counting_and_listing(db_url):
+    store = new_store(db_url)
+    a = store.insert(project_id="p1", user_id="u1", resolution="720p", quality="low", clips=CLIPS)
+    b = store.insert(project_id="p2", user_id="u2", resolution="720p", quality="low", clips=CLIPS)
+    store.transition(a, st.QUEUED)
+    store.transition(a, st.PROCESSING, run_id="r")
+    assert store.increment_retry(a, "CDN answered 503", "r")
+    assert not store.increment_retry(a, "again", "r")  # retrying -> retrying is not a move
+    row = store.get(a)
+    assert (row["status"], row["retry_count"], row["error_message"]) == (
+        "retrying",
+        1,
+        "CDN answered 503",
+    )
+    assert [r["id"] for r in store.list(user_id="u2")] == [b]
+    assert [r["id"] for r in store.list(status="retrying")] == [a]
+    assert [r["id"] for r in store.list(project_id="p1")] == [a]
+    assert store.count_by_status() == {"retrying": 1, "pending": 1}
+    assert [r["id"] for r in store.candidates(0, 10)] == [b]
+
+
+def test_create_schema_adds_columns_of_newer_versions(db_url):
+    store = RequestStore.from_url(db_url)
+    with store.engine.begin() as conn:  # a table as an older version created it
+        conn.execute(
+            text(
+                "CREATE TABLE export_requests (id INTEGER PRIMARY KEY, project_id TEXT NOT NULL,"
+                " user_id TEXT NOT NULL, resolution TEXT NOT NULL, aspect_ratio TEXT NOT NULL"
+                " DEFAULT '16:9', quality TEXT NOT NULL, clips TEXT NOT NULL, status TEXT NOT NULL"
+                " DEFAULT 'pending', progress INTEGER NOT NULL DEFAULT 0, retry_count INTEGER NOT"
+                " NULL DEFAULT 0, created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,"
+                " updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)"
+            )
+        )
+    store.create_schema()
+    columns = {c["name"] for c in inspect(store.engine).get_columns("export_requests")}
+    assert {"poster_url", "notified_status", "video_url", "cancel_requested_at"} <= columns
+
+
+def test_lost_database_connections_are_replaced(postgres_url, postgres_admin):
+    """PostgreSQL restarted or a connection dropped: the pool checks connections before use
+    (pool_pre_ping), so the next query reconnects instead of failing the step."""
+    store = new_store(postgres_url)
+    request_id = store.insert(
+        project_id="p", user_id="u", resolution="720p", quality="low", clips=CLIPS
+    )
+    assert store.get(request_id)["status"] == "pending"  # a pooled connection now exists
+    database = postgres_url.rsplit("/", 1)[1]
+    with postgres_admin.connect() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = :db AND pid <> pg_backend_pid()"
+            ),
+            {"db": database},
+        ).scalar()
+    assert killed >= 1
+    assert store.transition(request_id, "queued")  # works on a fresh connection
+    assert store.get(request_id)["status"] == "queued"

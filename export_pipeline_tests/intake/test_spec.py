@@ -1,0 +1,72 @@
+import pytest
+
+from export_pipeline.intake.spec import InvalidRequest, parse_request
+
+
+def row(**overrides):
+    base = {
+        "id": 7,
+        "project_id": "proj",
+        "user_id": "user",
+        "resolution": "1080p",
+        "aspect_ratio": "9:16",
+        "quality": "medium",
+        "clips": '[{"url": "https://cdn.example/b.mp4", "scene_number": 2, "trim_start": 1.5,'
+        ' "duration": 2}, {"url": "https://cdn.example/a.mp4", "scene_number": 1}]',
+    }
+    return {**base, **overrides}
+
+
+def test_valid_request_orders_clips_by_scene():
+    spec = parse_request(row())
+    assert spec.request_id == 7
+    assert [c.scene_number for c in spec.ordered_clips] == [1, 2]
+    first, second = spec.ordered_clips
+    assert (first.trim_start, first.duration, first.position) == (0.0, None, 2)
+    assert (second.trim_start, second.duration) == (1.5, 2.0)
+    assert second.label == "clip 1 (scene 2)"
+
+
+def test_clips_may_already_be_decoded():
+    spec = parse_request(row(clips=[{"url": "https://x.example/c.mp4"}]))
+    assert spec.clips[0].scene_number == 1  # defaults to its position
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"resolution": "8k"}, "resolution '8k' is not supported"),
+        ({"aspect_ratio": "21:9"}, "aspect_ratio '21:9' is not supported"),
+        ({"quality": "ultra"}, "quality 'ultra' is not supported"),
+        ({"user_id": ""}, "user_id is empty"),
+        ({"clips": "[]"}, "clips is empty"),
+        ({"clips": "{not json"}, "clips is not valid JSON"),
+        ({"clips": None}, "clips must be a JSON array"),
+        ({"clips": '{"url": "https://x/a.mp4"}'}, "clips must be a JSON array"),
+        ({"clips": '["https://x/a.mp4"]'}, "clip 1: must be an object"),
+        ({"clips": '[{"url": "ftp://x/a.mp4"}]'}, "clip 1: url must be an http(s) URL"),
+        (
+            {"clips": '[{"url": "https://x/a.mp4", "trim_start": -1}]'},
+            "trim_start must be a number >= 0",
+        ),
+        ({"clips": '[{"url": "https://x/a.mp4", "duration": 0}]'}, "duration must be a number > 0"),
+        (
+            {"clips": '[{"url": "https://x/a.mp4", "scene_number": "one"}]'},
+            "scene_number must be an integer",
+        ),
+        (
+            {"clips": '[{"url": "https://x/a.mp4", "trim_start": true}]'},
+            "trim_start must be a number",
+        ),
+    ],
+)
+def test_invalid_requests_say_what_is_wrong(overrides, message):
+    with pytest.raises(InvalidRequest) as info:
+        parse_request(row(**overrides))
+    assert message in str(info.value)
+
+
+def test_all_problems_are_reported_at_once():
+    with pytest.raises(InvalidRequest) as info:
+        parse_request(row(resolution="8k", quality="ultra"))
+    assert "resolution" in str(info.value) and "quality" in str(info.value)

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from export_pipeline.media import runner
+from export_pipeline.media.runner import FFmpegError, parse_progress_time, run_ffmpeg
+
+FFMPEG = ["ffmpeg", "-y", "-nostdin", "-hide_banner", "-loglevel", "error"]
+PROGRESS = ["-progress", "pipe:1", "-nostats", "-stats_period", "0.1"]
+
+
+def null_encode(seconds: float, *, realtime: bool = False) -> list[str]:
+    """Encode a generated picture to nowhere; `realtime` reads it at 1x speed."""
+    source = "testsrc2=size=160x120:rate=25" + (f":duration={seconds}" if seconds else "")
+    return [
+        *FFMPEG,
+        *PROGRESS,
+        *(["-re"] if realtime else []),
+        "-f",
+        "lavfi",
+        "-i",
+        source,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-f",
+        "null",
+        "-",
+    ]
+
+
+@pytest.fixture
+def spawned(monkeypatch) -> list[subprocess.Popen]:
+    """Every process run_ffmpeg starts, so a test can check it is gone."""
+    processes: list[subprocess.Popen] = []
+
+    class RecordingPopen(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            processes.append(self)
+
+    monkeypatch.setattr(runner.subprocess, "Popen", RecordingPopen)
+    return processes
+
+
+def assert_gone(process: subprocess.Popen) -> None:
+    assert process.returncode is not None  # reaped by run_ffmpeg
+    with pytest.raises(ProcessLookupError):
+        os.kill(process.pid, 0)
+
+
+@pytest.mark.parametrize(
+    ("line", "seconds"),
+    [
+        ("out_time_us=1500000\n", 1.5),
+        ("out_time_ms=2000000", 2.0),  # FFmpeg 5.1: microseconds despite the name
+        ("out_time_us=N/A", None),
+        ("out_time=00:00:01.500000", None),
+        ("progress=continue", None),
+        ("frame=12", None),
+    ],
+)
+def test_parse_progress_time(line: str, seconds: float | None):
+    assert parse_progress_time(line) == seconds
+
+
+def test_progress_rises_to_one():
+    fractions: list[float] = []
+    # Real time, so FFmpeg reports several times (every 0.1 s) before it is done.
+    run_ffmpeg(null_encode(1.0, realtime=True), duration_s=1.0, on_progress=fractions.append)
+    assert len(fractions) >= 3
+    assert fractions == sorted(fractions)
+    assert all(0.0 < fraction <= 1.0 for fraction in fractions)
+    assert fractions[-1] == 1.0
+    assert fractions[0] < 1.0
+
+
+def test_without_a_duration_progress_only_reports_the_end():
+    fractions: list[float] = []
+    run_ffmpeg(null_encode(0.2), on_progress=fractions.append)
+    assert fractions == [1.0]
+
+
+def test_error_keeps_stderr(tmp_path: Path):
+    missing = tmp_path / "missing.mp4"
+    with pytest.raises(FFmpegError) as caught:
+        run_ffmpeg([*FFMPEG, "-i", str(missing), "-f", "null", "-"])
+    error = caught.value
+    assert error.returncode not in (0, None)
+    assert "No such file or directory" in error.stderr
+    assert f"exited with code {error.returncode}" in str(error)
+    assert "No such file or directory" in str(error)
+    assert error.argv[0] == "ffmpeg"
+
+
+def test_error_keeps_only_the_tail_of_a_long_stderr():
+    noisy = "import sys\nfor i in range(5000): print(f'line {i}', file=sys.stderr)\nsys.exit(3)"
+    with pytest.raises(FFmpegError) as caught:
+        run_ffmpeg([sys.executable, "-c", noisy])
+    error = caught.value
+    assert error.returncode == 3
+    assert len(error.stderr) <= runner.STDERR_LIMIT
+    assert error.stderr.rstrip().endswith("line 4999")
+    assert "line 4999" in str(error) and "line 4990" not in str(error)
+
+
+def test_timeout_kills_the_process(spawned):
+    with pytest.raises(FFmpegError, match="timed out after 0.5 s") as caught:
+        run_ffmpeg(null_encode(0, realtime=True), timeout_s=0.5)
+    assert caught.value.returncode is not None
+    assert len(spawned) == 1
+    assert_gone(spawned[0])
+
+
+@pytest.mark.parametrize("exception", [RuntimeError, KeyboardInterrupt])
+def test_exception_from_the_progress_callback_kills_the_process(spawned, exception):
+    def explode(fraction: float) -> None:
+        raise exception("stop")
+
+    with pytest.raises(exception):
+        # Endless real-time input: without the kill this would never return.
+        run_ffmpeg(null_encode(0, realtime=True), duration_s=600.0, on_progress=explode)
+    assert len(spawned) == 1
+    assert_gone(spawned[0])

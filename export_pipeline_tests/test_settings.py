@@ -1,0 +1,37 @@
+from pathlib import Path
+
+from export_pipeline.settings import Settings
+
+
+def test_defaults_are_the_embedded_world(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = Settings.from_env({})
+    assert settings.home == tmp_path / ".data"
+    assert settings.db_url == f"sqlite:///{tmp_path / '.data' / 'app.db'}"
+    assert settings.storage_backend == "local"
+    assert settings.local_storage_root == tmp_path / ".data" / "storage"
+    assert settings.allow_http is False and settings.allow_private_hosts is False
+    assert settings.max_retries == 3 and settings.retry_delay_s == 40
+
+
+def test_environment_selects_production():
+    settings = Settings.from_env(
+        {
+            "EXPORT_PIPELINE_HOME": "/srv/export",
+            "EXPORT_DB_URL": "postgresql+psycopg2://export@db/app",
+            "EXPORT_STORAGE_BACKEND": "S3",
+            "EXPORT_S3_BUCKET": "videos",
+            "EXPORT_S3_ENDPOINT_URL": "http://minio:9000",
+            "AWS_REGION": "eu-west-1",
+            "EXPORT_ALLOWED_HOSTS": "replicate.delivery, CDN.example.com",
+            "EXPORT_ALLOW_HTTP": "yes",
+            "EXPORT_MAX_CLIP_MB": "100",
+        }
+    )
+    assert settings.home == Path("/srv/export")
+    assert settings.db_url.startswith("postgresql")
+    assert settings.storage_backend == "s3" and settings.s3_bucket == "videos"
+    assert settings.s3_region == "eu-west-1"
+    assert settings.allowed_hosts == ("replicate.delivery", "cdn.example.com")
+    assert settings.allow_http is True
+    assert settings.max_clip_bytes == 100 * 1024**2
