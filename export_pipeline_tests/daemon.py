@@ -76,7 +76,7 @@ class DaemonWorld:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> DaemonWorld:
-        self._log = self.log_path.open("w")
+        self._log = self.log_path.open("a")
         self.process = subprocess.Popen(
             [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
             cwd=REPO,
@@ -96,6 +96,14 @@ class DaemonWorld:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self._log.close()
+
+    def crash_and_restart(self) -> None:
+        """What a host crash or a forced redeploy does: SIGKILL to the daemon, its code server
+        and the run workers they launched (one process group), then a fresh daemon."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._log.close()
+        self.start()
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text()[-chars:]

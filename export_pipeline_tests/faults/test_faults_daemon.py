@@ -93,6 +93,36 @@ def test_killed_worker_is_detected_and_the_run_resumes(world_factory, cdn, tmp_p
     assert (tmp_path / "storage" / "videos" / f"exp-{request_id}.mp4").is_file()
 
 
+def test_daemon_crash_mid_encode_is_recovered_after_restart(world_factory, cdn, tmp_path):
+    """The host dies: daemon, code server, run worker and FFmpeg go at once. A new daemon
+    must not leave the row `processing`: the stalled run is failed and retried from its step."""
+    ffmpeg, marker = hanging_ffmpeg(tmp_path)
+    world = world_factory(
+        EXPORT_FFMPEG=str(ffmpeg),
+        EXPORT_HEARTBEAT_S="1",
+        EXPORT_STALL_TIMEOUT_S="6",
+        EXPORT_SWEEPER_INTERVAL_S="2",
+    )
+    request_id = world.request("erin", cdn.url("landscape.mp4"))
+    wait_for(marker.exists, 120, "the first encode to start")
+    encoder_pid, worker_pid = map(int, marker.read_text().split())
+    world.crash_and_restart()
+    wait_for(lambda: not alive(worker_pid) and not alive(encoder_pid), 10, "the crash")
+    assert world.store.get(request_id)["status"] == st.PROCESSING  # as the crash left it
+
+    (row,) = world.wait_rows(
+        [request_id], lambda r: r["status"] in st.TERMINAL, 240, "the recovered run"
+    )
+    assert row["status"] == st.COMPLETE, (row, world.log_tail())
+    assert row["retry_count"] == 1
+    first, retry = world.finished_runs(request_id)
+    assert first.dagster_run.status == DagsterRunStatus.FAILURE
+    assert retry.dagster_run.status == DagsterRunStatus.SUCCESS
+    assert row["run_id"] == retry.dagster_run.run_id
+    assert cdn.hits["landscape.mp4"] == 1  # the retry reused the archived clip
+    assert list(world.work_dir.iterdir()) == []
+
+
 def test_cancel_mid_encode(world_factory, cdn, tmp_path):
     ffmpeg, marker = hanging_ffmpeg(tmp_path)
     world = world_factory(EXPORT_FFMPEG=str(ffmpeg))
