@@ -13,6 +13,7 @@ from dagster import (
     Backoff,
     Definitions,
     Jitter,
+    PartitionedConfig,
     RetryPolicy,
     define_asset_job,
     in_process_executor,
@@ -20,7 +21,7 @@ from dagster import (
 
 from export_pipeline.clips.assets import build_downloaded_clips
 from export_pipeline.encode.assets import build_encoded_video
-from export_pipeline.intake.partitions import export_partitions
+from export_pipeline.intake.partitions import export_partitions, partition_tags
 from export_pipeline.intake.sensors import JOB_NAME, build_export_requests_sensor
 from export_pipeline.intake.supervision import (
     build_export_cancel_sensor,
@@ -88,6 +89,13 @@ def build_definitions(settings: Settings) -> Definitions:
         JOB_NAME,
         selection=AssetSelection.groups("export"),
         partitions_def=export_partitions,
+        # Runs carry the request's export/* tags however they are launched, so backfills
+        # and launchpad runs also queue behind the per-user limit.
+        config=PartitionedConfig(
+            partitions_def=export_partitions,
+            run_config_for_partition_key_fn=lambda _key: {},
+            tags_for_partition_key_fn=partition_tags(settings.db_url),
+        ),
         # The three steps run one after another; one process per run starts faster.
         executor_def=in_process_executor,
         description="Export one request: download clips, encode, publish.",

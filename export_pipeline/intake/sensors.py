@@ -23,7 +23,7 @@ from dagster import (
 
 from export_pipeline.appdb import status as st
 from export_pipeline.appdb.store import RequestStore, utcnow
-from export_pipeline.intake.partitions import export_partitions, partition_key
+from export_pipeline.intake.partitions import export_partitions, partition_key, run_tags
 from export_pipeline.intake.ratelimit import (
     COUNTED_STATUSES,
     WINDOW,
@@ -35,14 +35,6 @@ from export_pipeline.resources import AppDatabase
 from export_pipeline.tracking import CANCELED_MESSAGE
 
 JOB_NAME = "export_video_job"
-
-
-def run_tags(spec) -> dict[str, str]:
-    return {
-        "export/request_id": str(spec.request_id),
-        "export/user_id": spec.user_id,
-        "export/project_id": spec.project_id,
-    }
 
 
 def rate_limiter(store: RequestStore, rows: list[dict], daily_limit: int) -> RateLimiter:
@@ -117,7 +109,8 @@ def build_export_requests_sensor(batch_size: int = 50, interval_s: int = 5, dail
             # A re-queued export needs a run key of its own: the first one was used.
             requeued = row.get("requeued_at")
             run_key = f"{key}@{requeued.isoformat()}" if requeued else key
-            run_requests.append(RunRequest(partition_key=key, run_key=run_key, tags=run_tags(spec)))
+            tags = run_tags(request_id, spec.user_id, spec.project_id)
+            run_requests.append(RunRequest(partition_key=key, run_key=run_key, tags=tags))
             store.transition(request_id, st.QUEUED)
             cursor = max(cursor, request_id)
 

@@ -50,6 +50,9 @@ def test_backfill_reexports_after_the_cdn_urls_expired(world, cdn):
 
     first_run, backfill = wait_for(backfill_done, 240, "the backfill run")[-2:]
     assert backfill.dagster_run.status == DagsterRunStatus.SUCCESS, world.log_tail()
+    # the backfill run queues behind the user's other exports like a sensor-launched one
+    assert backfill.dagster_run.tags["export/user_id"] == "erin"
+    assert backfill.dagster_run.tags["export/request_id"] == str(request_id)
     row = world.store.get(request_id)
     assert row["status"] == st.COMPLETE and row["run_id"] == backfill.dagster_run.run_id
     assert row["processing_started_at"] > first["processing_started_at"]  # went through processing

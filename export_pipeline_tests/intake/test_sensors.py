@@ -34,6 +34,28 @@ def insert(store, user="u1", **overrides):
     return store.insert(**fields)
 
 
+def test_every_run_of_a_partition_carries_the_requests_tags(settings, store, caplog):
+    """Backfills and launchpad runs get their tags from the job, not from the sensor: the
+    per-user queue limit (tag export/user_id) must hold for them too."""
+    job = build_definitions(settings).resolve_job_def("export_video_job")
+    request_id = insert(store, user="carol", project_id="trailer")
+    tags = job.get_tags_for_partition_key(f"exp-{request_id}", selected_asset_keys=None)
+    assert tags["export/user_id"] == "carol"
+    assert tags["export/request_id"] == str(request_id)
+    assert tags["export/project_id"] == "trailer"
+    assert tags["dagster/partition"] == f"exp-{request_id}"
+
+    # No row (deleted by hand) or no database: the run still launches, without the tags.
+    missing = job.get_tags_for_partition_key("exp-9999", selected_asset_keys=None)
+    assert "export/user_id" not in missing and missing["dagster/partition"] == "exp-9999"
+    store.engine.dispose()
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP TABLE export_requests"))
+    broken = job.get_tags_for_partition_key(f"exp-{request_id}", selected_asset_keys=None)
+    assert "export/user_id" not in broken
+    assert f"no export/* tags for partition exp-{request_id}: " in caplog.text
+
+
 def test_new_rows_become_partitions_and_runs(settings, store, instance):
     defs = build_definitions(settings)
     ids = [insert(store, user=f"user-{n}") for n in range(3)]
