@@ -62,7 +62,9 @@ def world_factory(tmp_path, new_postgres_db):
         world.stop()
 
 
-def test_killed_worker_is_detected_and_the_run_resumes(world_factory, cdn, tmp_path):
+def start_hanging_encode(world_factory, cdn, tmp_path, user: str, *clips: str):
+    """A daemon world whose first encode hangs, with fast heartbeats and a short stall
+    timeout; returns it with the request and the (encoder, run worker) pids once encoding."""
     ffmpeg, marker = hanging_ffmpeg(tmp_path)
     world = world_factory(
         EXPORT_FFMPEG=str(ffmpeg),
@@ -70,12 +72,13 @@ def test_killed_worker_is_detected_and_the_run_resumes(world_factory, cdn, tmp_p
         EXPORT_STALL_TIMEOUT_S="6",
         EXPORT_SWEEPER_INTERVAL_S="2",
     )
-    request_id = world.request("carol", cdn.url("landscape.mp4"), cdn.url("portrait.mp4"))
+    request_id = world.request(user, *[cdn.url(name) for name in clips])
     wait_for(marker.exists, 120, "the first encode to start")
     encoder_pid, worker_pid = map(int, marker.read_text().split())
-    os.kill(worker_pid, signal.SIGKILL)  # the run worker dies without a word
+    return world, request_id, encoder_pid, worker_pid
 
-    wait_for(lambda: not alive(encoder_pid), 10, "FFmpeg to die with its worker")
+
+def assert_resumed_from_the_failed_step(world, request_id, cdn, tmp_path, *clips: str):
     (row,) = world.wait_rows(
         [request_id], lambda r: r["status"] in st.TERMINAL, 240, "the resumed run"
     )
@@ -88,39 +91,31 @@ def test_killed_worker_is_detected_and_the_run_resumes(world_factory, cdn, tmp_p
     assert retry.dagster_run.parent_run_id == first.dagster_run.run_id
     assert row["run_id"] == retry.dagster_run.run_id
     # the clips were downloaded once: the retry resumed from the failed step
-    assert cdn.hits["landscape.mp4"] == 1 and cdn.hits["portrait.mp4"] == 1
+    assert all(cdn.hits[name] == 1 for name in clips), dict(cdn.hits)
     assert list(world.work_dir.iterdir()) == []  # the dead attempt's scratch was cleared
     assert (tmp_path / "storage" / "videos" / f"exp-{request_id}.mp4").is_file()
+
+
+def test_killed_worker_is_detected_and_the_run_resumes(world_factory, cdn, tmp_path):
+    clips = ("landscape.mp4", "portrait.mp4")
+    world, request_id, encoder_pid, worker_pid = start_hanging_encode(
+        world_factory, cdn, tmp_path, "carol", *clips
+    )
+    os.kill(worker_pid, signal.SIGKILL)  # the run worker dies without a word
+    wait_for(lambda: not alive(encoder_pid), 10, "FFmpeg to die with its worker")
+    assert_resumed_from_the_failed_step(world, request_id, cdn, tmp_path, *clips)
 
 
 def test_daemon_crash_mid_encode_is_recovered_after_restart(world_factory, cdn, tmp_path):
     """The host dies: daemon, code server, run worker and FFmpeg go at once. A new daemon
     must not leave the row `processing`: the stalled run is failed and retried from its step."""
-    ffmpeg, marker = hanging_ffmpeg(tmp_path)
-    world = world_factory(
-        EXPORT_FFMPEG=str(ffmpeg),
-        EXPORT_HEARTBEAT_S="1",
-        EXPORT_STALL_TIMEOUT_S="6",
-        EXPORT_SWEEPER_INTERVAL_S="2",
+    world, request_id, encoder_pid, worker_pid = start_hanging_encode(
+        world_factory, cdn, tmp_path, "erin", "landscape.mp4"
     )
-    request_id = world.request("erin", cdn.url("landscape.mp4"))
-    wait_for(marker.exists, 120, "the first encode to start")
-    encoder_pid, worker_pid = map(int, marker.read_text().split())
     world.crash_and_restart()
     wait_for(lambda: not alive(worker_pid) and not alive(encoder_pid), 10, "the crash")
     assert world.store.get(request_id)["status"] == st.PROCESSING  # as the crash left it
-
-    (row,) = world.wait_rows(
-        [request_id], lambda r: r["status"] in st.TERMINAL, 240, "the recovered run"
-    )
-    assert row["status"] == st.COMPLETE, (row, world.log_tail())
-    assert row["retry_count"] == 1
-    first, retry = world.finished_runs(request_id)
-    assert first.dagster_run.status == DagsterRunStatus.FAILURE
-    assert retry.dagster_run.status == DagsterRunStatus.SUCCESS
-    assert row["run_id"] == retry.dagster_run.run_id
-    assert cdn.hits["landscape.mp4"] == 1  # the retry reused the archived clip
-    assert list(world.work_dir.iterdir()) == []
+    assert_resumed_from_the_failed_step(world, request_id, cdn, tmp_path, "landscape.mp4")
 
 
 def test_cancel_mid_encode(world_factory, cdn, tmp_path):
