@@ -77,40 +77,13 @@ def sample_clip_argv(
     ]
 
 
-def make_sample_clip(
-    path: Path,
-    *,
-    width: int,
-    height: int,
-    fps: int | Fraction = 24,
-    duration: float = 2.0,
-    audio: bool = True,
-    audio_channels: int = 2,
-    tone_hz: int = 440,
-    ffmpeg: str = "ffmpeg",
-    audio_rate: int = 48000,
-    sar: Fraction = Fraction(1),
-) -> Path:
-    """Write a deterministic H.264/AAC MP4 test clip (ultrafast) and return its path.
+def make_sample_clip(path: Path, **options) -> Path:
+    """Write a deterministic H.264/AAC MP4 test clip (ultrafast) and return its path;
+    `options` are `sample_clip_argv`'s (size, rate, duration, audio, `sar`, `ffmpeg`).
 
     The MP4 keeps FFmpeg's default layout (index at the end), like most camera and generator
     output. `audio_rate` and `sar` (sample aspect ratio) make unusual clips for tests.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    run_ffmpeg(
-        sample_clip_argv(
-            path,
-            width=width,
-            height=height,
-            fps=fps,
-            duration=duration,
-            audio=audio,
-            audio_channels=audio_channels,
-            audio_rate=audio_rate,
-            tone_hz=tone_hz,
-            sar=sar,
-            ffmpeg=ffmpeg,
-        ),
-        timeout_s=120,
-    )
+    run_ffmpeg(sample_clip_argv(path, **options), timeout_s=120)
     return path
