@@ -109,6 +109,7 @@ def build_export_requests_sensor(batch_size: int = 50, interval_s: int = 5, dail
             # A re-queued export needs a run key of its own: the first one was used.
             requeued = row.get("requeued_at")
             run_key = f"{key}@{requeued.isoformat()}" if requeued else key
+            # The job derives the same tags from the row; these stand if that read fails.
             tags = run_tags(request_id, spec.user_id, spec.project_id)
             run_requests.append(RunRequest(partition_key=key, run_key=run_key, tags=tags))
             store.transition(request_id, st.QUEUED)
