@@ -44,6 +44,10 @@ class Settings:
     max_total_duration_s: float = 600.0
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
+    download_deadline_s: float = 600.0
+    min_download_kbps: float = 32.0
+    min_download_grace_s: float = 10.0
+    max_request_bytes: int = 8192 * 1024**2
     allow_http: bool = False
     allow_private_hosts: bool = False
     allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
@@ -105,6 +109,10 @@ class Settings:
             max_total_duration_s=float(get("EXPORT_MAX_DURATION_S", "600")),
             connect_timeout_s=float(get("EXPORT_CONNECT_TIMEOUT_S", "10")),
             read_timeout_s=float(get("EXPORT_READ_TIMEOUT_S", "60")),
+            download_deadline_s=float(get("EXPORT_DOWNLOAD_DEADLINE_S", "600")),
+            min_download_kbps=float(get("EXPORT_MIN_DOWNLOAD_KBPS", "32")),
+            min_download_grace_s=float(get("EXPORT_MIN_DOWNLOAD_GRACE_S", "10")),
+            max_request_bytes=int(float(get("EXPORT_MAX_REQUEST_MB", "8192")) * 1024**2),
             allow_http=_bool(get("EXPORT_ALLOW_HTTP", "false")),
             allow_private_hosts=_bool(get("EXPORT_ALLOW_PRIVATE_HOSTS", "false")),
             allowed_hosts=_list(get("EXPORT_ALLOWED_HOSTS", "")),

@@ -1,8 +1,12 @@
-"""A stand-in for the clip CDN: a real HTTP server on 127.0.0.1 serving files from a
-directory, whose answers a test can script per path (status codes, cut bodies, ...)."""
+"""A stand-in for the clip CDN: a real HTTP server on loopback (127.0.0.1 unless told
+otherwise, HTTPS if given a TLS context) serving files from a directory, whose answers a
+test can script per path (status codes, cut bodies, drips, silence, ...)."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -43,6 +47,65 @@ def cut_short(keep_bytes: int = 1000) -> Fault:
     return answer
 
 
+def drip(interval_s: float, until: threading.Event, max_s: float = 20.0) -> Fault:
+    """Promise the whole file, then send it a byte every `interval_s`: every byte restarts a
+    read timeout. Stops when `until` is set, or after `max_s` (the body then cut short)."""
+
+    def answer(handler: BaseHTTPRequestHandler, path: Path) -> bool:
+        data = path.read_bytes()
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.flush()
+        ends = time.monotonic() + max_s
+        with contextlib.suppress(OSError):  # the client gave up and hung up
+            for byte in data:
+                if until.wait(interval_s) or time.monotonic() > ends:
+                    break
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+        handler.close_connection = True
+        return True
+
+    return answer
+
+
+def silent(until: threading.Event, send_headers: bool = True) -> Fault:
+    """Say nothing (after the headers, or not even those) until `until` is set."""
+
+    def answer(handler: BaseHTTPRequestHandler, path: Path) -> bool:
+        if send_headers:
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(path.stat().st_size))
+            handler.end_headers()
+            handler.wfile.flush()
+        until.wait()
+        handler.close_connection = True
+        return True
+
+    return answer
+
+
+def raw(data: bytes) -> Fault:
+    """Answer with `data` as is (e.g. something that is not HTTP), then close."""
+
+    def answer(handler: BaseHTTPRequestHandler, path: Path) -> bool:
+        handler.wfile.write(data)
+        handler.close_connection = True
+        return True
+
+    return answer
+
+
+def no_length(handler: BaseHTTPRequestHandler, path: Path) -> bool:
+    """Serve the file without a Content-Length: its end is where the connection closes."""
+    handler.send_response(200)
+    handler.end_headers()
+    handler.wfile.write(path.read_bytes())
+    handler.close_connection = True
+    return True
+
+
 def serve_normally(handler: BaseHTTPRequestHandler, path: Path) -> bool:
     return False
 
@@ -61,10 +124,25 @@ def status(code: int, body: bytes = b"", headers: dict[str, str] | None = None) 
 
 
 class FakeCDN:
-    def __init__(self, root: Path):
+    """`host` may be another loopback address (127.0.0.2, ::1); `port` 0 picks a free one;
+    with `tls` the server speaks HTTPS with that context's certificate."""
+
+    def __init__(
+        self,
+        root: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ):
         self.root = root
+        self.host = host
+        self.tls = tls
         self.hits: Counter[str] = Counter()
         self.hit_times: dict[str, list[float]] = {}
+        self.host_headers: list[str] = []  # the Host header of every request, in order
+        # Set when the server stops: faults that wait (silent, drip) wait on it, so no
+        # handler thread outlives the test.
+        self.stopping = threading.Event()
         self.faults: dict[str, list[Fault]] = {}
         self._lock = threading.Lock()
         cdn = self
@@ -77,6 +155,7 @@ class FakeCDN:
                 name = self.path.lstrip("/").split("?")[0]
                 with cdn._lock:
                     cdn.hits[name] += 1
+                    cdn.host_headers.append(self.headers.get("Host", ""))
                     cdn.hit_times.setdefault(name, []).append(time.monotonic())
                     queue = cdn.faults.get(name) or []
                     fault = queue.pop(0) if len(queue) > 1 else (queue[0] if queue else None)
@@ -93,12 +172,31 @@ class FakeCDN:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        class Server(ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        self.server = Server((host, port), Handler)
+        if tls is not None:
+            # The handshake happens in accept(); one a client refuses only loses that request.
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        # A short poll interval: shutdown() waits for the loop to notice (0.5 s by default).
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
+
+    @property
+    def total_hits(self) -> int:
+        with self._lock:
+            return sum(self.hits.values())
 
     def url(self, name: str) -> str:
         return f"{self.base_url}/{name}"
@@ -120,5 +218,6 @@ class FakeCDN:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()

@@ -12,6 +12,9 @@ def test_defaults_are_the_embedded_world(tmp_path, monkeypatch):
     assert settings.local_storage_root == tmp_path / ".data" / "storage"
     assert settings.allow_http is False and settings.allow_private_hosts is False
     assert settings.max_retries == 3 and settings.retry_delay_s == 40
+    assert settings.download_deadline_s == 600 and settings.min_download_kbps == 32
+    assert settings.min_download_grace_s == 10
+    assert settings.max_request_bytes == 8192 * 1024**2
 
 
 def test_environment_selects_production():
@@ -26,6 +29,10 @@ def test_environment_selects_production():
             "EXPORT_ALLOWED_HOSTS": "replicate.delivery, CDN.example.com",
             "EXPORT_ALLOW_HTTP": "yes",
             "EXPORT_MAX_CLIP_MB": "100",
+            "EXPORT_DOWNLOAD_DEADLINE_S": "120",
+            "EXPORT_MIN_DOWNLOAD_KBPS": "64",
+            "EXPORT_MIN_DOWNLOAD_GRACE_S": "5",
+            "EXPORT_MAX_REQUEST_MB": "500",
         }
     )
     assert settings.home == Path("/srv/export")
@@ -35,3 +42,6 @@ def test_environment_selects_production():
     assert settings.allowed_hosts == ("replicate.delivery", "cdn.example.com")
     assert settings.allow_http is True
     assert settings.max_clip_bytes == 100 * 1024**2
+    assert settings.download_deadline_s == 120 and settings.min_download_kbps == 64
+    assert settings.min_download_grace_s == 5
+    assert settings.max_request_bytes == 500 * 1024**2

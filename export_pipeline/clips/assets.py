@@ -21,7 +21,13 @@ from dagster import (
     asset,
 )
 
-from export_pipeline.clips.download import DownloadError, DownloadPolicy, download, http_client
+from export_pipeline.clips.download import (
+    ByteBudget,
+    DownloadError,
+    DownloadPolicy,
+    download,
+    http_client,
+)
 from export_pipeline.intake.partitions import export_partitions
 from export_pipeline.intake.spec import ClipSpec
 from export_pipeline.media.probe import InvalidMedia, probe_and_check
@@ -53,6 +59,8 @@ class ClipFetcher:
     policy: DownloadPolicy
     scratch: Path
     previous: dict[str, dict[str, Any]]
+    # The export's limit on the bytes of all its clips, shared by the download threads.
+    budget: ByteBudget | None = None
 
     def archived(self, clip: ClipSpec) -> dict[str, Any] | None:
         for entry in (self.previous.get(clip.url), self._by_url(clip.url)):
@@ -67,10 +75,12 @@ class ClipFetcher:
     def fetch(self, clip: ClipSpec, client) -> dict[str, Any]:
         entry = self.archived(clip)
         if entry:
+            # A reused clip is encoded all the same: it counts against the export's limit.
+            self._count(clip, entry["bytes"])
             return {**entry, "reused": True}
         path = self.scratch / f"clip-{clip.position:04d}.download"
         try:
-            got = download(clip.url, path, self.policy, client)
+            got = download(clip.url, path, self.policy, client, self.budget)
             info = probe_and_check(path, ffprobe=self.media.ffprobe, ffmpeg=self.media.ffmpeg)
         except DownloadError as exc:
             raise ExportError(
@@ -85,6 +95,14 @@ class ClipFetcher:
         entry = {"key": key, "sha256": got.sha256, "bytes": got.size_bytes, **info.as_metadata()}
         self.storage.put_json(url_index_key(clip.url), entry)
         return {**entry, "reused": False}
+
+    def _count(self, clip: ClipSpec, size: int) -> None:
+        if self.budget is None:
+            return
+        try:
+            self.budget.take(size)
+        except DownloadError as exc:
+            raise ExportError(f"{clip.label}: {exc}", permanent=exc.permanent) from exc
 
 
 def planned_duration(clip: ClipSpec, clip_length_s: float) -> float:
@@ -122,7 +140,8 @@ def download_clips(
     policy = downloads.policy()
 
     with media.temp_dir(f"export-{step.partition_key}-clips") as scratch:
-        fetcher = ClipFetcher(storage, media, policy, Path(scratch), by_url)
+        budget = ByteBudget(downloads.max_request_bytes)
+        fetcher = ClipFetcher(storage, media, policy, Path(scratch), by_url, budget)
         done = 0
 
         def fetch(clip: ClipSpec) -> dict[str, Any]:

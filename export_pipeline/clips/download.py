@@ -1,15 +1,27 @@
 """Fetching one clip from its CDN URL: checked, streamed to disk, hashed on the way.
 
 Clip URLs come from a database row an attacker may influence, so every URL (and every
-redirect) is checked against the policy before a connection is made: scheme, optional
-host allow-list, and no loopback/private/link-local/metadata addresses unless allowed.
+redirect) is checked against the policy before a connection is made: syntax, scheme,
+optional host allow-list, and no loopback/private/link-local/metadata addresses unless
+allowed. The host is resolved once per hop and the connection goes to an address that was
+checked (DNS rebinding cannot swap in another one), with the Host header, TLS SNI and
+certificate verification still for the name in the URL.
+
+One download is bounded in time (an overall deadline, a minimum average throughput) and in
+size (per clip, and per export through a `ByteBudget` shared by the export's downloads).
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -19,7 +31,12 @@ import httpx
 # Answers that mean the clip is gone for good: retrying will not bring it back.
 GONE = {401, 403, 404, 410}
 MAX_REDIRECTS = 5
-CHUNK = 1024 * 1024
+MAX_URL_CHARS = 2048
+MAX_HOST_CHARS = 253
+MAX_LABEL_CHARS = 63
+# Characters of a host name in its ASCII (IDNA) form; anything else is not resolvable.
+HOST_NAME = re.compile(r"[a-z0-9_.-]+")
+MB = 1024**2
 
 
 class DownloadError(Exception):
@@ -36,6 +53,11 @@ class DownloadPolicy:
     max_bytes: int = 2 * 1024**3
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
+    # Everything one clip download may take, redirects and stalls included.
+    deadline_s: float = 600.0
+    # Slower than this on average (once the grace period has passed) is a stuck CDN; 0: off.
+    min_kbps: float = 32.0
+    min_kbps_grace_s: float = 10.0
     allow_http: bool = False
     allow_private_hosts: bool = False
     allowed_hosts: tuple[str, ...] = ()
@@ -45,7 +67,7 @@ class DownloadPolicy:
     def address_allowed(self, address: str) -> bool:
         if self.allow_private_hosts or _is_public(address):
             return True
-        ip = ipaddress.ip_address(address)
+        ip = _unmapped(ipaddress.ip_address(address))
         return any(ip in ipaddress.ip_network(net, strict=False) for net in self.private_networks)
 
 
@@ -56,42 +78,259 @@ class Downloaded:
     size_bytes: int
 
 
-def _is_public(address: str) -> bool:
-    ip = ipaddress.ip_address(address)
+def _unmapped(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address,
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    # ::ffff:a.b.c.d reaches the IPv4 address a.b.c.d: judge it as that address.
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+        return ip.ipv4_mapped
+    return ip
+
+
+def _is_public(address: str) -> bool:
+    ip = _unmapped(ipaddress.ip_address(address))
     return ip.is_global and not ip.is_multicast
 
 
-def check_url(url: str, policy: DownloadPolicy) -> None:
-    """Raise a permanent DownloadError if the policy forbids fetching `url`."""
+def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _shorten(text: str, limit: int = 20) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _port_problem(netloc: str) -> str | None:
+    # urlsplit only says "Port out of range 0-65535"; name the port the URL gave.
+    after_host = netloc.rpartition("]")[2] if netloc.startswith("[") else netloc
+    port = after_host.partition(":")[2]
+    if not port:
+        return None
+    if not (port.isascii() and port.isdigit()):
+        return f"port {_shorten(port)!r} is not a number"
+    if int(port) > 65535:
+        return f"port {_shorten(port)} is out of range 0-65535"
+    if int(port) == 0:
+        return "port 0 cannot be connected to"
+    return None
+
+
+def _host_problem(host: str) -> str | None:
+    """`host` is the ASCII (IDNA) form: what DNS would be asked."""
+    if _ip(host) or ":" in host:
+        return None  # an IP literal; httpx has validated its syntax
+    name = host.removesuffix(".")
+    if len(name) > MAX_HOST_CHARS:
+        return f"the host is {len(name)} characters long; the limit is {MAX_HOST_CHARS}"
+    if not HOST_NAME.fullmatch(name):
+        return f"the host {_shorten(name, 60)!r} contains characters a host name cannot have"
+    for label in name.split("."):
+        if not label:
+            return f"the host {_shorten(name, 60)!r} has an empty label (two dots in a row)"
+        if len(label) > MAX_LABEL_CHARS:
+            return (
+                f"a label of the host is {len(label)} characters long; "
+                f"the limit is {MAX_LABEL_CHARS}"
+            )
+    return None
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with the syntax of `url` as a clip URL, in words; None if nothing.
+
+    Pure (no DNS lookup, no connection), so request intake can refuse a bad URL at once;
+    check_url calls it on every hop so nothing an HTTP client would choke on is retried.
+    """
+    if len(url) > MAX_URL_CHARS:
+        return f"the URL is {len(url)} characters long; the limit is {MAX_URL_CHARS}"
+    if any(ch.isspace() or not ch.isprintable() for ch in url):
+        return "the URL contains whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL"
+        return f"the URL cannot be parsed ({exc})"
+    if not parts.scheme:
+        return "the URL has no scheme (http:// or https://)"
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"scheme {parts.scheme!r} is not allowed, only http and https"
+    if "@" in parts.netloc:
+        return "the URL has a user name or password before the host"
+    if not parts.netloc or not parts.hostname:
+        return "the URL has no host"
+    port_problem = _port_problem(parts.netloc)
+    if port_problem:
+        return port_problem
+    try:
+        host = httpx.URL(url).raw_host.decode("ascii")
+    except httpx.InvalidURL as exc:  # e.g. "Invalid IDNA hostname: '☃.com'"
+        return str(exc)
+    return _host_problem(host)
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to for a TCP connection, in the resolver's order."""
+    infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def check_url(url: str, policy: DownloadPolicy) -> list[str] | None:
+    """Check `url` against the policy; return the addresses a connection may go to.
+
+    The host is resolved here, once, and every address of the answer is checked: one
+    forbidden address refuses the URL, since a later lookup could pick it. The caller
+    connects only to the returned addresses. None means "connect by name": the policy allows
+    every address (embedded demo, tests), so there is nothing to check or pin.
+    Raises a permanent DownloadError if the policy forbids the URL.
+    """
+    problem = url_problem(url)
+    if problem:
+        raise DownloadError(f"URL is not valid: {problem}", permanent=True)
     parts = urlsplit(url)
     allowed_schemes = ("https", "http") if policy.allow_http else ("https",)
-    if parts.scheme not in allowed_schemes:
+    scheme = parts.scheme.lower()
+    if scheme not in allowed_schemes:
         raise DownloadError(
             f"URL scheme {parts.scheme!r} is not allowed (only {' or '.join(allowed_schemes)})",
             permanent=True,
         )
-    host = (parts.hostname or "").lower()
-    if not host:
-        raise DownloadError("URL has no host", permanent=True)
-    if policy.allowed_hosts and host not in policy.allowed_hosts:
+    host = httpx.URL(url).raw_host.decode("ascii").lower()
+    names = {host.removesuffix("."), (parts.hostname or "").removesuffix(".")}
+    if policy.allowed_hosts and not names & set(policy.allowed_hosts):
         raise DownloadError(f"host {host!r} is not in the allowed CDN hosts", permanent=True)
     if policy.allow_private_hosts:
-        return  # skip the DNS lookup too
-    try:
-        infos = socket.getaddrinfo(host, parts.port or None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise DownloadError(
-            f"host {host!r} could not be resolved ({exc})", permanent=False
-        ) from exc
-    for info in infos:
-        address = info[4][0]
-        if not policy.address_allowed(address):
+        return None  # skip the DNS lookup too
+    literal = _ip(host)
+    if literal is not None:
+        addresses = [str(literal)]
+    else:
+        try:
+            addresses = resolve(host, parts.port or (443 if scheme == "https" else 80))
+        except socket.gaierror as exc:
+            raise DownloadError(
+                f"host {host!r} could not be resolved ({exc})", permanent=False
+            ) from exc
+        except UnicodeError as exc:  # the idna codec; url_problem should have caught it
+            raise DownloadError(f"URL is not valid: host {host!r} ({exc})", permanent=True) from exc
+    if not addresses:
+        raise DownloadError(f"host {host!r} resolves to no address", permanent=False)
+    for address in addresses:
+        if _ip(address) is None or not policy.address_allowed(address):
             raise DownloadError(
                 f"host {host!r} resolves to a private or reserved address ({address})",
                 permanent=True,
             )
+    return addresses
+
+
+class ByteBudget:
+    """The bytes all the clips of one export may add up to, shared by its download threads.
+
+    Counted as bytes arrive (a declared Content-Length is reserved up front); once exceeded it
+    stays exceeded, so the export's other downloads stop too. A limit of 0 means no limit.
+    """
+
+    def __init__(self, limit_bytes: int):
+        self.limit_bytes = limit_bytes
+        self.used_bytes = 0
+        self._exceeded = False
+        self._lock = threading.Lock()
+
+    def take(self, count: int) -> None:
+        """Count `count` more bytes; raise a permanent DownloadError past the limit."""
+        if self.limit_bytes <= 0:
+            return
+        with self._lock:
+            self._exceeded = self._exceeded or self.used_bytes + count > self.limit_bytes
+            if not self._exceeded:
+                self.used_bytes += count
+                return
+        limit = _megabytes(self.limit_bytes)
+        raise DownloadError(
+            f"the clips of this export add up to more than {limit} MB; "
+            f"the limit per export is {limit} MB",
+            permanent=True,
+        )
+
+
+def _megabytes(count: int) -> str:
+    return str(count // MB) if count % MB == 0 else f"{count / MB:.2f}"
+
+
+class _Clock:
+    """The time limits of one download: an overall deadline and a minimum throughput."""
+
+    def __init__(self, policy: DownloadPolicy):
+        self.policy = policy
+        self.started = time.monotonic()
+        self.received = 0
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def remaining(self) -> float:
+        return self.policy.deadline_s - self.elapsed()
+
+    def deadline_error(self) -> DownloadError:
+        return DownloadError(
+            f"the download did not finish within {self.policy.deadline_s:g} s, the limit per "
+            f"clip ({self.received} bytes received); will retry",
+            permanent=False,
+        )
+
+    def check(self, received: int) -> None:
+        """Raise a transient DownloadError if the download is past a time limit."""
+        self.received = received
+        if self.remaining() <= 0:
+            raise self.deadline_error()
+        elapsed = self.elapsed()
+        minimum = self.policy.min_kbps
+        if minimum > 0 and elapsed > self.policy.min_kbps_grace_s:
+            rate = received / 1024 / elapsed
+            if rate < minimum:
+                raise DownloadError(
+                    f"the CDN sent {received} bytes in {elapsed:.0f} s ({rate:.1f} KB/s; "
+                    f"the minimum is {minimum:g} KB/s); will retry",
+                    permanent=False,
+                )
+
+    def timeout(self) -> httpx.Timeout:
+        """The policy's timeouts, none longer than what is left of the deadline."""
+        left = self.remaining()
+        if left <= 0:
+            raise self.deadline_error()
+        p = self.policy
+        return httpx.Timeout(min(p.read_timeout_s, left), connect=min(p.connect_timeout_s, left))
+
+
+@contextmanager
+def _watchdog(response: httpx.Response, clock: _Clock) -> Iterator[None]:
+    """Cut the connection at the deadline, so a server that sends nothing cannot outlast it.
+
+    A read blocked on the socket is woken only by shutting the socket down (closing it from
+    another thread is not enough); the read then fails and the caller reports the deadline.
+    """
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if not isinstance(sock, socket.socket):
+        yield
+        return
+
+    def cut() -> None:
+        with suppress(OSError):  # already closed: the download ended meanwhile
+            # socket.socket's own shutdown: ssl.SSLSocket's would also drop its TLS state
+            # under the reading thread's feet.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    timer = threading.Timer(max(clock.remaining(), 0.0), cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -117,12 +356,58 @@ def _check_status(response: httpx.Response) -> None:
         raise DownloadError(f"the CDN refused the download (HTTP {code})", permanent=True)
 
 
-def download(url: str, dest: Path, policy: DownloadPolicy, client: httpx.Client) -> Downloaded:
-    """Stream `url` into `dest`, following (and re-checking) redirects by hand."""
-    for _ in range(MAX_REDIRECTS + 1):
-        check_url(url, policy)
+def _request(client: httpx.Client, url: str, address: str | None, clock: _Clock) -> httpx.Request:
+    """GET `url`, sent to `address` (a checked IP) when given, else to the URL's host."""
+    try:
+        original = httpx.URL(url)
+        if address is None or _ip(original.raw_host.decode("ascii")) is not None:
+            return client.build_request("GET", original, timeout=clock.timeout())
+        # Connect to the checked address; the server still sees the name: Host header, TLS
+        # SNI, and httpcore verifies the certificate against `sni_hostname` (server_hostname).
+        name = original.raw_host.decode("ascii")
+        return client.build_request(
+            "GET",
+            original.copy_with(host=address),
+            headers={"Host": original.netloc.decode("ascii")},
+            extensions={"sni_hostname": name},
+            timeout=clock.timeout(),
+        )
+    except (httpx.InvalidURL, ValueError) as exc:  # ValueError covers UnicodeError (idna)
+        raise DownloadError(f"URL is not valid: {exc}", permanent=True) from exc
+
+
+def _send(
+    client: httpx.Client, url: str, addresses: list[str] | None, clock: _Clock
+) -> httpx.Response:
+    """Send GET `url` to the first of the checked `addresses` that takes the connection."""
+    targets: list[str | None] = list(addresses) if addresses is not None else [None]
+    for i, address in enumerate(targets):
         try:
-            with client.stream("GET", url) as response:
+            return client.send(_request(client, url, address, clock), stream=True)
+        except (httpx.ConnectError, httpx.ConnectTimeout):
+            # Nothing was sent yet, so the next address is safe to try (as a by-name
+            # connection would, e.g. IPv6 first, then IPv4).
+            if i == len(targets) - 1:
+                raise
+    raise AssertionError("unreachable: targets is never empty")
+
+
+def download(
+    url: str,
+    dest: Path,
+    policy: DownloadPolicy,
+    client: httpx.Client,
+    budget: ByteBudget | None = None,
+) -> Downloaded:
+    """Stream `url` into `dest`, following (and re-checking) redirects by hand.
+
+    Bytes are counted against `budget` (the export's), if given, as they arrive.
+    """
+    clock = _Clock(policy)
+    for _ in range(MAX_REDIRECTS + 1):
+        addresses = check_url(url, policy)
+        try:
+            with closing(_send(client, url, addresses, clock)) as response:
                 if response.is_redirect:
                     location = response.headers.get("location")
                     if not location:
@@ -130,38 +415,90 @@ def download(url: str, dest: Path, policy: DownloadPolicy, client: httpx.Client)
                     url = urljoin(url, location)
                     continue
                 _check_status(response)
-                return _save(response, dest, policy.max_bytes)
-        except httpx.TimeoutException as exc:
-            raise DownloadError(f"timed out ({type(exc).__name__})", permanent=False) from exc
-        except httpx.TransportError as exc:
-            raise DownloadError(f"connection failed ({exc})", permanent=False) from exc
+                with _watchdog(response, clock):
+                    return _save(response, dest, policy.max_bytes, clock, budget)
+        except httpx.UnsupportedProtocol as exc:
+            raise DownloadError(f"URL is not valid: {exc}", permanent=True) from exc
+        except httpx.HTTPError as exc:
+            # Past the deadline, a timeout or a cut connection is the deadline's doing.
+            if clock.remaining() <= 0:
+                raise clock.deadline_error() from exc
+            raise _transient(exc) from exc
     raise DownloadError(f"more than {MAX_REDIRECTS} redirects", permanent=True)
 
 
-def _save(response: httpx.Response, dest: Path, max_bytes: int) -> Downloaded:
-    declared = response.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise DownloadError(
-            f"the file is {int(declared)} bytes; the limit per clip is {max_bytes}", permanent=True
+def _transient(exc: Exception) -> DownloadError:
+    if isinstance(exc, httpx.TimeoutException):
+        return DownloadError(f"timed out ({type(exc).__name__})", permanent=False)
+    if isinstance(exc, httpx.DecodingError):
+        return DownloadError(
+            f"the CDN sent a body that could not be decoded ({exc})", permanent=False
         )
+    return DownloadError(f"connection failed ({exc})", permanent=False)
+
+
+def _save(
+    response: httpx.Response,
+    dest: Path,
+    max_bytes: int,
+    clock: _Clock,
+    budget: ByteBudget | None,
+) -> Downloaded:
+    declared_text = response.headers.get("content-length", "")
+    declared = int(declared_text) if declared_text.isascii() and declared_text.isdigit() else None
+    if declared is not None and declared > max_bytes:
+        raise DownloadError(
+            f"the file is {declared} bytes; the limit per clip is {max_bytes}", permanent=True
+        )
+    counted = 0  # bytes counted against the export's budget so far
+    if budget is not None and declared is not None:
+        budget.take(declared)
+        counted = declared
     digest = hashlib.sha256()
     size = 0
-    with dest.open("wb") as out:
-        for chunk in response.iter_bytes(CHUNK):
+    try:
+        out = dest.open("wb")
+    except OSError as exc:
+        raise _disk_error(exc) from exc
+    with out:
+        # No chunk size: each piece is handed over as it arrives, so the time limits are
+        # checked even while a server drips a byte at a time.
+        for chunk in response.iter_bytes():
             size += len(chunk)
             if size > max_bytes:
                 raise DownloadError(
                     f"the file exceeds the limit per clip of {max_bytes} bytes", permanent=True
                 )
+            if budget is not None and size > counted:
+                budget.take(size - counted)
+                counted = size
+            clock.check(size)
             digest.update(chunk)
-            out.write(chunk)
-    if declared and declared.isdigit() and size != int(declared):
+            try:
+                out.write(chunk)
+            except OSError as exc:
+                raise _disk_error(exc) from exc
+    if declared is not None and size != declared:
         raise DownloadError(
             f"the download was cut short ({size} of {declared} bytes)", permanent=False
         )
     return Downloaded(path=dest, sha256=digest.hexdigest(), size_bytes=size)
 
 
-def http_client(policy: DownloadPolicy) -> httpx.Client:
+def _disk_error(exc: OSError) -> DownloadError:
+    # A full or failing disk on our side: the clip itself is fine, a retry may succeed.
+    return DownloadError(f"could not write the clip to disk ({exc}); will retry", permanent=False)
+
+
+def http_client(policy: DownloadPolicy, verify: ssl.SSLContext | bool = True) -> httpx.Client:
+    """The client for clip downloads. `verify` is for tests (a throwaway CA); keep True.
+
+    Proxies from the environment are not used: a proxy would make the connection itself,
+    to an address we did not check. Connections are not kept alive: a pooled connection is
+    keyed by IP address, and must not serve another name whose certificate was never checked.
+    """
     timeout = httpx.Timeout(policy.read_timeout_s, connect=policy.connect_timeout_s)
-    return httpx.Client(timeout=timeout, follow_redirects=False)
+    # An explicit transport: httpx then ignores HTTP(S)_PROXY (but still honours
+    # SSL_CERT_FILE / SSL_CERT_DIR).
+    transport = httpx.HTTPTransport(verify=verify, limits=httpx.Limits(max_keepalive_connections=0))
+    return httpx.Client(transport=transport, timeout=timeout, follow_redirects=False)
