@@ -127,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "request":
         if args.clips_json:
-            clips = json.loads(args.clips_json.read_text())
+            try:
+                clips = parse_clips(args.clips_json.read_text())
+            except (OSError, ValueError) as exc:
+                print(f"error: --clips-json {args.clips_json}: {exc}", file=sys.stderr)
+                return 2
         else:
             clips = [{**c, "scene_number": n} for n, c in enumerate(args.clip, start=1)]
         fields = dict(

@@ -109,6 +109,7 @@ def build_definitions(settings: Settings) -> Definitions:
             settings.sensor_batch_size,
             settings.sensor_interval_s,
             daily_limit=settings.daily_export_limit,
+            max_duration_s=settings.max_total_duration_s,
         ),
         build_export_failure_sensor(job),
         build_export_canceled_run_sensor(job),

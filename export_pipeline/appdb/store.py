@@ -91,8 +91,23 @@ class RequestStore:
             .order_by(T.c.id)
             .limit(limit)
         )
-        with self.engine.connect() as conn:
-            return [_row(r) for r in conn.execute(query).mappings()]
+        try:
+            with self.engine.connect() as conn:
+                return [_row(r) for r in conn.execute(query).mappings()]
+        except Exception:  # noqa: BLE001 - perhaps one row the driver cannot decode
+            ids_query = query.with_only_columns(T.c.id)
+            with self.engine.connect() as conn:  # if this fails too, the database is down
+                ids = list(conn.execute(ids_query).scalars())
+            return [self._readable(request_id) for request_id in ids]
+
+    def _readable(self, request_id: int) -> dict[str, Any]:
+        """The row, or `{"id", "unreadable": reason}` when the driver cannot decode it (bytes
+        that are not UTF-8 in a SQLite text column, a timestamp that is not one): such a row
+        must be failed, not stop everyone queued behind it."""
+        try:
+            return self.get(request_id) or {"id": request_id, "unreadable": "the row vanished"}
+        except Exception as exc:  # noqa: BLE001
+            return {"id": request_id, "unreadable": f"{type(exc).__name__}: {str(exc)[:200]}"}
 
     def list(
         self,
@@ -364,7 +379,11 @@ def for_display(row: dict[str, Any]) -> dict[str, Any]:
 
 def parse_clips(raw: Any) -> Any:
     """Decode the `clips` column as read by `RequestStore` (text), tolerating drivers that
-    already decoded it. Raises ValueError on malformed JSON."""
+    already decoded it. Raises ValueError on malformed JSON, including JSON nested too
+    deeply for the decoder (RecursionError, which every reader would otherwise have to know)."""
     if isinstance(raw, str):
-        return json.loads(raw)
+        try:
+            return json.loads(raw)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
     return raw

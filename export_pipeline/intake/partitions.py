@@ -27,12 +27,17 @@ def request_id_from_key(key: str) -> int:
     return int(match.group(1))
 
 
+# Intake refuses longer ids; a backfill of such a row must still get a run whose tags fit
+# Dagster's tag index on PostgreSQL (about 2.7 KB), or the run is stored without them.
+MAX_TAG_CHARS = 256
+
+
 def run_tags(request_id: int, user_id: str, project_id: str) -> dict[str, str]:
     """`export/user_id` is what the per-user queue limit in dagster.yaml keys on."""
     return {
         "export/request_id": str(request_id),
-        "export/user_id": str(user_id),
-        "export/project_id": str(project_id),
+        "export/user_id": str(user_id)[:MAX_TAG_CHARS],
+        "export/project_id": str(project_id)[:MAX_TAG_CHARS],
     }
 
 

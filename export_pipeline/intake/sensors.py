@@ -20,6 +20,7 @@ from dagster import (
     SkipReason,
     sensor,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from export_pipeline.appdb import status as st
 from export_pipeline.appdb.store import RequestStore, utcnow
@@ -52,8 +53,57 @@ def rate_limiter(store: RequestStore, rows: list[dict], daily_limit: int) -> Rat
     return RateLimiter(daily_limit, now, history_from_rows(recent))
 
 
-def build_export_requests_sensor(batch_size: int = 50, interval_s: int = 5, daily_limit: int = 0):
-    """`daily_limit`: exports per user in a rolling 24 h (0 = no limit)."""
+def admit(
+    context: SensorEvaluationContext,
+    store: RequestStore,
+    row: dict,
+    limiter: RateLimiter,
+    max_duration_s: float,
+) -> RunRequest | None:
+    """Decide one row: its run request, or None when the row ended here (failed, canceled,
+    rejected). Every outcome is written to the row before the cursor passes it."""
+    request_id = int(row["id"])
+    if "unreadable" in row:
+        refusal = f"invalid export request: the row could not be read ({row['unreadable']})"
+    else:
+        try:
+            spec = parse_request(row, max_duration_s)
+            refusal = None
+        except InvalidRequest as exc:
+            refusal = str(exc)
+    if refusal:
+        store.transition(request_id, st.FAILED, error_message=refusal, completed_at=utcnow())
+        context.log.warning(f"export request {request_id} rejected: {refusal}")
+        return None
+    if row.get("cancel_requested_at") is not None:
+        store.transition(
+            request_id, st.CANCELED, error_message=CANCELED_MESSAGE, completed_at=utcnow()
+        )
+        return None
+    # An operator's `retry` (requeued_at) overrides the limit; the export still counts.
+    if row["status"] == st.PENDING and not row.get("requeued_at"):
+        refusal = limiter.admit(str(row["user_id"]), row.get("created_at"))
+        if refusal:
+            store.transition(request_id, st.REJECTED, error_message=refusal, completed_at=utcnow())
+            context.log.info(f"export request {request_id} rejected: {refusal}")
+            return None
+    else:  # re-queued, or queued by an earlier tick whose cursor was lost
+        limiter.record(str(row["user_id"]), row.get("created_at"))
+    key = partition_key(request_id)
+    # A re-queued export needs a run key of its own: the first one was used.
+    requeued = row.get("requeued_at")
+    run_key = f"{key}@{requeued.isoformat()}" if requeued else key
+    # The job derives the same tags from the row; these stand if that read fails.
+    tags = run_tags(request_id, spec.user_id, spec.project_id)
+    store.transition(request_id, st.QUEUED)
+    return RunRequest(partition_key=key, run_key=run_key, tags=tags)
+
+
+def build_export_requests_sensor(
+    batch_size: int = 50, interval_s: int = 5, daily_limit: int = 0, max_duration_s: float = 600
+):
+    """`daily_limit`: exports per user in a rolling 24 h (0 = no limit); `max_duration_s`:
+    the longest export, so a clip asking for more fails at intake."""
 
     @sensor(
         name="export_requests_sensor",
@@ -69,50 +119,29 @@ def build_export_requests_sensor(batch_size: int = 50, interval_s: int = 5, dail
         if not rows:
             return SkipReason(f"no new export requests after id {cursor}")
 
-        limiter = rate_limiter(store, rows, daily_limit)
+        limiter = rate_limiter(store, [r for r in rows if "unreadable" not in r], daily_limit)
         run_requests: list[RunRequest] = []
         new_keys: list[str] = []
         for row in rows:
             request_id = int(row["id"])
             try:
-                spec = parse_request(row)
-            except InvalidRequest as exc:
-                store.transition(
-                    request_id, st.FAILED, error_message=str(exc), completed_at=utcnow()
-                )
-                context.log.warning(f"export request {request_id} rejected: {exc}")
-                cursor = max(cursor, request_id)
-                continue
-            except Exception as exc:  # unexpected: stop here, this row is tried next tick
-                context.log.error(f"export request {request_id} could not be read: {exc!r}")
+                request = admit(context, store, row, limiter, max_duration_s)
+            except SQLAlchemyError as exc:  # the database, not the row: try again next tick
+                context.log.error(f"export request {request_id}: database error, retrying: {exc}")
                 break
-            if row.get("cancel_requested_at") is not None:
-                store.transition(
-                    request_id, st.CANCELED, error_message=CANCELED_MESSAGE, completed_at=utcnow()
-                )
-                cursor = max(cursor, request_id)
-                continue
-            # An operator's `retry` (requeued_at) overrides the limit; the export still counts.
-            if row["status"] == st.PENDING and not row.get("requeued_at"):
-                refusal = limiter.admit(str(row["user_id"]), row.get("created_at"))
-                if refusal:
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop intake: fail the row
+                reason = f"invalid export request: it could not be handled ({exc!r:.300})"
+                context.log.error(f"export request {request_id} failed: {reason}")
+                try:
                     store.transition(
-                        request_id, st.REJECTED, error_message=refusal, completed_at=utcnow()
+                        request_id, st.FAILED, error_message=reason, completed_at=utcnow()
                     )
-                    context.log.info(f"export request {request_id} rejected: {refusal}")
-                    cursor = max(cursor, request_id)
-                    continue
-            else:  # re-queued, or queued by an earlier tick whose cursor was lost
-                limiter.record(str(row["user_id"]), row.get("created_at"))
-            key = partition_key(request_id)
-            new_keys.append(key)
-            # A re-queued export needs a run key of its own: the first one was used.
-            requeued = row.get("requeued_at")
-            run_key = f"{key}@{requeued.isoformat()}" if requeued else key
-            # The job derives the same tags from the row; these stand if that read fails.
-            tags = run_tags(request_id, spec.user_id, spec.project_id)
-            run_requests.append(RunRequest(partition_key=key, run_key=run_key, tags=tags))
-            store.transition(request_id, st.QUEUED)
+                except SQLAlchemyError:
+                    break
+                request = None
+            if request is not None:
+                new_keys.append(request.partition_key)
+                run_requests.append(request)
             cursor = max(cursor, request_id)
 
         context.log.info(f"{len(run_requests)} export(s) queued; cursor at id {cursor}")

@@ -11,12 +11,20 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from export_pipeline.appdb.store import parse_clips
+from export_pipeline.clips.download import url_problem
 from export_pipeline.media.layout import ASPECT_RATIOS, QUALITIES, RESOLUTIONS
 
 MAX_CLIPS = 500
+# Identifiers end up in Dagster run tags, whose PostgreSQL index refuses values over ~2.7 KB
+# (a run created without its tags escapes cancel-by-tag and the per-user queue).
+MAX_ID_CHARS = 256
+# No clip is longer than a day: beyond it a trim or duration is a mistake or an attack
+# (1e308 once made a 300-digit cache key). Durations are also held to the export limit.
+MAX_SECONDS = 24 * 3600.0
+MAX_SCENE_NUMBER = 10**9
+MAX_PROBLEMS_SHOWN = 20  # the error message stays readable when 500 clips are wrong
 
 
 class InvalidRequest(ValueError):
@@ -55,42 +63,64 @@ class ExportSpec:
 
 
 def _choice(problems: list[str], name: str, value: Any, allowed: Mapping | tuple) -> None:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         options = ", ".join(allowed)
-        problems.append(f"{name} {value!r} is not supported (use one of: {options})")
+        problems.append(f"{name} {_shown(value)} is not supported (use one of: {options})")
 
 
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)  # an int too large for a float raises OverflowError
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
-def _parse_clip(position: int, raw: Any, problems: list[str]) -> ClipSpec | None:
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value quoted for a message, cut short: rows may hold megabytes."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _parse_clip(
+    position: int, raw: Any, problems: list[str], max_duration_s: float
+) -> ClipSpec | None:
     where = f"clip {position}"
     if not isinstance(raw, Mapping):
         problems.append(f"{where}: must be an object with url, scene_number, trim_start, duration")
         return None
     before = len(problems)
     url = raw.get("url")
-    if not isinstance(url, str) or urlsplit(url.strip()).scheme not in ("http", "https"):
-        problems.append(f"{where}: url must be an http(s) URL, got {url!r}")
+    problem = url_problem(url.strip()) if isinstance(url, str) else "not a string"
+    if problem:
+        problems.append(f"{where}: url must be an http(s) URL ({problem}), got {_shown(url)}")
     scene = raw.get("scene_number", position)
-    if isinstance(scene, bool) or not isinstance(scene, int):
-        problems.append(f"{where}: scene_number must be an integer, got {scene!r}")
+    if isinstance(scene, bool) or not isinstance(scene, int) or abs(scene) > MAX_SCENE_NUMBER:
+        problems.append(
+            f"{where}: scene_number must be an integer of at most {MAX_SCENE_NUMBER}, "
+            f"got {_shown(scene)}"
+        )
     trim = raw.get("trim_start", 0)
     trim = 0.0 if trim is None else _number(trim)
-    if trim is None or trim < 0:
-        problems.append(f"{where}: trim_start must be a number >= 0, got {raw.get('trim_start')!r}")
+    if trim is None or not 0 <= trim <= MAX_SECONDS:
+        problems.append(
+            f"{where}: trim_start must be a number >= 0 and <= {MAX_SECONDS:g} (seconds), "
+            f"got {_shown(raw.get('trim_start'))}"
+        )
     duration = raw.get("duration")
     if duration is not None:
         duration = _number(duration)
-        if duration is None or duration <= 0:
+        if duration is None or not 0 < duration <= max_duration_s:
             problems.append(
-                f"{where}: duration must be a number > 0 or null (to the end of the clip), "
-                f"got {raw.get('duration')!r}"
+                f"{where}: duration must be a number > 0 and <= {max_duration_s:g} (seconds, "
+                f"the longest export), or null (to the end of the clip), "
+                f"got {_shown(raw.get('duration'))}"
             )
     scene_id = raw.get("scene_id")
+    if scene_id is not None and len(str(scene_id)) > MAX_ID_CHARS:
+        problems.append(f"{where}: scene_id is longer than {MAX_ID_CHARS} characters")
     if len(problems) > before:
         return None
     return ClipSpec(
@@ -103,11 +133,29 @@ def _parse_clip(position: int, raw: Any, problems: list[str]) -> ClipSpec | None
     )
 
 
-def parse_request(row: Mapping[str, Any]) -> ExportSpec:
+def parse_request(row: Mapping[str, Any], max_duration_s: float = MAX_SECONDS) -> ExportSpec:
+    """The request in `row`, or InvalidRequest, whatever the row holds: nothing else is
+    raised, so one malformed row can never stop whoever reads it. `max_duration_s` is the
+    longest export (the sensor passes EXPORT_MAX_DURATION_S)."""
+    try:
+        return _parse_request(row, max_duration_s)
+    except InvalidRequest:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a bug here must not stop intake either
+        raise InvalidRequest(
+            f"invalid export request: the row could not be read ({type(exc).__name__}: "
+            f"{str(exc)[:200]})"
+        ) from exc
+
+
+def _parse_request(row: Mapping[str, Any], max_duration_s: float) -> ExportSpec:
     problems: list[str] = []
     for name in ("project_id", "user_id"):
-        if not str(row.get(name) or "").strip():
+        value = str(row.get(name) or "")
+        if not value.strip():
             problems.append(f"{name} is empty")
+        elif len(value) > MAX_ID_CHARS:
+            problems.append(f"{name} is {len(value)} characters long; the limit is {MAX_ID_CHARS}")
     _choice(problems, "resolution", row.get("resolution"), RESOLUTIONS)
     _choice(problems, "aspect_ratio", row.get("aspect_ratio"), ASPECT_RATIOS)
     _choice(problems, "quality", row.get("quality"), QUALITIES)
@@ -116,7 +164,7 @@ def parse_request(row: Mapping[str, Any]) -> ExportSpec:
     try:
         raw_clips = parse_clips(row.get("clips"))
     except (ValueError, TypeError) as exc:
-        problems.append(f"clips is not valid JSON ({exc})")
+        problems.append(f"clips is not valid JSON ({str(exc)[:200]})")
     else:
         if not isinstance(raw_clips, list):
             problems.append("clips must be a JSON array of clip objects")
@@ -126,12 +174,21 @@ def parse_request(row: Mapping[str, Any]) -> ExportSpec:
             problems.append(f"clips has {len(raw_clips)} entries; the maximum is {MAX_CLIPS}")
         else:
             for position, raw in enumerate(raw_clips, start=1):
-                clip = _parse_clip(position, raw, problems)
+                clip = _parse_clip(position, raw, problems, max_duration_s)
                 if clip:
                     clips.append(clip)
+            requested = sum(c.duration for c in clips if c.duration is not None)
+            if requested > max_duration_s:
+                problems.append(
+                    f"the clips' durations add up to {requested:g} s; the longest export is "
+                    f"{max_duration_s:g} s: shorten or remove clips"
+                )
 
     if problems:
-        raise InvalidRequest("invalid export request: " + "; ".join(problems))
+        shown = problems[:MAX_PROBLEMS_SHOWN]
+        if len(problems) > len(shown):
+            shown.append(f"and {len(problems) - len(shown)} more problems")
+        raise InvalidRequest("invalid export request: " + "; ".join(shown))
     return ExportSpec(
         request_id=int(row["id"]) if row.get("id") is not None else 0,
         project_id=str(row["project_id"]),

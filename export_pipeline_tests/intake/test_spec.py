@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from export_pipeline.intake.spec import InvalidRequest, parse_request
@@ -64,6 +66,55 @@ def test_invalid_requests_say_what_is_wrong(overrides, message):
     with pytest.raises(InvalidRequest) as info:
         parse_request(row(**overrides))
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"resolution": ["1080p"]}, "resolution ['1080p'] is not supported"),
+        ({"quality": {"a": 1}}, "quality {'a': 1} is not supported"),
+        ({"project_id": "p" * 257}, "project_id is 257 characters long; the limit is 256"),
+        ({"clips": '[{"url": "https://x/a.mp4", "duration": 1e999}]'}, "clip 1: duration must be"),
+        ({"clips": '[{"url": "https://x/a.mp4", "trim_start": 1e308}]'}, "clip 1: trim_start must"),
+        ({"clips": '[{"url": "https://x/a.mp4", "duration": ' + "9" * 400 + "}]"}, "duration must"),
+        ({"clips": '[{"url": "https://x/a.mp4", "scene_number": 1e3}]'}, "scene_number must"),
+        ({"clips": '[{"url": "https://x:99999/a.mp4"}]'}, "port 99999 is out of range"),
+        ({"clips": '[{"url": "http://[::1/x.mp4"}]'}, "clip 1: url must be an http(s) URL"),
+        ({"clips": '[{"url": 42}]'}, "clip 1: url must be an http(s) URL (not a string)"),
+        ({"clips": "[" * 100_000 + "]" * 100_000}, "clips is not valid JSON (nested too deeply)"),
+    ],
+)
+def test_hostile_values_are_invalid_requests(overrides, message):
+    with pytest.raises(InvalidRequest) as info:
+        parse_request(row(**overrides))
+    assert message in str(info.value)
+    assert len(str(info.value)) < 1000
+
+
+def test_durations_are_held_to_the_export_limit():
+    clips = (
+        '[{"url": "https://x/a.mp4", "duration": 400}, {"url": "https://x/b.mp4", "duration": 300}]'
+    )
+    assert parse_request(row(clips=clips)).clips[1].duration == 300
+    with pytest.raises(InvalidRequest) as info:
+        parse_request(row(clips=clips), max_duration_s=600)
+    assert "the clips' durations add up to 700 s; the longest export is 600 s" in str(info.value)
+
+
+def test_many_problems_are_listed_up_to_a_limit():
+    clips = json.dumps([{"url": "ftp://x/a.mp4"}] * 300)
+    with pytest.raises(InvalidRequest) as info:
+        parse_request(row(clips=clips))
+    assert "and 280 more problems" in str(info.value)
+
+
+def test_a_bug_in_validation_is_still_an_invalid_request(monkeypatch):
+    from export_pipeline.intake import spec
+
+    monkeypatch.setattr(spec, "url_problem", lambda url: 1 / 0)
+    with pytest.raises(InvalidRequest) as info:
+        parse_request(row())
+    assert "the row could not be read (ZeroDivisionError" in str(info.value)
 
 
 def test_all_problems_are_reported_at_once():
