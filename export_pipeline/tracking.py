@@ -129,6 +129,18 @@ def check_not_canceled(store: RequestStore, request_id: int, row: dict | None = 
         raise Failure(CANCELED_MESSAGE, allow_retries=False)
 
 
+def _stop_if_canceled(store: RequestStore, request_id: int) -> None:
+    """A cancel that lands mid-step often surfaces as the step's own error (FFmpeg killed
+    under it, a connection closed): end the export as canceled now, never as a failure that
+    waits for a retry while holding its run slot."""
+    try:
+        row = store.get(request_id) or {}
+    except Exception:  # noqa: BLE001 - the step's own error is what gets reported then
+        return
+    if row.get("cancel_requested_at") is not None:
+        check_not_canceled(store, request_id, row)
+
+
 def _claim(store: RequestStore, context: AssetExecutionContext, row: dict, band) -> None:
     request_id = int(row["id"])
     check_not_canceled(store, request_id, row)
@@ -170,6 +182,7 @@ def export_step(
         with Heartbeat(store, request_id, context.run_id, app_db.heartbeat_s):
             yield step
     except Exception as exc:
+        _stop_if_canceled(store, request_id)
         _record_failure(context, store, request_id, step_name, exc, max_retries)
         if isinstance(exc, ExportError) and exc.permanent:
             raise Failure(f"{step_name}: {exc}", allow_retries=False) from exc

@@ -6,6 +6,7 @@ renders with FFmpeg (see `export_pipeline.media`), and stores the result at
 A retried attempt uses safer encoder settings (`encode_settings(attempt=...)`).
 """
 
+import errno
 import time
 from dataclasses import asdict
 from fractions import Fraction
@@ -17,7 +18,7 @@ from export_pipeline.clips.assets import downloaded_clips_key, manifest_key
 from export_pipeline.intake.partitions import export_partitions
 from export_pipeline.media.commands import encode_settings
 from export_pipeline.media.layout import choose_frame_rate
-from export_pipeline.media.probe import probe
+from export_pipeline.media.probe import InvalidMedia, probe
 from export_pipeline.media.render import ClipError, RenderInput, render_video
 from export_pipeline.media.runner import FFmpegError
 from export_pipeline.resources import AppDatabase, MediaTools, StorageResource
@@ -55,6 +56,28 @@ class StorageSegmentCache:
         # Audio first: a segment counts as cached once its video exists.
         self.storage.put_file(audio_out, f"segments/{key}.wav", content_type="audio/wav")
         self.storage.put_file(video_out, f"segments/{key}.mp4", content_type="video/mp4")
+
+
+def render_error(exc: Exception) -> ExportError:
+    """What an exception from rendering means for the export: worth another attempt (FFmpeg
+    crashed, the disk filled up, storage blinked) or certain to happen again (a clip that
+    cannot be rendered, an archived clip that is gone, a setting that cannot work)."""
+    if isinstance(exc, ClipError | InvalidMedia):
+        return ExportError(str(exc), permanent=True)
+    if isinstance(exc, ObjectNotFound):
+        return ExportError(
+            f"{exc.key} is missing from storage: materialize downloaded_clips for this "
+            "partition again",
+            permanent=True,
+        )
+    if isinstance(exc, FFmpegError):
+        return ExportError(f"FFmpeg failed: {exc}", permanent=False)
+    if isinstance(exc, OSError):
+        permanent = exc.errno in (errno.ENAMETOOLONG, errno.EINVAL)
+        return ExportError(f"{type(exc).__name__}: {exc}", permanent=permanent)
+    if isinstance(exc, ValueError | TypeError | KeyError):  # bad data or configuration
+        return ExportError(f"cannot encode: {type(exc).__name__}: {exc}", permanent=True)
+    return ExportError(f"{type(exc).__name__}: {exc}", permanent=False)
 
 
 def encode(
@@ -173,6 +196,11 @@ def build_encoded_video(retry_policy: RetryPolicy):
         with export_step(
             context, app_db, "encoded_video", PROGRESS_BAND, retry_policy.max_retries
         ) as step:
-            return encode(step, storage.open(), media, context.retry_number)
+            try:
+                return encode(step, storage.open(), media, context.retry_number)
+            except ExportError:
+                raise
+            except Exception as exc:
+                raise render_error(exc) from exc
 
     return encoded_video

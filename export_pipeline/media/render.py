@@ -147,9 +147,14 @@ def copy_path(inputs: list[RenderInput], settings: EncodeSettings) -> bool:
 
 
 def segment_key(inp: RenderInput, settings: EncodeSettings, copy: bool) -> str | None:
+    """Where the segment of `inp` is cached, from normalized values: the span actually used
+    (a duration past the clip's end is the same segment as "to the end"), so keys stay short
+    and equal requests share one segment."""
     if not inp.content_hash:
         return None
-    length = "end" if inp.duration is None else f"{inp.duration:.3f}"
+    used = effective_duration(inp)  # bounded by the clip's own length
+    to_end = inp.duration is None or inp.trim_start + inp.duration >= inp.info.duration
+    length = "end" if to_end else f"{used:.3f}"
     mode = "copy" if copy else settings.cache_key()
     return f"{inp.content_hash}/{inp.trim_start:.3f}-{length}-{mode}"
 

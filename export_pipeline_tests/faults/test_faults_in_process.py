@@ -204,3 +204,44 @@ def test_s3_throttling_is_absorbed_and_persistent_refusal_fails_cleanly(
 )
 def test_human_bytes(n, text):
     assert human_bytes(n) == text
+
+
+def ffmpeg_canceled_midway(tmp_path: Path, db_url: str) -> Path:
+    """An ffmpeg whose encode is interrupted by a cancel: the app asks to cancel while it
+    runs, and FFmpeg dies of the interrupt the way it does under a terminated run."""
+    import sys
+
+    script = tmp_path / "ffmpeg-canceled"
+    cancel = (
+        "from export_pipeline.appdb.store import RequestStore; "
+        f"s = RequestStore.from_url({db_url!r}); "
+        "[s.request_cancel(r['id']) for r in s.list(status='processing', limit=10)]"
+    )
+    script.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *libx264*)\n'
+        f'  "{sys.executable}" -c "{cancel}"\n'
+        '  echo "Exiting normally, received signal 2." >&2; exit 255;;\n'
+        "esac\n"
+        'exec ffmpeg "$@"\n'
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
+def test_a_cancel_during_an_encode_never_waits_for_a_retry(
+    settings, store, instance, cdn, tmp_path
+):
+    """The encode fails because the export is being canceled: that is the end, not a
+    transient FFmpeg error to retry after a backoff with the run slot held."""
+    from dagster import DagsterEventType
+
+    settings = replace(settings, ffmpeg=str(ffmpeg_canceled_midway(tmp_path, settings.db_url)))
+    request_id, result, _ = export(settings, store, instance, [clip(cdn.url("landscape.mp4"), 1)])
+    row = store.get(request_id)
+    assert not result.success
+    assert row["status"] == st.CANCELED and row["retry_count"] == 0, row
+    assert "canceled at the app's request" in row["error_message"]
+    retries = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    assert retries == []
+    no_leftovers(settings, request_id, published=False)
