@@ -100,18 +100,25 @@ def publish(
     key, pkey = video_key(step.partition_key), poster_key(step.partition_key)
     with media.temp_dir(f"export-{step.partition_key}-publish") as scratch:
         local = Path(scratch) / "encoded.mp4"
+        # Published before (re-execution, backfill of publish alone): the work copy was
+        # removed then, and the published video is the same file.
+        source = encoded["key"] if storage.exists(encoded["key"]) else key
         try:
-            storage.get_file(encoded["key"], local)
+            storage.get_file(source, local)
         except ObjectNotFound as exc:
             raise ExportError(
                 f"{exc}: materialize encoded_video for this partition first", permanent=True
             ) from exc
         posters = make_posters(step, local, encoded["duration_s"], media)
         poster_bytes = posters[0].stat().st_size if posters else 0
+        # What this export holds when done: the work copy goes, an older video is replaced.
         replaced = (storage.size(key) or 0) + (storage.size(pkey) or 0)
+        if source != key:
+            replaced += storage.size(source) or 0
         check_quota(storage, quota_bytes, encoded["bytes"] + poster_bytes, replaced)
         check_not_canceled(step.store, step.request_id)  # last chance before it is visible
-        storage.copy(encoded["key"], key)
+        if source != key:
+            storage.copy(source, key)
         if posters:
             storage.put_file(posters[0], pkey, content_type="image/jpeg")
         else:
@@ -138,6 +145,8 @@ def publish(
             "complete from this run",
             permanent=True,
         )
+    # The work copy would double every video in storage (and in the quota) until retention.
+    storage.delete(encoded["key"])
     seconds = round(time.monotonic() - started, 2)
     step.context.log.info(f"{step.partition_key}: published {size} bytes at {url}")
     spec = step.spec

@@ -284,3 +284,33 @@ def test_clips_already_in_the_target_format_are_stream_copied(
     assert int(video["nb_frames"]) == 60
     assert abs(float(audio["duration"]) - float(video["duration"])) < 0.05
     assert top_level_boxes(path).index("moov") < top_level_boxes(path).index("mdat")
+
+
+def test_the_work_copy_goes_once_published_and_publishing_alone_again_works(
+    settings, store, instance, cdn
+):
+    """The encoded work copy would double every video in storage (and count twice against
+    the quota) until retention: it goes once published; an operator re-executing only
+    `published_video` republishes from the published video."""
+    from dagster import AssetKey
+
+    request_id, first, defs = export(settings, store, instance, [clip(cdn.url("classic.mp4"), 1)])
+    assert first.success
+    part = f"exp-{request_id}"
+    root = settings.local_storage_root
+    assert not (root / "work" / part / "encoded.mp4").exists()
+    assert (root / "work" / part / "encoded.json").exists()  # the record stays
+    video = root / "videos" / f"{part}.mp4"
+    published = video.read_bytes()
+
+    again = defs.resolve_job_def("export_video_job").execute_in_process(
+        instance=instance,
+        partition_key=part,
+        asset_selection=[AssetKey("published_video")],
+        raise_on_error=False,
+    )
+    assert again.success
+    assert video.read_bytes() == published
+    row = store.get(request_id)
+    assert row["status"] == st.COMPLETE and row["run_id"] == again.run_id
+    assert row["output_bytes"] == len(published)

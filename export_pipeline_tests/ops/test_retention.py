@@ -299,7 +299,6 @@ def test_retention_on_s3(settings, store, instance, cdn, s3_server, s3_env, s3_c
         f"videos/exp-{old}.mp4",
         f"work/exp-{old}/clips.json",
         f"work/exp-{old}/encoded.json",
-        f"work/exp-{old}/encoded.mp4",
         classic,
         url_index_key(cdn.url("classic.mp4")),
         *(k for k in before if k.startswith(own)),
