@@ -56,6 +56,8 @@ def build_resources(settings: Settings) -> dict:
             max_fps=settings.max_fps,
             work_dir=str(settings.work_dir) if settings.work_dir else None,
             ffmpeg_timeout_s=settings.ffmpeg_timeout_s,
+            memory_mb=settings.ffmpeg_memory_mb,
+            cpu_s=settings.ffmpeg_cpu_s,
         ),
         "downloads": ClipDownloads(
             concurrency=settings.download_concurrency,

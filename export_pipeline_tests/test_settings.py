@@ -13,6 +13,7 @@ def test_defaults_are_the_embedded_world(tmp_path, monkeypatch):
     assert settings.allow_http is False and settings.allow_private_hosts is False
     assert settings.max_retries == 3 and settings.retry_delay_s == 40
     assert settings.download_deadline_s == 600 and settings.min_download_kbps == 32
+    assert (settings.ffmpeg_memory_mb, settings.ffmpeg_cpu_s) == (3072, 7200)
     assert settings.min_download_grace_s == 10
     assert settings.max_request_bytes == 8192 * 1024**2
 
@@ -30,6 +31,8 @@ def test_environment_selects_production():
             "EXPORT_ALLOW_HTTP": "yes",
             "EXPORT_MAX_CLIP_MB": "100",
             "EXPORT_DOWNLOAD_DEADLINE_S": "120",
+            "EXPORT_FFMPEG_MEMORY_MB": "2048",
+            "EXPORT_FFMPEG_CPU_S": "900",
             "EXPORT_MIN_DOWNLOAD_KBPS": "64",
             "EXPORT_MIN_DOWNLOAD_GRACE_S": "5",
             "EXPORT_MAX_REQUEST_MB": "500",
@@ -43,5 +46,6 @@ def test_environment_selects_production():
     assert settings.allow_http is True
     assert settings.max_clip_bytes == 100 * 1024**2
     assert settings.download_deadline_s == 120 and settings.min_download_kbps == 64
+    assert (settings.ffmpeg_memory_mb, settings.ffmpeg_cpu_s) == (2048, 900)
     assert settings.min_download_grace_s == 5
     assert settings.max_request_bytes == 500 * 1024**2

@@ -81,7 +81,12 @@ class ClipFetcher:
         path = self.scratch / f"clip-{clip.position:04d}.download"
         try:
             got = download(clip.url, path, self.policy, client, self.budget)
-            info = probe_and_check(path, ffprobe=self.media.ffprobe, ffmpeg=self.media.ffmpeg)
+            info = probe_and_check(
+                path,
+                ffprobe=self.media.ffprobe,
+                ffmpeg=self.media.ffmpeg,
+                limits=self.media.limits(),
+            )
         except DownloadError as exc:
             raise ExportError(
                 f"{clip.label}: {exc}", permanent=exc.permanent, retry_after_s=exc.retry_after_s

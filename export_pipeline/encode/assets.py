@@ -70,8 +70,8 @@ def render_error(exc: Exception) -> ExportError:
             "partition again",
             permanent=True,
         )
-    if isinstance(exc, FFmpegError):
-        return ExportError(f"FFmpeg failed: {exc}", permanent=False)
+    if isinstance(exc, FFmpegError):  # a limit hit once is hit again: no retry for that
+        return ExportError(f"FFmpeg failed: {exc}", permanent=exc.over_limit)
     if isinstance(exc, OSError):
         permanent = exc.errno in (errno.ENAMETOOLONG, errno.EINVAL)
         return ExportError(f"{type(exc).__name__}: {exc}", permanent=permanent)
@@ -106,7 +106,7 @@ def encode(
                 )
             local = work / f"source-{clip.position:04d}.mp4"
             storage.get_file(entry["key"], local)
-            info = probe(local, ffprobe=media.ffprobe)
+            info = probe(local, ffprobe=media.ffprobe, limits=media.limits())
             inputs.append(
                 RenderInput(
                     path=local,
@@ -126,22 +126,18 @@ def encode(
             f"{settings.height} {float(fps):.3f} fps (attempt {attempt + 1}, {settings})"
         )
         output = work / "encoded.mp4"
-        try:
-            result = render_video(
-                inputs,
-                settings,
-                work / "segments",
-                output,
-                on_progress=step.progress,
-                ffmpeg=media.ffmpeg,
-                ffprobe=media.ffprobe,
-                timeout_s=media.ffmpeg_timeout_s,
-                cache=StorageSegmentCache(storage),
-            )
-        except ClipError as exc:
-            raise ExportError(str(exc), permanent=True) from exc
-        except FFmpegError as exc:
-            raise ExportError(f"FFmpeg failed: {exc}", permanent=False) from exc
+        result = render_video(
+            inputs,
+            settings,
+            work / "segments",
+            output,
+            on_progress=step.progress,
+            ffmpeg=media.ffmpeg,
+            ffprobe=media.ffprobe,
+            timeout_s=media.ffmpeg_timeout_s,
+            cache=StorageSegmentCache(storage),
+            limits=media.limits(),
+        )
         storage.put_file(output, encoded_key(step.partition_key), content_type="video/mp4")
 
     seconds = round(time.monotonic() - started, 2)

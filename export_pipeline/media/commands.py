@@ -28,9 +28,18 @@ from export_pipeline.media.layout import (
     video_bitrate_cap,
 )
 
-# Demuxers a clip may use: MP4/MOV family and Matroska/WebM. A demuxer name such as
-# "mov,mp4,m4a,3gp,3g2,mj2" is accepted when any of its parts is listed.
-CLIP_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm"
+# Demuxers a clip may use: MP4/MOV, Matroska/WebM, MPEG-TS, MPEG-PS (.mpg, .vob), AVI, FLV
+# and animated GIF: none of them can open another file or URL (unlike hls, dash, concat or
+# image2, which stay refused; mov's `dref` references are off unless asked for). A demuxer
+# name such as "mov,mp4,m4a,3gp,3g2,mj2" is accepted when any of its parts is listed.
+CLIP_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mpegts,mpeg,avi,flv,gif"
+CLIP_FORMAT_NAMES = "MP4, MOV, Matroska, WebM, MPEG-TS, MPEG-PS, AVI, FLV or GIF"
+# Decoding a clip: few threads (each holds frames: a 16-thread decode of a huge frame took
+# 12 GB) and a ceiling on the frame size the decoder will allocate, 8K (8192x4320).
+DECODE_THREADS = 2
+MAX_INPUT_SIDE = 8192
+MAX_INPUT_PIXELS = 8192 * 4320
+_DECODE_LIMITS = ("-threads", str(DECODE_THREADS), "-max_pixels", str(MAX_INPUT_PIXELS))
 # Our own concat lists, and the segments they name (the concat demuxer copies the whitelist
 # to the files it opens, so the segments' demuxer must be listed too).
 VIDEO_LIST_FORMATS = "concat,mov,mp4"
@@ -38,7 +47,7 @@ AUDIO_LIST_FORMATS = "concat,wav"
 
 # Bump when the segment command changes in a way that changes its output, so cached
 # segments made by an older version are not reused.
-SEGMENT_FORMAT_VERSION = 1
+SEGMENT_FORMAT_VERSION = 2  # 2: interlaced sources are deinterlaced
 
 X264_PRESETS: tuple[str, ...] = (
     "ultrafast",
@@ -159,6 +168,11 @@ class SegmentJob:
     width: int = 0
     height: int = 0
     sar: Fraction = Fraction(1)
+    interlaced: bool = False
+    # Whether the container has an index to seek in (MP4/MOV, Matroska/WebM, AVI). Without
+    # one (MPEG-TS, MPEG-PS, FLV, GIF) an input seek can land past the last keyframe and the
+    # decoder then drops every frame: the span is cut out after decoding instead.
+    indexed: bool = True
 
 
 def _url(path: Path) -> str:
@@ -180,6 +194,23 @@ def _input(path: Path, formats: str, *options: str) -> list[str]:
     return ["-protocol_whitelist", "file", "-format_whitelist", formats, *options, "-i", _url(path)]
 
 
+def _span(job: SegmentJob) -> str:
+    return f"start={_seconds(job.trim_start)}:duration={_seconds(job.duration)}"
+
+
+def _clip_input(path: Path, *options: str) -> list[str]:
+    """A clip: our whitelist of containers, and bounded decoding (threads, frame size)."""
+    return _input(path, CLIP_FORMATS, *_DECODE_LIMITS, *options)
+
+
+def _seek(job: SegmentJob) -> list[str]:
+    """Input options that cut the clip's span, when the container can seek exactly; else
+    the whole clip is read up to the span's end and the filters cut it (see `indexed`)."""
+    if job.indexed:
+        return ["-ss", _seconds(job.trim_start), "-t", _seconds(job.duration)]
+    return ["-t", _seconds(job.trim_start + job.duration)]
+
+
 def video_filter(job: SegmentJob, settings: EncodeSettings, frames: int) -> str:
     """Constant frame rate, fitted into the frame with black bars, exactly `frames` frames.
 
@@ -199,9 +230,13 @@ def video_filter(job: SegmentJob, settings: EncodeSettings, frames: int) -> str:
             ":force_original_aspect_ratio=decrease:force_divisible_by=2"
         )
         pad = f"pad={settings.width}:{settings.height}:(ow-iw)/2:(oh-ih)/2:color=black"
+    # An interlaced source is deinterlaced first, one frame per frame (bob would double it).
+    head = [] if job.indexed else [f"trim={_span(job)}", "setpts=PTS-STARTPTS"]
+    if job.interlaced:  # deinterlaced first, one frame per frame (bob would double it)
+        head.append("bwdif=mode=send_frame:deint=all")
     return ",".join(
         [
-            f"[0:v:0]fps={fps}:start_time=0",
+            "[0:v:0]" + ",".join([*head, f"fps={fps}:start_time=0"]),
             scale,
             "setsar=1",
             pad,
@@ -221,7 +256,9 @@ def audio_filter(job: SegmentJob, settings: EncodeSettings, samples: int) -> str
     rate = settings.audio_rate
     fmt = f"aformat=sample_fmts=s16:sample_rates={rate}:channel_layouts=stereo"
     if job.has_audio:
-        head = [f"[0:a:0]aresample={rate}:first_pts=0", fmt, f"apad=whole_len={samples}"]
+        cut = [] if job.indexed else [f"atrim={_span(job)}", "asetpts=PTS-STARTPTS"]
+        resample = ",".join([*cut, f"aresample={rate}:first_pts=0"])
+        head = [f"[0:a:0]{resample}", fmt, f"apad=whole_len={samples}"]
     else:
         head = [f"anullsrc=r={rate}:cl=stereo", fmt]
     return ",".join([*head, f"atrim=end_sample={samples}[a]"])
@@ -259,9 +296,7 @@ def segment_argv(job: SegmentJob, settings: EncodeSettings, ffmpeg: str = "ffmpe
         ffmpeg,
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
-        *_input(
-            job.source, CLIP_FORMATS, "-ss", _seconds(job.trim_start), "-t", _seconds(job.duration)
-        ),
+        *_clip_input(job.source, *_seek(job)),
         "-filter_complex",
         graph,
         # Video segment.
@@ -305,7 +340,7 @@ def copy_segment_argv(
         ffmpeg,
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
-        *_input(job.source, CLIP_FORMATS),
+        *_clip_input(job.source),
         "-filter_complex",
         audio_filter(job, settings, samples),
         "-map",
@@ -391,6 +426,7 @@ def probe_argv(path: Path, ffprobe: str = "ffprobe") -> list[str]:
         "file",
         "-format_whitelist",
         CLIP_FORMATS,
+        *_DECODE_LIMITS,
         "-show_format",
         "-show_streams",
         "-show_data_hash",
@@ -407,7 +443,7 @@ def decode_check_argv(path: Path, ffmpeg: str = "ffmpeg", seconds: float = 1.0) 
         ffmpeg,
         *_COMMON_FLAGS,
         "-xerror",
-        *_input(path, CLIP_FORMATS, "-t", _seconds(seconds)),
+        *_clip_input(path, "-t", _seconds(seconds)),
         "-map",
         "0:v:0",
         "-map",
@@ -415,4 +451,26 @@ def decode_check_argv(path: Path, ffmpeg: str = "ffmpeg", seconds: float = 1.0) 
         "-f",
         "null",
         "-",
+    ]
+
+
+def packets_argv(path: Path, ffprobe: str = "ffprobe") -> list[str]:
+    """Every packet of the first video stream (time and duration), read by demuxing only: how
+    much of the clip is really in the file, whatever its header declares."""
+    return [
+        ffprobe,
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        CLIP_FORMATS,
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "packet=pts_time,dts_time,duration_time",
+        "-of",
+        "csv=p=0",
+        _url(path),
     ]

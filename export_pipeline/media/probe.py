@@ -14,14 +14,30 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from export_pipeline.media.commands import decode_check_argv, probe_argv
-from export_pipeline.media.runner import FFmpegError, run_ffmpeg
+from export_pipeline.media.commands import (
+    CLIP_FORMAT_NAMES,
+    MAX_INPUT_PIXELS,
+    MAX_INPUT_SIDE,
+    decode_check_argv,
+    packets_argv,
+    probe_argv,
+)
+from export_pipeline.media.runner import DEFAULT_LIMITS, FFmpegError, Limits, run_ffmpeg
 
 PROBE_TIMEOUT_S = 60.0
 DECODE_TIMEOUT_S = 120.0
 _SNIFF_BYTES = 512
 _DEMUXER_REJECTED = re.compile(r"\[([\w,]+) @ [^\]]*\] Format not on whitelist")
 _LOG_CONTEXT = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\] ")  # "[h264 @ 0x55d0...] "
+_TOO_LARGE = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count")
+# Demuxers whose files carry an index that seeks exactly to a keyframe.
+INDEXED_FORMATS = {"mov", "mp4", "matroska", "webm", "avi"}
+# Field orders of interlaced video in ffprobe's words ("progressive" and "unknown" are not).
+_INTERLACED = {"tt", "bb", "tb", "bt"}
+# How far the packets really present may fall short of the declared duration: a frame or
+# two of rounding, a container's slack, never a missing second.
+INCOMPLETE_TOLERANCE_S = 0.5
+INCOMPLETE_TOLERANCE_SHARE = 0.05
 
 
 class InvalidMedia(Exception):
@@ -56,6 +72,12 @@ class MediaInfo:
     pix_fmt: str | None = None
     video_bitrate: int | None = None
     extradata_hash: str | None = None
+    interlaced: bool = False
+
+    @property
+    def indexed(self) -> bool:
+        """Whether the container has a seek index (see `SegmentJob.indexed`)."""
+        return bool(set(self.format_name.split(",")) & INDEXED_FORMATS)
 
     def as_metadata(self) -> dict[str, str | int | float | bool]:
         """A JSON-friendly summary for asset metadata."""
@@ -160,6 +182,8 @@ def parse_probe(path: Path, data: dict[str, Any]) -> MediaInfo:
     width, height = int(video.get("width") or 0), int(video.get("height") or 0)
     if width <= 0 or height <= 0:
         raise InvalidMedia(path, "could not be decoded: the video stream has no frame size")
+    if max(width, height) > MAX_INPUT_SIDE or width * height > MAX_INPUT_PIXELS:
+        raise InvalidMedia(path, _too_large(width, height))
     sar = _rational(video.get("sample_aspect_ratio"))
     sar = sar if sar > 0 else Fraction(1)
     if _rotation(video) % 180 != 0:
@@ -185,10 +209,18 @@ def parse_probe(path: Path, data: dict[str, Any]) -> MediaInfo:
         pix_fmt=video.get("pix_fmt"),
         video_bitrate=int(_number(video.get("bit_rate")) or 0) or None,
         extradata_hash=video.get("extradata_hash"),
+        interlaced=video.get("field_order") in _INTERLACED,
     )
 
 
-def probe(path: Path, ffprobe: str = "ffprobe") -> MediaInfo:
+def _too_large(width: int, height: int) -> str:
+    return (
+        f"is {width}x{height}; the largest frame accepted is {MAX_INPUT_SIDE} pixels a side "
+        f"and {MAX_INPUT_PIXELS / 1e6:.1f} megapixels: export the clip at a lower resolution"
+    )
+
+
+def probe(path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS) -> MediaInfo:
     """Describe a local clip; raise InvalidMedia when it is not a usable video."""
     try:
         size = path.stat().st_size
@@ -203,24 +235,21 @@ def probe(path: Path, ffprobe: str = "ffprobe") -> MediaInfo:
     reason = _sniff(head)
     if reason:
         raise InvalidMedia(path, reason)
-    try:
-        result = subprocess.run(
-            probe_argv(path, ffprobe),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=PROBE_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise InvalidMedia(path, f"could not be probed within {PROBE_TIMEOUT_S:g} s") from None
+    result = _run_probe(path, probe_argv(path, ffprobe), limits)
     stderr = result.stderr.decode("utf-8", errors="replace")
+    too_large = _TOO_LARGE.search(stderr)
+    if too_large:  # the decoder refused to allocate it (-max_pixels): say what it is
+        raise InvalidMedia(path, _too_large(int(too_large[1]), int(too_large[2])))
     if result.returncode != 0:
+        over = limits.explain(result.returncode, stderr)
+        if over:
+            raise InvalidMedia(path, f"could not be probed: ffprobe {over}")
         rejected = _DEMUXER_REJECTED.search(stderr)
         if rejected:
             raise InvalidMedia(
                 path,
                 f"is not a supported video file (detected format: {rejected.group(1)}; "
-                "expected MP4, MOV, Matroska or WebM)",
+                f"expected {CLIP_FORMAT_NAMES})",
             )
         raise InvalidMedia(path, f"could not be decoded: {_ffmpeg_reason(stderr, path)}")
     try:
@@ -230,17 +259,76 @@ def probe(path: Path, ffprobe: str = "ffprobe") -> MediaInfo:
     return parse_probe(path, data)
 
 
-def check_decodable(path: Path, ffmpeg: str = "ffmpeg") -> None:
+def _run_probe(path: Path, argv: list[str], limits: Limits) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT_S,
+            check=False,
+            preexec_fn=limits.child_setup(),  # noqa: PLW1509 - rlimits, death with parent
+        )
+    except subprocess.TimeoutExpired:
+        raise InvalidMedia(path, f"could not be probed within {PROBE_TIMEOUT_S:g} s") from None
+
+
+def check_decodable(path: Path, ffmpeg: str = "ffmpeg", limits: Limits = DEFAULT_LIMITS) -> None:
     """Decode the first second of the clip; raise InvalidMedia at the first decoding error."""
     try:
-        run_ffmpeg(decode_check_argv(path, ffmpeg), timeout_s=DECODE_TIMEOUT_S)
+        run_ffmpeg(decode_check_argv(path, ffmpeg), timeout_s=DECODE_TIMEOUT_S, limits=limits)
     except FFmpegError as error:
+        if error.over_limit:
+            raise InvalidMedia(path, f"could not be decoded: FFmpeg {error.reason}") from error
+        too_large = _TOO_LARGE.search(error.stderr)
+        if too_large:
+            raise InvalidMedia(path, _too_large(int(too_large[1]), int(too_large[2]))) from error
         detail = _ffmpeg_reason(error.stderr, path) if error.stderr.strip() else error.reason
         raise InvalidMedia(path, f"could not be decoded: {detail}") from error
 
 
-def probe_and_check(path: Path, ffprobe: str = "ffprobe", ffmpeg: str = "ffmpeg") -> MediaInfo:
-    """`probe`, then `check_decodable`: the clip is described and its first frames decode."""
-    info = probe(path, ffprobe)
-    check_decodable(path, ffmpeg)
+def present_duration(
+    path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS
+) -> float | None:
+    """Seconds of video really in the file: from the first packet to the end of the last,
+    found by demuxing (no decoding, about a second for a minute of 1080p). None when the
+    packets carry no timestamps."""
+    result = _run_probe(path, packets_argv(path, ffprobe), limits)
+    starts: list[float] = []
+    ends: list[float] = []
+    for line in result.stdout.decode("utf-8", errors="replace").splitlines():
+        fields = (line.split(",") + ["", "", ""])[:3]
+        pts, dts, duration = (_number(f) for f in fields)
+        time = pts if pts is not None else dts
+        if time is None:
+            continue
+        starts.append(time)
+        ends.append(time + (duration or 0.0))
+    return max(ends) - min(starts) if starts else None
+
+
+def check_complete(
+    path: Path, info: MediaInfo, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS
+) -> None:
+    """Raise InvalidMedia when the file holds less video than it declares (cut short in
+    transfer or upload): rendering it would end in a frozen frame and silence."""
+    present = present_duration(path, ffprobe, limits)
+    if present is None:
+        return
+    tolerance = max(INCOMPLETE_TOLERANCE_S, info.duration * INCOMPLETE_TOLERANCE_SHARE)
+    if present < info.duration - tolerance:
+        raise InvalidMedia(
+            path,
+            f"is incomplete ({present:.1f} s of {info.duration:.1f} s decodable); upload it again",
+        )
+
+
+def probe_and_check(
+    path: Path, ffprobe: str = "ffprobe", ffmpeg: str = "ffmpeg", limits: Limits = DEFAULT_LIMITS
+) -> MediaInfo:
+    """`probe`, then `check_decodable` and `check_complete`: the clip is described, its first
+    frames decode, and the rest of it is really in the file."""
+    info = probe(path, ffprobe, limits)
+    check_decodable(path, ffmpeg, limits)
+    check_complete(path, info, ffprobe, limits)
     return info

@@ -26,7 +26,7 @@ from export_pipeline.media.commands import (
     segment_argv,
 )
 from export_pipeline.media.probe import MediaInfo, probe
-from export_pipeline.media.runner import FFmpegError, run_ffmpeg
+from export_pipeline.media.runner import DEFAULT_LIMITS, FFmpegError, Limits, run_ffmpeg
 
 Progress = Callable[[float], None]
 
@@ -115,6 +115,8 @@ def segment_job(inp: RenderInput, video_out: Path, audio_out: Path) -> SegmentJo
         width=inp.info.width,
         height=inp.info.height,
         sar=inp.info.sar,
+        interlaced=inp.info.interlaced,
+        indexed=inp.info.indexed,
     )
 
 
@@ -169,6 +171,7 @@ def render_segment(
     ffmpeg: str = "ffmpeg",
     timeout_s: float | None = None,
     copy: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> int:
     """Encode one clip into its video (.mp4) and audio (.wav) segments; return the frames.
     With `copy` (see `can_copy`) the video is stream-copied instead of encoded.
@@ -188,6 +191,7 @@ def render_segment(
             duration_s=job.duration,
             on_progress=on_progress,
             timeout_s=timeout_s,
+            limits=limits,
         )
     except FFmpegError as error:
         error.add_note(f"while encoding {inp.label}")
@@ -205,6 +209,7 @@ def join_segments(
     on_progress: Progress | None = None,
     ffmpeg: str = "ffmpeg",
     timeout_s: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> None:
     """Concatenate segments (in order) into `output`, which appears only when complete.
 
@@ -231,6 +236,7 @@ def join_segments(
             duration_s=duration_s,
             on_progress=on_progress,
             timeout_s=timeout_s,
+            limits=limits,
         )
         os.replace(partial, output)
     finally:
@@ -255,6 +261,7 @@ def render_video(
     ffprobe: str = "ffprobe",
     timeout_s: float | None = None,
     cache: SegmentCache | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> RenderResult:
     """Render `inputs` in order into `output` (an MP4); `timeout_s` applies per FFmpeg run.
 
@@ -293,6 +300,7 @@ def render_video(
                     ffmpeg=ffmpeg,
                     timeout_s=timeout_s,
                     copy=copy,
+                    limits=limits,
                 )
                 if key:
                     cache.store(key, videos[-1], audios[-1])
@@ -308,10 +316,11 @@ def render_video(
             on_progress=_share(on_progress, SEGMENTS_SHARE, 1 - SEGMENTS_SHARE),
             ffmpeg=ffmpeg,
             timeout_s=timeout_s,
+            limits=limits,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    info = probe(output, ffprobe)
+    info = probe(output, ffprobe, limits)
     return RenderResult(
         output=output,
         duration_s=info.duration,

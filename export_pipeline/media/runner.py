@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import queue
+import re
+import resource
 import signal
 import subprocess
 import sys
@@ -16,23 +18,89 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import IO
 
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 STDERR_LIMIT = 4096  # bytes of stderr kept for errors
 _MEANINGFUL_LINES = 5
+# How FFmpeg (and the loader before it) says that an allocation failed under RLIMIT_AS.
+_OUT_OF_MEMORY = re.compile(
+    r"Cannot allocate memory|out of memory|failed to map segment|bad_alloc|"
+    r"cannot allocate|Error while opening encoder",
+    re.IGNORECASE,
+)
+
+_CPU_SIGNALS = re.compile(r"received signal 24|system signals, hard exiting", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one FFmpeg or ffprobe process may use: address space (RLIMIT_AS, MB) and CPU
+    time (RLIMIT_CPU, seconds, all threads together); 0 means no limit.
+
+    Defaults: a 1080p or 4k segment encode peaks near 800 MB of resident memory and stays
+    well inside 3 GB of address space; a 10-minute 4k clip encodes within 2 hours of CPU.
+    A file that would take more is not a clip worth the worker: it fails with a message
+    that says which limit it hit.
+    """
+
+    memory_mb: int = 3072
+    cpu_s: int = 7200
+
+    def apply(self) -> None:
+        """In the child, before exec."""
+        if self.memory_mb > 0:
+            size = self.memory_mb * 1024**2
+            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+        if self.cpu_s > 0:
+            # SIGXCPU at the soft limit (reported as such), SIGKILL a little later.
+            resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_s, self.cpu_s + 5))
+
+    def child_setup(self) -> Callable[[], None] | None:
+        """The preexec function for subprocess: these limits, and death with the parent."""
+        if sys.platform != "linux":
+            return None
+
+        def setup() -> None:
+            _die_with_parent()
+            self.apply()
+
+        return setup
+
+    def explain(self, returncode: int | None, stderr: str) -> str | None:
+        """Why a process failed, when one of these limits is the reason."""
+        # FFmpeg catches SIGXCPU: it exits on its own, or hard after more of them.
+        if returncode == -signal.SIGXCPU or (self.cpu_s > 0 and _CPU_SIGNALS.search(stderr)):
+            return f"used more than {self.cpu_s} CPU seconds, the limit per FFmpeg process"
+        if self.memory_mb > 0 and _OUT_OF_MEMORY.search(stderr):
+            return f"ran out of memory (limit {self.memory_mb} MB per FFmpeg process)"
+        if returncode == -signal.SIGKILL:  # not ours: we only kill after raising otherwise
+            return "was killed by the system (SIGKILL), most likely out of memory"
+        return None
+
+
+DEFAULT_LIMITS = Limits()
 
 
 class FFmpegError(Exception):
-    """FFmpeg failed. `stderr` is the tail of its stderr (about the last 4 KB)."""
+    """FFmpeg failed. `stderr` is the tail of its stderr (about the last 4 KB).
+    `over_limit` is set when a resource limit (memory, CPU time) was the reason: the same
+    file would hit it again, so the failure is not worth a retry."""
 
     def __init__(
-        self, argv: list[str], returncode: int | None, stderr: str, reason: str | None = None
+        self,
+        argv: list[str],
+        returncode: int | None,
+        stderr: str,
+        reason: str | None = None,
+        over_limit: bool = False,
     ) -> None:
         self.argv = argv
         self.returncode = returncode
         self.stderr = stderr
         self.reason = reason or f"exited with code {returncode}"
+        self.over_limit = over_limit
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -113,8 +181,10 @@ def run_ffmpeg(
     duration_s: float | None = None,
     on_progress: Callable[[float], None] | None = None,
     timeout_s: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> None:
     """Run `argv` to completion; raise FFmpegError on a non-zero exit or after `timeout_s`.
+    The process runs under `limits` (memory, CPU time); hitting one says so.
 
     With `duration_s` (the expected output duration) and `on_progress`, the callback gets the
     fraction done, 0..1, never decreasing, and 1.0 once FFmpeg has succeeded. It runs
@@ -129,7 +199,7 @@ def run_ffmpeg(
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+        preexec_fn=limits.child_setup(),  # noqa: PLW1509
     )
     assert proc.stdout is not None and proc.stderr is not None
     stdout, stderr = proc.stdout, proc.stderr
@@ -159,7 +229,9 @@ def run_ffmpeg(
             raise FFmpegError(argv, proc.returncode, stderr_tail.text(), reason) from None
         _stop(proc, readers)  # already exited: just collect the rest of stderr
         if returncode != 0:
-            raise FFmpegError(argv, returncode, stderr_tail.text())
+            text = stderr_tail.text()
+            reason = limits.explain(returncode, text)
+            raise FFmpegError(argv, returncode, text, reason, over_limit=reason is not None)
         progress.update(1.0)
     finally:
         # Whatever interrupted us (including KeyboardInterrupt), FFmpeg must not outlive it.

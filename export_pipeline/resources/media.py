@@ -6,6 +6,8 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
+from export_pipeline.media.runner import Limits
+
 
 class MediaTools(ConfigurableResource):
     """Where FFmpeg is and how it encodes; where steps keep their temporary files."""
@@ -16,6 +18,12 @@ class MediaTools(ConfigurableResource):
     max_fps: int = 60
     work_dir: str | None = None
     ffmpeg_timeout_s: float = 3600.0  # per FFmpeg command: a hung encoder fails, then retries
+    # Per FFmpeg/ffprobe process: address space (MB) and CPU seconds; 0: no limit.
+    memory_mb: int = 3072
+    cpu_s: int = 7200
+
+    def limits(self) -> Limits:
+        return Limits(memory_mb=self.memory_mb, cpu_s=self.cpu_s)
 
     def temp_dir(self, prefix: str) -> tempfile.TemporaryDirectory:
         """A private scratch directory, removed when the step ends (even on failure or

@@ -179,6 +179,10 @@ def test_segment_argv_opens_only_the_local_clip_with_whitelists():
         "file",
         "-format_whitelist",
         CLIP_FORMATS,
+        "-threads",
+        "2",
+        "-max_pixels",
+        str(8192 * 4320),
         "-ss",
         "1.500000",
         "-t",
@@ -186,8 +190,10 @@ def test_segment_argv_opens_only_the_local_clip_with_whitelists():
         "-i",
         "file:/clips/a.mp4",
     ]
-    assert set(CLIP_FORMATS.split(",")) >= {"mov", "mp4", "matroska", "webm"}
-    assert "hls" not in CLIP_FORMATS and "concat" not in CLIP_FORMATS
+    formats = set(CLIP_FORMATS.split(","))
+    assert formats >= {"mov", "mp4", "matroska", "webm", "mpegts", "mpeg", "avi", "flv", "gif"}
+    # Demuxers that open other files or URLs stay out.
+    assert not formats & {"hls", "dash", "concat", "image2", "image2pipe", "ffconcat", "tee"}
 
 
 def test_segment_argv_video_output_has_an_exact_frame_count():
