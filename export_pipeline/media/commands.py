@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -32,14 +33,15 @@ from export_pipeline.media.layout import (
 # and animated GIF: none of them can open another file or URL (unlike hls, dash, concat or
 # image2, which stay refused; mov's `dref` references are off unless asked for). A demuxer
 # name such as "mov,mp4,m4a,3gp,3g2,mj2" is accepted when any of its parts is listed.
-CLIP_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mpegts,mpeg,avi,flv,gif"
-CLIP_FORMAT_NAMES = "MP4, MOV, Matroska, WebM, MPEG-TS, MPEG-PS, AVI, FLV or GIF"
+CLIP_FORMATS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,mpegts,mpeg,mpegvideo,avi,flv,gif"
+CLIP_FORMAT_NAMES = "MP4, MOV, Matroska, WebM, MPEG-TS, MPEG-PS or MPEG video, AVI, FLV or GIF"
 # Decoding a clip: few threads (each holds frames: a 16-thread decode of a huge frame took
-# 12 GB) and a ceiling on the frame size the decoder will allocate, 8K (8192x4320).
+# 12 GB; 2 keep up with the encoder even for 8K sources) and a ceiling on the frame size the
+# decoder will allocate. The default ceiling is the largest 8K, 8192x4320 (DCI; UHD's
+# 7680x4320 passes too): 4k and 8K footage is accepted, a 16000x16000 bomb is not.
 DECODE_THREADS = 2
 MAX_INPUT_SIDE = 8192
 MAX_INPUT_PIXELS = 8192 * 4320
-_DECODE_LIMITS = ("-threads", str(DECODE_THREADS), "-max_pixels", str(MAX_INPUT_PIXELS))
 # Our own concat lists, and the segments they name (the concat demuxer copies the whitelist
 # to the files it opens, so the segments' demuxer must be listed too).
 VIDEO_LIST_FORMATS = "concat,mov,mp4"
@@ -64,6 +66,11 @@ CRF_BY_QUALITY: dict[str, int] = {"low": 28, "medium": 23, "high": 20}
 
 _COMMON_FLAGS = ["-y", "-nostdin", "-hide_banner", "-loglevel", "error"]
 _PROGRESS_FLAGS = ["-progress", "pipe:1", "-nostats"]
+# (quota, period) files: cgroup v2 holds both in one.
+_CGROUP_CPU_FILES = (
+    ("/sys/fs/cgroup/cpu.max", ""),
+    ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+)
 # Names the concat demuxer accepts in its default safe mode.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
@@ -85,10 +92,15 @@ class EncodeSettings:
     vbv_init: float = 0.3
     audio_bitrate: int = 192000
     audio_rate: int = 48000
+    # Encoder threads (0: x264's own choice, 1.5 per CPU it sees). Memory grows with them
+    # (about 75 MB each at 4k), so they follow the CPUs the worker really gets (`encoder_threads`).
+    threads: int = 0
 
     def cache_key(self) -> str:
-        """A short stable key over every field (and the segment command's version)."""
+        """A short stable key over every field that changes what a segment is (and the segment
+        command's version); `threads` only changes how it is made."""
         fields = {**asdict(self), "fps": str(self.fps), "version": SEGMENT_FORMAT_VERSION}
+        del fields["threads"]
         canonical = ";".join(f"{name}={fields[name]}" for name in sorted(fields))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
@@ -100,8 +112,10 @@ def encode_settings(
     fps: Fraction,
     preset: str = "superfast",
     attempt: int = 0,
+    threads: int | None = None,
 ) -> EncodeSettings:
-    """Settings for a target; `attempt` > 0 gives safer settings after an FFmpeg crash.
+    """Settings for a target; `attempt` > 0 gives safer settings after an FFmpeg crash;
+    `threads` for the encoder, by default `encoder_threads()` of this machine.
 
     Quality sets the CRF (low 28, medium 23, high 20) and the VBV cap (`video_bitrate_cap`;
     buffer 1 s at the cap, starting 30 % full). Retries trade quality for robustness and
@@ -137,7 +151,38 @@ def encode_settings(
         maxrate=maxrate,
         bufsize=maxrate,
         profile=profile,
+        threads=encoder_threads() if threads is None else threads,
     )
+
+
+def available_cpus() -> int:
+    """CPUs this process can really use: those it may run on, bounded by its cgroup's CPU
+    quota. A container limited to 2 CPUs on a 32-core host sees 32, and FFmpeg would start
+    threads (and allocate their frames) for all of them."""
+    if hasattr(os, "sched_getaffinity"):
+        cpus = len(os.sched_getaffinity(0))
+    else:
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cpus, math.ceil(quota))) if quota else cpus
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """CPUs' worth of time per period allowed by cgroup v2 (`cpu.max`) or v1 (CFS quota)."""
+    for quota_file, period_file in _CGROUP_CPU_FILES:
+        try:
+            quota, *rest = Path(quota_file).read_text().split()
+            period = rest[0] if rest else Path(period_file).read_text().strip()
+            if quota not in ("max", "-1") and int(period) > 0:
+                return int(quota) / int(period)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def encoder_threads() -> int:
+    """x264's own rule (1.5 threads per CPU) applied to the CPUs this worker really gets."""
+    return math.ceil(available_cpus() * 3 / 2)
 
 
 def frame_count(duration_s: float, fps: Fraction) -> int:
@@ -177,6 +222,8 @@ class SegmentJob:
 
 def _url(path: Path) -> str:
     # An explicit protocol, so a name like "x:y.mp4" or "-i" cannot be read as anything else.
+    if "\0" in str(path):
+        raise ValueError(f"a file name cannot contain a NUL byte: {str(path)!r}")
     return f"file:{path}"
 
 
@@ -198,16 +245,34 @@ def _span(job: SegmentJob) -> str:
     return f"start={_seconds(job.trim_start)}:duration={_seconds(job.duration)}"
 
 
-def _clip_input(path: Path, *options: str) -> list[str]:
+def decode_limits(max_pixels: int = MAX_INPUT_PIXELS) -> list[str]:
+    """Input options that bound decoding: few threads, and no frame over `max_pixels`."""
+    return ["-threads", str(DECODE_THREADS), "-max_pixels", str(max_pixels)]
+
+
+def _clip_input(path: Path, *options: str, max_pixels: int = MAX_INPUT_PIXELS) -> list[str]:
     """A clip: our whitelist of containers, and bounded decoding (threads, frame size)."""
-    return _input(path, CLIP_FORMATS, *_DECODE_LIMITS, *options)
+    return _input(path, CLIP_FORMATS, *decode_limits(max_pixels), *options)
+
+
+def _segment_max_pixels(job: SegmentJob) -> int:
+    """The decoder's ceiling for a segment: the default one, or the clip's own frame when
+    larger (probe accepted it under a ceiling raised by configuration)."""
+    return max(MAX_INPUT_PIXELS, job.width * job.height)
+
+
+def _threads(option: str, count: int) -> list[str]:
+    return [option, str(count)] if count > 0 else []  # 0: FFmpeg's default
 
 
 def _seek(job: SegmentJob) -> list[str]:
     """Input options that cut the clip's span, when the container can seek exactly; else
     the whole clip is read up to the span's end and the filters cut it (see `indexed`)."""
     if job.indexed:
-        return ["-ss", _seconds(job.trim_start), "-t", _seconds(job.duration)]
+        # No seek at all from the start: a damaged index (a Matroska file without its cues)
+        # makes even a seek to 0 fail, and FFmpeg then reads nothing yet exits 0.
+        seek = ["-ss", _seconds(job.trim_start)] if job.trim_start > 0 else []
+        return [*seek, "-t", _seconds(job.duration)]
     return ["-t", _seconds(job.trim_start + job.duration)]
 
 
@@ -296,7 +361,8 @@ def segment_argv(job: SegmentJob, settings: EncodeSettings, ffmpeg: str = "ffmpe
         ffmpeg,
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
-        *_clip_input(job.source, *_seek(job)),
+        *_clip_input(job.source, *_seek(job), max_pixels=_segment_max_pixels(job)),
+        *_threads("-filter_complex_threads", settings.threads),
         "-filter_complex",
         graph,
         # Video segment.
@@ -306,6 +372,7 @@ def segment_argv(job: SegmentJob, settings: EncodeSettings, ffmpeg: str = "ffmpe
         str(frames),
         "-c:v",
         "libx264",
+        *_threads("-threads", settings.threads),
         "-preset",
         settings.preset,
         "-crf",
@@ -340,7 +407,7 @@ def copy_segment_argv(
         ffmpeg,
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
-        *_clip_input(job.source),
+        *_clip_input(job.source, max_pixels=_segment_max_pixels(job)),
         "-filter_complex",
         audio_filter(job, settings, samples),
         "-map",
@@ -415,7 +482,9 @@ def concat_argv(
     ]
 
 
-def probe_argv(path: Path, ffprobe: str = "ffprobe") -> list[str]:
+def probe_argv(
+    path: Path, ffprobe: str = "ffprobe", max_pixels: int = MAX_INPUT_PIXELS
+) -> list[str]:
     """FFprobe's JSON description of a clip's container and streams."""
     return [
         ffprobe,
@@ -426,7 +495,7 @@ def probe_argv(path: Path, ffprobe: str = "ffprobe") -> list[str]:
         "file",
         "-format_whitelist",
         CLIP_FORMATS,
-        *_DECODE_LIMITS,
+        *decode_limits(max_pixels),
         "-show_format",
         "-show_streams",
         "-show_data_hash",
@@ -437,13 +506,15 @@ def probe_argv(path: Path, ffprobe: str = "ffprobe") -> list[str]:
     ]
 
 
-def decode_check_argv(path: Path, ffmpeg: str = "ffmpeg", seconds: float = 1.0) -> list[str]:
+def decode_check_argv(
+    path: Path, ffmpeg: str = "ffmpeg", seconds: float = 1.0, max_pixels: int = MAX_INPUT_PIXELS
+) -> list[str]:
     """Decode the first `seconds` of video (and audio, if any); `-xerror` stops at an error."""
     return [
         ffmpeg,
         *_COMMON_FLAGS,
         "-xerror",
-        *_clip_input(path, "-t", _seconds(seconds)),
+        *_clip_input(path, "-t", _seconds(seconds), max_pixels=max_pixels),
         "-map",
         "0:v:0",
         "-map",
@@ -454,9 +525,12 @@ def decode_check_argv(path: Path, ffmpeg: str = "ffmpeg", seconds: float = 1.0) 
     ]
 
 
-def packets_argv(path: Path, ffprobe: str = "ffprobe") -> list[str]:
-    """Every packet of the first video stream (time and duration), read by demuxing only: how
-    much of the clip is really in the file, whatever its header declares."""
+def packets_argv(
+    path: Path, ffprobe: str = "ffprobe", max_pixels: int = MAX_INPUT_PIXELS
+) -> list[str]:
+    """Every packet of every stream (stream type, time and duration, one CSV line each:
+    "video,1.000000,0.960000,0.040000"), read by demuxing only: how much of the clip is
+    really in the file, whatever its header declares."""
     return [
         ffprobe,
         "-hide_banner",
@@ -466,10 +540,9 @@ def packets_argv(path: Path, ffprobe: str = "ffprobe") -> list[str]:
         "file",
         "-format_whitelist",
         CLIP_FORMATS,
-        "-select_streams",
-        "v:0",
+        *decode_limits(max_pixels),  # ffprobe still opens the decoders
         "-show_entries",
-        "packet=pts_time,dts_time,duration_time",
+        "packet=codec_type,pts_time,dts_time,duration_time",
         "-of",
         "csv=p=0",
         _url(path),

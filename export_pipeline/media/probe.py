@@ -7,6 +7,7 @@ way a "clip" can be wrong into an `InvalidMedia` with a message a creator can ac
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 from dataclasses import dataclass
@@ -16,8 +17,6 @@ from typing import Any
 
 from export_pipeline.media.commands import (
     CLIP_FORMAT_NAMES,
-    MAX_INPUT_PIXELS,
-    MAX_INPUT_SIDE,
     decode_check_argv,
     packets_argv,
     probe_argv,
@@ -32,12 +31,19 @@ _LOG_CONTEXT = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\] ")  # "[h264 @ 0x55d0...] 
 _TOO_LARGE = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count")
 # Demuxers whose files carry an index that seeks exactly to a keyframe.
 INDEXED_FORMATS = {"mov", "mp4", "matroska", "webm", "avi"}
+# Frame rates a clip may declare; outside them the rate is unknown (the export picks one).
+MIN_FPS = Fraction(1)
+MAX_FPS = Fraction(1000)
 # Field orders of interlaced video in ffprobe's words ("progressive" and "unknown" are not).
 _INTERLACED = {"tt", "bb", "tb", "bt"}
 # How far the packets really present may fall short of the declared duration: a frame or
-# two of rounding, a container's slack, never a missing second.
+# two of rounding, a container's slack, never a missing second. Measured: intact MP4, MOV,
+# Matroska, AVI, FLV, MPEG-TS and GIF files, VFR ones and ones whose audio outlasts the video
+# miss by at most one frame; a file cut in transfer misses seconds.
 INCOMPLETE_TOLERANCE_S = 0.5
 INCOMPLETE_TOLERANCE_SHARE = 0.05
+# Streams whose packets count as content (not timecode, data or subtitle tracks).
+_CONTENT_STREAMS = {"video", "audio"}
 
 
 class InvalidMedia(Exception):
@@ -125,37 +131,44 @@ def _ffmpeg_reason(stderr: str, path: Path) -> str:
 
 
 def _rational(value: object) -> Fraction:
-    """A ratio such as 30000/1001 or 16:15 as a Fraction; 0 when missing or malformed."""
-    if not isinstance(value, str):
+    """A ratio such as 30000/1001 or 16:15 as a Fraction; 0 when missing, malformed, not
+    positive or absurd (more than 40 digits: a mangled header, not a rate)."""
+    if not isinstance(value, str) or len(value) > 40:
         return Fraction(0)
     num, sep, den = value.replace(":", "/").partition("/")
     try:
-        if not sep:
-            return Fraction(num)
-        return Fraction(int(num), int(den)) if int(den) else Fraction(0)
-    except ValueError:
+        ratio = Fraction(num) if not sep else Fraction(int(num), int(den)) if int(den) else 0
+    except (ValueError, ZeroDivisionError):
         return Fraction(0)
+    return Fraction(ratio) if ratio > 0 else Fraction(0)
 
 
 def _number(value: object) -> float | None:
     """FFprobe's numbers come as strings ("2.000000"), sometimes "N/A"."""
-    if not isinstance(value, int | float | str):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
-        return float(value)
-    except ValueError:
+        number = float(value)
+    except (ValueError, OverflowError):
         return None
+    return number if math.isfinite(number) else None  # "nan", "inf", "1e400" mean nothing
 
 
 def _frame_rate(stream: dict[str, Any]) -> Fraction:
-    """The nominal rate when it agrees with the average (it is the cleaner rational)."""
-    nominal = _rational(stream.get("r_frame_rate"))
-    average = _rational(stream.get("avg_frame_rate"))
+    """The nominal rate when it agrees with the average (it is the cleaner rational); 0
+    (unknown) outside MIN_FPS..MAX_FPS: a time scale of 0 in a damaged MP4 once claimed
+    1/512 fps, which would have made one second of clip a 512 s segment."""
+    nominal = _sane_rate(_rational(stream.get("r_frame_rate")))
+    average = _sane_rate(_rational(stream.get("avg_frame_rate")))
     if average <= 0:
         return nominal
     if nominal > 0 and abs(nominal - average) <= average / 100:
         return nominal
     return average
+
+
+def _sane_rate(rate: Fraction) -> Fraction:
+    return rate if MIN_FPS <= rate <= MAX_FPS else Fraction(0)
 
 
 def _rotation(stream: dict[str, Any]) -> int:
@@ -165,8 +178,20 @@ def _rotation(stream: dict[str, Any]) -> int:
     return int(_number((stream.get("tags") or {}).get("rotate")) or 0)
 
 
-def parse_probe(path: Path, data: dict[str, Any]) -> MediaInfo:
-    """MediaInfo from FFprobe's `-show_format -show_streams` JSON."""
+def parse_probe(path: Path, data: dict[str, Any], limits: Limits = DEFAULT_LIMITS) -> MediaInfo:
+    """MediaInfo from FFprobe's `-show_format -show_streams` JSON; InvalidMedia for anything
+    else, whatever the JSON holds (values of the wrong type included)."""
+    try:
+        return _parse_probe(path, data, limits)
+    except InvalidMedia:
+        raise
+    except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+        raise InvalidMedia(
+            path, f"could not be decoded: its description is malformed ({type(exc).__name__})"
+        ) from exc
+
+
+def _parse_probe(path: Path, data: dict[str, Any], limits: Limits) -> MediaInfo:
     streams: list[dict[str, Any]] = data.get("streams") or []
     fmt: dict[str, Any] = data.get("format") or {}
     # Cover art in audio files shows up as a one-picture video stream.
@@ -182,8 +207,8 @@ def parse_probe(path: Path, data: dict[str, Any]) -> MediaInfo:
     width, height = int(video.get("width") or 0), int(video.get("height") or 0)
     if width <= 0 or height <= 0:
         raise InvalidMedia(path, "could not be decoded: the video stream has no frame size")
-    if max(width, height) > MAX_INPUT_SIDE or width * height > MAX_INPUT_PIXELS:
-        raise InvalidMedia(path, _too_large(width, height))
+    if max(width, height) > limits.max_side or width * height > limits.max_pixels:
+        raise InvalidMedia(path, _too_large(width, height, limits))
     sar = _rational(video.get("sample_aspect_ratio"))
     sar = sar if sar > 0 else Fraction(1)
     if _rotation(video) % 180 != 0:
@@ -213,11 +238,16 @@ def parse_probe(path: Path, data: dict[str, Any]) -> MediaInfo:
     )
 
 
-def _too_large(width: int, height: int) -> str:
+def _too_large(width: int, height: int, limits: Limits) -> str:
     return (
-        f"is {width}x{height}; the largest frame accepted is {MAX_INPUT_SIDE} pixels a side "
-        f"and {MAX_INPUT_PIXELS / 1e6:.1f} megapixels: export the clip at a lower resolution"
+        f"is {width}x{height}; the largest frame accepted is {limits.max_side} pixels a side "
+        f"and {limits.max_pixels / 1e6:.1f} megapixels: export the clip at a lower resolution"
     )
+
+
+def _too_costly(program: str, over: str) -> str:
+    """A limit hit while reading the file: say so, not that the file is broken."""
+    return f"is too costly to process: {program} {over}"
 
 
 def probe(path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS) -> MediaInfo:
@@ -235,15 +265,15 @@ def probe(path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS)
     reason = _sniff(head)
     if reason:
         raise InvalidMedia(path, reason)
-    result = _run_probe(path, probe_argv(path, ffprobe), limits)
+    result = _run_probe(path, probe_argv(path, ffprobe, limits.max_pixels), limits)
     stderr = result.stderr.decode("utf-8", errors="replace")
     too_large = _TOO_LARGE.search(stderr)
     if too_large:  # the decoder refused to allocate it (-max_pixels): say what it is
-        raise InvalidMedia(path, _too_large(int(too_large[1]), int(too_large[2])))
+        raise InvalidMedia(path, _too_large(int(too_large[1]), int(too_large[2]), limits))
     if result.returncode != 0:
         over = limits.explain(result.returncode, stderr)
         if over:
-            raise InvalidMedia(path, f"could not be probed: ffprobe {over}")
+            raise InvalidMedia(path, _too_costly("ffprobe", over))
         rejected = _DEMUXER_REJECTED.search(stderr)
         if rejected:
             raise InvalidMedia(
@@ -256,7 +286,19 @@ def probe(path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS)
         data = json.loads(result.stdout)
     except json.JSONDecodeError:
         raise InvalidMedia(path, "could not be decoded: ffprobe returned no description") from None
-    return parse_probe(path, data)
+    if not _declared_duration(data):
+        # A raw elementary stream (.m2v, some .mpg) declares no duration: count its packets.
+        present = present_duration(path, ffprobe, limits)
+        if present:
+            data.setdefault("format", {})["duration"] = str(present)
+    return parse_probe(path, data, limits)
+
+
+def _declared_duration(data: dict[str, Any]) -> float | None:
+    durations = [_number(s.get("duration")) for s in data.get("streams") or []]
+    return next((d for d in durations if d), None) or _number(
+        (data.get("format") or {}).get("duration")
+    )
 
 
 def _run_probe(path: Path, argv: list[str], limits: Limits) -> subprocess.CompletedProcess:
@@ -275,14 +317,16 @@ def _run_probe(path: Path, argv: list[str], limits: Limits) -> subprocess.Comple
 
 def check_decodable(path: Path, ffmpeg: str = "ffmpeg", limits: Limits = DEFAULT_LIMITS) -> None:
     """Decode the first second of the clip; raise InvalidMedia at the first decoding error."""
+    argv = decode_check_argv(path, ffmpeg, max_pixels=limits.max_pixels)
     try:
-        run_ffmpeg(decode_check_argv(path, ffmpeg), timeout_s=DECODE_TIMEOUT_S, limits=limits)
+        run_ffmpeg(argv, timeout_s=DECODE_TIMEOUT_S, limits=limits)
     except FFmpegError as error:
-        if error.over_limit:
-            raise InvalidMedia(path, f"could not be decoded: FFmpeg {error.reason}") from error
         too_large = _TOO_LARGE.search(error.stderr)
         if too_large:
-            raise InvalidMedia(path, _too_large(int(too_large[1]), int(too_large[2]))) from error
+            width, height = int(too_large[1]), int(too_large[2])
+            raise InvalidMedia(path, _too_large(width, height, limits)) from error
+        if error.over_limit:
+            raise InvalidMedia(path, _too_costly("FFmpeg", error.reason)) from error
         detail = _ffmpeg_reason(error.stderr, path) if error.stderr.strip() else error.reason
         raise InvalidMedia(path, f"could not be decoded: {detail}") from error
 
@@ -290,28 +334,36 @@ def check_decodable(path: Path, ffmpeg: str = "ffmpeg", limits: Limits = DEFAULT
 def present_duration(
     path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS
 ) -> float | None:
-    """Seconds of video really in the file: from the first packet to the end of the last,
-    found by demuxing (no decoding, about a second for a minute of 1080p). None when the
-    packets carry no timestamps."""
-    result = _run_probe(path, packets_argv(path, ffprobe), limits)
-    starts: list[float] = []
-    ends: list[float] = []
+    """Seconds of video and audio really in the file: from the first packet of either to the
+    end of the last, found by demuxing (no decoding: about 0.1 s for 10 s of 1080p, 0.5 s
+    for a minute). None when the packets carry no timestamps.
+
+    Both kinds count, so a file whose audio outlasts its video is whole; timecode and data
+    tracks do not (one packet can claim the whole length)."""
+    result = _run_probe(path, packets_argv(path, ffprobe, limits.max_pixels), limits)
+    if result.returncode != 0:
+        over = limits.explain(result.returncode, result.stderr.decode("utf-8", errors="replace"))
+        if over:  # a scan cut short by a limit says nothing about the file's length
+            raise InvalidMedia(path, _too_costly("ffprobe", over))
+    start = end = None
     for line in result.stdout.decode("utf-8", errors="replace").splitlines():
-        fields = (line.split(",") + ["", "", ""])[:3]
-        pts, dts, duration = (_number(f) for f in fields)
+        kind, *fields = (line.split(",") + ["", "", ""])[:4]
+        pts, dts, duration = (_number(field) for field in fields)
         time = pts if pts is not None else dts
-        if time is None:
+        if kind not in _CONTENT_STREAMS or time is None:
             continue
-        starts.append(time)
-        ends.append(time + (duration or 0.0))
-    return max(ends) - min(starts) if starts else None
+        start = time if start is None else min(start, time)
+        end = max(end or time, time + (duration or 0.0))
+    return None if start is None or end is None else end - start
 
 
 def check_complete(
     path: Path, info: MediaInfo, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS
 ) -> None:
-    """Raise InvalidMedia when the file holds less video than it declares (cut short in
-    transfer or upload): rendering it would end in a frozen frame and silence."""
+    """Raise InvalidMedia when the file holds less than it declares (cut short in transfer
+    or upload): rendering it would end in a frozen frame and silence. The declared length is
+    `info.duration` (the video's, or the container's); what is present is `present_duration`,
+    within max(INCOMPLETE_TOLERANCE_S, INCOMPLETE_TOLERANCE_SHARE of the length)."""
     present = present_duration(path, ffprobe, limits)
     if present is None:
         return

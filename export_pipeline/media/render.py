@@ -186,7 +186,7 @@ def render_segment(
         else segment_argv(job, settings, ffmpeg)
     )
     try:
-        run_ffmpeg(
+        written = run_ffmpeg(
             argv,
             duration_s=job.duration,
             on_progress=on_progress,
@@ -196,6 +196,8 @@ def render_segment(
     except FFmpegError as error:
         error.add_note(f"while encoding {inp.label}")
         raise
+    if written == 0:  # FFmpeg can read nothing from a damaged file and still exit 0
+        raise ClipError(inp.label, "no video could be decoded from the file; upload it again")
     return frames
 
 

@@ -8,9 +8,11 @@ process is killed and reaped in a `finally`.
 from __future__ import annotations
 
 import ctypes
+import os
 import queue
 import re
 import resource
+import select
 import signal
 import subprocess
 import sys
@@ -21,40 +23,51 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
+from export_pipeline.media.commands import MAX_INPUT_PIXELS, MAX_INPUT_SIDE
+
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 STDERR_LIMIT = 4096  # bytes of stderr kept for errors
 _MEANINGFUL_LINES = 5
-# How FFmpeg (and the loader before it) says that an allocation failed under RLIMIT_AS.
+# How FFmpeg, its libraries and the loader say that an allocation failed (ENOMEM's text,
+# libavutil's and x264's own words), as seen under a memory limit.
 _OUT_OF_MEMORY = re.compile(
-    r"Cannot allocate memory|out of memory|failed to map segment|bad_alloc|"
-    r"cannot allocate|Error while opening encoder",
+    r"Cannot allocate memory|Could not allocate|out of memory|malloc of size \d+ failed|"
+    r"failed to map segment|bad_alloc",
     re.IGNORECASE,
 )
-
+# FFmpeg catches SIGXCPU and exits 255 ("Immediate exit requested"), or hard (123) after more.
 _CPU_SIGNALS = re.compile(r"received signal 24|system signals, hard exiting", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
 class Limits:
-    """What one FFmpeg or ffprobe process may use: address space (RLIMIT_AS, MB) and CPU
-    time (RLIMIT_CPU, seconds, all threads together); 0 means no limit.
+    """What one clip, and each FFmpeg or ffprobe process working on it, may cost.
 
-    Defaults: a 1080p or 4k segment encode peaks near 800 MB of resident memory and stays
-    well inside 3 GB of address space; a 10-minute 4k clip encodes within 2 hours of CPU.
-    A file that would take more is not a clip worth the worker: it fails with a message
-    that says which limit it hit.
+    `max_side`/`max_pixels`: the largest frame accepted (checked at probe time, and by the
+    decoder itself through `-max_pixels`). `memory_mb`: the process's data segment
+    (RLIMIT_DATA: heap, anonymous mappings, thread stacks; not the ~300 MB of shared
+    libraries and reserved-but-unused address space that RLIMIT_AS would also count).
+    `cpu_s`: CPU time, all threads together (RLIMIT_CPU). 0 means no limit.
+
+    Defaults, measured on 3 s clips (2 CPUs, 3 encoder threads): a 4k segment from a 4k or
+    6k source needs about 1 GB of data segment (760-860 MB resident), a 1080p one 400 MB;
+    3 GB leaves room for more encoder threads on a larger worker. 7200 CPU seconds is twice
+    `EXPORT_FFMPEG_TIMEOUT_S` at full use of 2 CPUs; a 10-minute 4k clip takes about 2400.
+    A file that would take more fails with a message that says which limit it hit.
     """
 
     memory_mb: int = 3072
     cpu_s: int = 7200
+    max_side: int = MAX_INPUT_SIDE
+    max_pixels: int = MAX_INPUT_PIXELS
 
     def apply(self) -> None:
         """In the child, before exec."""
         if self.memory_mb > 0:
             size = self.memory_mb * 1024**2
-            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+            resource.setrlimit(resource.RLIMIT_DATA, (size, size))
         if self.cpu_s > 0:
-            # SIGXCPU at the soft limit (reported as such), SIGKILL a little later.
+            # SIGXCPU at the soft limit, SIGKILL 5 CPU seconds later if it is still running.
             resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_s, self.cpu_s + 5))
 
     def child_setup(self) -> Callable[[], None] | None:
@@ -68,13 +81,22 @@ class Limits:
 
         return setup
 
-    def explain(self, returncode: int | None, stderr: str) -> str | None:
-        """Why a process failed, when one of these limits is the reason."""
-        # FFmpeg catches SIGXCPU: it exits on its own, or hard after more of them.
-        if returncode == -signal.SIGXCPU or (self.cpu_s > 0 and _CPU_SIGNALS.search(stderr)):
+    def explain(
+        self, returncode: int | None, stderr: str, cpu_used_s: float | None = None
+    ) -> str | None:
+        """Why a process failed, when one of these limits is the reason. `cpu_used_s` (the
+        CPU time it used, when known) tells the CPU limit apart whatever FFmpeg printed."""
+        over_cpu = self.cpu_s > 0 and (
+            returncode == -signal.SIGXCPU
+            or (cpu_used_s is not None and cpu_used_s >= self.cpu_s)
+            or bool(_CPU_SIGNALS.search(stderr))
+        )
+        if over_cpu:
             return f"used more than {self.cpu_s} CPU seconds, the limit per FFmpeg process"
-        if self.memory_mb > 0 and _OUT_OF_MEMORY.search(stderr):
-            return f"ran out of memory (limit {self.memory_mb} MB per FFmpeg process)"
+        if _OUT_OF_MEMORY.search(stderr):
+            if self.memory_mb > 0:
+                return f"ran out of memory (limit {self.memory_mb} MB per FFmpeg process)"
+            return "ran out of memory"
         if returncode == -signal.SIGKILL:  # not ours: we only kill after raising otherwise
             return "was killed by the system (SIGKILL), most likely out of memory"
         return None
@@ -160,6 +182,12 @@ class _Progress:
             self._on_progress(fraction)
 
 
+def parse_progress_frames(line: str) -> int | None:
+    """Video frames written so far, from one `-progress` line (`frame=N`), or None."""
+    key, sep, value = line.strip().partition("=")
+    return int(value) if sep and key == "frame" and value.isdigit() else None
+
+
 def parse_progress_time(line: str) -> float | None:
     """Seconds of output written, from one `-progress` line, or None for other lines.
 
@@ -182,8 +210,9 @@ def run_ffmpeg(
     on_progress: Callable[[float], None] | None = None,
     timeout_s: float | None = None,
     limits: Limits = DEFAULT_LIMITS,
-) -> None:
+) -> int | None:
     """Run `argv` to completion; raise FFmpegError on a non-zero exit or after `timeout_s`.
+    Returns the video frames FFmpeg reported writing (None without `-progress` output).
     The process runs under `limits` (memory, CPU time); hitting one says so.
 
     With `duration_s` (the expected output duration) and `on_progress`, the callback gets the
@@ -191,6 +220,7 @@ def run_ffmpeg(
     on the calling thread, so an exception it raises stops (and kills) FFmpeg.
     """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    frames: int | None = None
     progress = _Progress(on_progress)
     stderr_tail = _TailBuffer(STDERR_LIMIT)
     lines: queue.Queue[bytes | None] = queue.Queue()
@@ -219,10 +249,11 @@ def run_ffmpeg(
     try:
         try:
             for line in _lines(lines, deadline):
+                frames = parse_progress_frames(line) if line.startswith("frame=") else frames
                 seconds = parse_progress_time(line)
                 if seconds is not None and duration_s:
                     progress.update(max(0.0, seconds) / duration_s)
-            returncode = proc.wait(timeout=_remaining(deadline))
+            returncode, cpu_used_s = _reap(proc, deadline)
         except (queue.Empty, subprocess.TimeoutExpired):
             _stop(proc, readers)
             reason = f"timed out after {timeout_s:g} s"
@@ -230,14 +261,33 @@ def run_ffmpeg(
         _stop(proc, readers)  # already exited: just collect the rest of stderr
         if returncode != 0:
             text = stderr_tail.text()
-            reason = limits.explain(returncode, text)
+            reason = limits.explain(returncode, text, cpu_used_s)
             raise FFmpegError(argv, returncode, text, reason, over_limit=reason is not None)
         progress.update(1.0)
+        return frames
     finally:
         # Whatever interrupted us (including KeyboardInterrupt), FFmpeg must not outlive it.
         _stop(proc, readers)
         stdout.close()
         stderr.close()
+
+
+def _reap(proc: subprocess.Popen[bytes], deadline: float | None) -> tuple[int, float | None]:
+    """Wait for the process to exit (TimeoutExpired at the deadline) and reap it ourselves:
+    its exit code, and the CPU seconds it used (what RLIMIT_CPU counts; None where Linux's
+    pidfd is missing)."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        return proc.wait(timeout=_remaining(deadline)), None
+    try:
+        if not select.select([pidfd], [], [], _remaining(deadline))[0]:
+            raise subprocess.TimeoutExpired(proc.args, _remaining(deadline) or 0.0)
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        os.close(pidfd)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # Popen will not wait for it again
+    return proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def _die_with_parent() -> None:

@@ -1,0 +1,13 @@
+"""Fuzzing: atheris targets for the pure parsers and argv builders, and a mutation corpus of
+clip files run through probe and a one-segment render.
+
+Targets (each `python -m export_pipeline_tests.fuzz.<target> [libFuzzer flags] [corpus dirs]`):
+
+- `fuzz_request`: `intake.spec.parse_request` and the row reader (`appdb.store.parse_clips`,
+  `for_display`);
+- `fuzz_probe_json`: ffprobe JSON -> `MediaInfo` (`media.probe.parse_probe`);
+- `fuzz_argv`: the FFmpeg/FFprobe argv builders and `encode_settings` (`media.commands`).
+
+`test_fuzz_runs.py` runs each target for a bounded time in CI; `test_clip_mutants.py` is the
+clip-file mutation corpus.
+"""
