@@ -42,6 +42,10 @@ SOURCES = [
     Source("mpegts.ts", ("-c:v", "libx264", "-c:a", "aac", "-f", "mpegts")),
     Source("program.mpg", ("-c:v", "mpeg2video", "-q:v", "4", "-c:a", "mp2", "-f", "mpeg")),
     Source("dvd.vob", ("-c:v", "mpeg2video", "-q:v", "4", "-c:a", "ac3", "-f", "vob")),
+    # A raw MPEG video elementary stream (what some .mpg files are): no container, no
+    # declared duration, no timestamps but decode order.
+    Source("elementary.m2v", ("-c:v", "mpeg2video", "-q:v", "4", "-f", "mpeg2video"),
+           audio=False),
     Source("legacy.avi", ("-c:v", "mpeg4", "-q:v", "4", "-c:a", "pcm_s16le", "-f", "avi")),
     Source("flash.flv", ("-c:v", "libx264", "-c:a", "aac", "-f", "flv")),
     Source("animated.gif", ("-f", "gif"), width=320, height=180, fps="10", audio=False),
