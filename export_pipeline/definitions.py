@@ -58,6 +58,8 @@ def build_resources(settings: Settings) -> dict:
             ffmpeg_timeout_s=settings.ffmpeg_timeout_s,
             memory_mb=settings.ffmpeg_memory_mb,
             cpu_s=settings.ffmpeg_cpu_s,
+            max_input_side=settings.max_input_side,
+            max_input_pixels=settings.max_input_pixels,
         ),
         "downloads": ClipDownloads(
             concurrency=settings.download_concurrency,

@@ -55,6 +55,8 @@ class Settings:
     ffmpeg_timeout_s: float = 3600.0
     ffmpeg_memory_mb: int = 3072
     ffmpeg_cpu_s: int = 7200
+    max_input_side: int = 8192
+    max_input_pixels: int = 8192 * 4320
     max_retries: int = 3
     retry_delay_s: float = 40.0
     stall_timeout_s: float = 900.0
@@ -122,6 +124,8 @@ class Settings:
             ffmpeg_timeout_s=float(get("EXPORT_FFMPEG_TIMEOUT_S", "3600")),
             ffmpeg_memory_mb=int(get("EXPORT_FFMPEG_MEMORY_MB", "3072")),
             ffmpeg_cpu_s=int(get("EXPORT_FFMPEG_CPU_S", "7200")),
+            max_input_side=int(get("EXPORT_MAX_INPUT_SIDE", "8192")),
+            max_input_pixels=int(get("EXPORT_MAX_INPUT_PIXELS", str(8192 * 4320))),
             max_retries=int(get("EXPORT_MAX_RETRIES", "3")),
             retry_delay_s=float(get("EXPORT_RETRY_DELAY_S", "40")),
             stall_timeout_s=float(get("EXPORT_STALL_TIMEOUT_S", "900")),

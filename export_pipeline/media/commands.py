@@ -159,10 +159,8 @@ def available_cpus() -> int:
     """CPUs this process can really use: those it may run on, bounded by its cgroup's CPU
     quota. A container limited to 2 CPUs on a 32-core host sees 32, and FFmpeg would start
     threads (and allocate their frames) for all of them."""
-    if hasattr(os, "sched_getaffinity"):
-        cpus = len(os.sched_getaffinity(0))
-    else:
-        cpus = os.cpu_count() or 1
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux
+    cpus = len(affinity(0)) if affinity else os.cpu_count() or 1
     quota = _cgroup_cpu_quota()
     return max(1, min(cpus, math.ceil(quota))) if quota else cpus
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from export_pipeline.media.commands import CLIP_FORMATS, _input, _seconds, _url
-from export_pipeline.media.runner import FFmpegError, run_ffmpeg
+from export_pipeline.media.commands import CLIP_FORMATS, _input, _seconds, _url, decode_limits
+from export_pipeline.media.runner import DEFAULT_LIMITS, FFmpegError, Limits, run_ffmpeg
 
 POSTER_WIDTH = 1280  # poster for the player: at most this wide, never upscaled
 THUMBNAIL_WIDTH = 320  # small preview embedded in Dagster metadata
@@ -54,7 +54,7 @@ def poster_argv(
     return [
         ffmpeg,
         *_FLAGS,
-        *_input(video, CLIP_FORMATS, "-ss", _seconds(at_s)),
+        *_input(video, CLIP_FORMATS, *decode_limits(), "-ss", _seconds(at_s)),
         "-map",
         "0:v:0",
         "-vf",
@@ -82,6 +82,7 @@ def make_poster(
     width: int = POSTER_WIDTH,
     ffmpeg: str = "ffmpeg",
     timeout_s: float = POSTER_TIMEOUT_S,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Path:
     """Write the JPEG poster of `video` taken at `at_s` (see `poster_time`) to `out_jpg`.
 
@@ -89,7 +90,7 @@ def make_poster(
     """
     argv = poster_argv(video, out_jpg, at_s, width=width, ffmpeg=ffmpeg)
     out_jpg.unlink(missing_ok=True)
-    run_ffmpeg(argv, timeout_s=timeout_s)
+    run_ffmpeg(argv, timeout_s=timeout_s, limits=limits)
     if not out_jpg.is_file() or out_jpg.stat().st_size == 0:
         raise FFmpegError(argv, 0, "", f"wrote no picture (is {at_s:g} s beyond the end?)")
     return out_jpg

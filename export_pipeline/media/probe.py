@@ -21,7 +21,14 @@ from export_pipeline.media.commands import (
     packets_argv,
     probe_argv,
 )
-from export_pipeline.media.runner import DEFAULT_LIMITS, FFmpegError, Limits, run_ffmpeg
+from export_pipeline.media.runner import (
+    DEFAULT_LIMITS,
+    Captured,
+    FFmpegError,
+    Limits,
+    capture,
+    run_ffmpeg,
+)
 
 PROBE_TIMEOUT_S = 60.0
 DECODE_TIMEOUT_S = 120.0
@@ -44,6 +51,10 @@ INCOMPLETE_TOLERANCE_S = 0.5
 INCOMPLETE_TOLERANCE_SHARE = 0.05
 # Streams whose packets count as content (not timecode, data or subtitle tracks).
 _CONTENT_STREAMS = {"video", "audio"}
+_NO_INDEX = (
+    "is incomplete (its index, the MP4 moov box, is missing: the file was cut short or never "
+    "finished); upload it again"
+)
 
 
 class InvalidMedia(Exception):
@@ -266,14 +277,13 @@ def probe(path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS)
     if reason:
         raise InvalidMedia(path, reason)
     result = _run_probe(path, probe_argv(path, ffprobe, limits.max_pixels), limits)
-    stderr = result.stderr.decode("utf-8", errors="replace")
+    stderr = result.stderr
     too_large = _TOO_LARGE.search(stderr)
     if too_large:  # the decoder refused to allocate it (-max_pixels): say what it is
         raise InvalidMedia(path, _too_large(int(too_large[1]), int(too_large[2]), limits))
     if result.returncode != 0:
-        over = limits.explain(result.returncode, stderr)
-        if over:
-            raise InvalidMedia(path, _too_costly("ffprobe", over))
+        if result.over_limit:
+            raise InvalidMedia(path, _too_costly("ffprobe", result.over_limit))
         rejected = _DEMUXER_REJECTED.search(stderr)
         if rejected:
             raise InvalidMedia(
@@ -281,6 +291,8 @@ def probe(path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS)
                 f"is not a supported video file (detected format: {rejected.group(1)}; "
                 f"expected {CLIP_FORMAT_NAMES})",
             )
+        if "moov atom not found" in stderr:  # an MP4 cut before its index (written last)
+            raise InvalidMedia(path, _NO_INDEX)
         raise InvalidMedia(path, f"could not be decoded: {_ffmpeg_reason(stderr, path)}")
     try:
         data = json.loads(result.stdout)
@@ -301,16 +313,10 @@ def _declared_duration(data: dict[str, Any]) -> float | None:
     )
 
 
-def _run_probe(path: Path, argv: list[str], limits: Limits) -> subprocess.CompletedProcess:
+def _run_probe(path: Path, argv: list[str], limits: Limits) -> Captured:
+    """Run ffprobe under the same limits as FFmpeg (memory, CPU time, death with us)."""
     try:
-        return subprocess.run(
-            argv,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=PROBE_TIMEOUT_S,
-            check=False,
-            preexec_fn=limits.child_setup(),  # noqa: PLW1509 - rlimits, death with parent
-        )
+        return capture(argv, timeout_s=PROBE_TIMEOUT_S, limits=limits)
     except subprocess.TimeoutExpired:
         raise InvalidMedia(path, f"could not be probed within {PROBE_TIMEOUT_S:g} s") from None
 
@@ -335,26 +341,24 @@ def present_duration(
     path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS
 ) -> float | None:
     """Seconds of video and audio really in the file: from the first packet of either to the
-    end of the last, found by demuxing (no decoding: about 0.1 s for 10 s of 1080p, 0.5 s
-    for a minute). None when the packets carry no timestamps.
+    end of the last, found by demuxing (no decoding: 0.15 s and 58 MB for a minute of
+    1080p, 116 MB, from the page cache). None when the packets carry no timestamps.
 
     Both kinds count, so a file whose audio outlasts its video is whole; timecode and data
     tracks do not (one packet can claim the whole length)."""
     result = _run_probe(path, packets_argv(path, ffprobe, limits.max_pixels), limits)
-    if result.returncode != 0:
-        over = limits.explain(result.returncode, result.stderr.decode("utf-8", errors="replace"))
-        if over:  # a scan cut short by a limit says nothing about the file's length
-            raise InvalidMedia(path, _too_costly("ffprobe", over))
-    start = end = None
+    if result.over_limit:  # a scan cut short by a limit says nothing about the file's length
+        raise InvalidMedia(path, _too_costly("ffprobe", result.over_limit))
+    starts: list[float] = []
+    ends: list[float] = []
     for line in result.stdout.decode("utf-8", errors="replace").splitlines():
         kind, *fields = (line.split(",") + ["", "", ""])[:4]
         pts, dts, duration = (_number(field) for field in fields)
         time = pts if pts is not None else dts
-        if kind not in _CONTENT_STREAMS or time is None:
-            continue
-        start = time if start is None else min(start, time)
-        end = max(end or time, time + (duration or 0.0))
-    return None if start is None or end is None else end - start
+        if kind in _CONTENT_STREAMS and time is not None:
+            starts.append(time)
+            ends.append(time + (duration or 0.0))
+    return max(ends) - min(starts) if starts else None
 
 
 def check_complete(

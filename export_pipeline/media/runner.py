@@ -35,6 +35,15 @@ _OUT_OF_MEMORY = re.compile(
     r"failed to map segment|bad_alloc",
     re.IGNORECASE,
 )
+# What FFmpeg says when a thread, a frame buffer or the encoder could not be set up: out of
+# memory too when the process had used a good part of its limit (SHARE_NEAR_LIMIT of it in
+# resident memory; a failed allocation under RLIMIT_DATA was measured at 43-95 %), else a
+# plain failure (bad frame sizes are told apart by their own message).
+_MAYBE_OUT_OF_MEMORY = re.compile(
+    r"Resource temporarily unavailable|get_buffer\(\) failed|Error while opening (?:en|de)coder"
+)
+_BAD_FRAME_SIZE = re.compile(r"image parameters invalid|exceeds specified max pixel count")
+SHARE_NEAR_LIMIT = 0.25
 # FFmpeg catches SIGXCPU and exits 255 ("Immediate exit requested"), or hard (123) after more.
 _CPU_SIGNALS = re.compile(r"received signal 24|system signals, hard exiting", re.IGNORECASE)
 
@@ -49,11 +58,12 @@ class Limits:
     libraries and reserved-but-unused address space that RLIMIT_AS would also count).
     `cpu_s`: CPU time, all threads together (RLIMIT_CPU). 0 means no limit.
 
-    Defaults, measured on 3 s clips (2 CPUs, 3 encoder threads): a 4k segment from a 4k or
-    6k source needs about 1 GB of data segment (760-860 MB resident), a 1080p one 400 MB;
-    3 GB leaves room for more encoder threads on a larger worker. 7200 CPU seconds is twice
-    `EXPORT_FFMPEG_TIMEOUT_S` at full use of 2 CPUs; a 10-minute 4k clip takes about 2400.
-    A file that would take more fails with a message that says which limit it hit.
+    Defaults (bench_memory, 3 encoder threads: a 2-CPU worker): a 4k segment from a 1080p
+    to 6k source peaks at 0.9-1.1 GB of data segment (720-900 MB resident), a 1080p one at
+    0.4-0.5 GB. The encoder's threads follow the worker's CPUs (`encoder_threads`); each adds
+    about 110 MB of data segment at 4k: 3 GB holds 12 of them (an 8-CPU worker).
+    7200 CPU seconds is twice `EXPORT_FFMPEG_TIMEOUT_S` at full use of 2 CPUs; a 10-minute 4k
+    clip takes about 2400. A file that would take more fails with a message naming the limit.
     """
 
     memory_mb: int = 3072
@@ -63,7 +73,7 @@ class Limits:
 
     def apply(self) -> None:
         """In the child, before exec."""
-        if self.memory_mb > 0:
+        if self.memory_mb > 0:  # RLIMIT_DATA counts mmap'd memory since Linux 4.7
             size = self.memory_mb * 1024**2
             resource.setrlimit(resource.RLIMIT_DATA, (size, size))
         if self.cpu_s > 0:
@@ -82,24 +92,53 @@ class Limits:
         return setup
 
     def explain(
-        self, returncode: int | None, stderr: str, cpu_used_s: float | None = None
+        self, returncode: int | None, stderr: str, usage: Usage | None = None
     ) -> str | None:
-        """Why a process failed, when one of these limits is the reason. `cpu_used_s` (the
-        CPU time it used, when known) tells the CPU limit apart whatever FFmpeg printed."""
+        """Why a process failed, when one of these limits is the reason. `usage` (what it
+        used, when known) tells the limits apart whatever FFmpeg printed."""
         over_cpu = self.cpu_s > 0 and (
             returncode == -signal.SIGXCPU
-            or (cpu_used_s is not None and cpu_used_s >= self.cpu_s)
+            or (usage is not None and usage.cpu_s >= self.cpu_s)
             or bool(_CPU_SIGNALS.search(stderr))
         )
         if over_cpu:
             return f"used more than {self.cpu_s} CPU seconds, the limit per FFmpeg process"
-        if _OUT_OF_MEMORY.search(stderr):
+        if _OUT_OF_MEMORY.search(stderr) or self._near_memory_limit(stderr, usage):
             if self.memory_mb > 0:
                 return f"ran out of memory (limit {self.memory_mb} MB per FFmpeg process)"
             return "ran out of memory"
         if returncode == -signal.SIGKILL:  # not ours: we only kill after raising otherwise
             return "was killed by the system (SIGKILL), most likely out of memory"
         return None
+
+    def _near_memory_limit(self, stderr: str, usage: Usage | None) -> bool:
+        return (
+            self.memory_mb > 0
+            and usage is not None
+            and usage.peak_rss_mb >= self.memory_mb * SHARE_NEAR_LIMIT
+            and bool(_MAYBE_OUT_OF_MEMORY.search(stderr))
+            and not _BAD_FRAME_SIZE.search(stderr)
+        )
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a finished process used: CPU seconds (all threads), peak resident memory (MB)."""
+
+    cpu_s: float
+    peak_rss_mb: float
+
+
+@dataclass(frozen=True)
+class Captured:
+    """A finished command's exit code and output; `over_limit` says which limit made it
+    fail, if one did; `usage` what it used (None where that cannot be known)."""
+
+    returncode: int
+    stdout: bytes
+    stderr: str
+    over_limit: str | None
+    usage: Usage | None = None
 
 
 DEFAULT_LIMITS = Limits()
@@ -253,7 +292,7 @@ def run_ffmpeg(
                 seconds = parse_progress_time(line)
                 if seconds is not None and duration_s:
                     progress.update(max(0.0, seconds) / duration_s)
-            returncode, cpu_used_s = _reap(proc, deadline)
+            returncode, usage = _reap(proc, deadline)
         except (queue.Empty, subprocess.TimeoutExpired):
             _stop(proc, readers)
             reason = f"timed out after {timeout_s:g} s"
@@ -261,7 +300,7 @@ def run_ffmpeg(
         _stop(proc, readers)  # already exited: just collect the rest of stderr
         if returncode != 0:
             text = stderr_tail.text()
-            reason = limits.explain(returncode, text, cpu_used_s)
+            reason = limits.explain(returncode, text, usage)
             raise FFmpegError(argv, returncode, text, reason, over_limit=reason is not None)
         progress.update(1.0)
         return frames
@@ -272,10 +311,38 @@ def run_ffmpeg(
         stderr.close()
 
 
-def _reap(proc: subprocess.Popen[bytes], deadline: float | None) -> tuple[int, float | None]:
+def capture(argv: list[str], *, timeout_s: float, limits: Limits = DEFAULT_LIMITS) -> Captured:
+    """Run a command that answers on stdout (ffprobe) under `limits`; its output whole.
+    Raises subprocess.TimeoutExpired after `timeout_s` (the process is gone by then)."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=limits.child_setup(),  # noqa: PLW1509
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    outputs: list[bytearray] = [bytearray(), bytearray()]
+    readers = [
+        threading.Thread(target=_drain, args=(stream, output.extend), daemon=True)
+        for stream, output in zip((proc.stdout, proc.stderr), outputs, strict=True)
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        returncode, usage = _reap(proc, time.monotonic() + timeout_s)
+    finally:  # killed if still running; the readers have the whole output after this
+        _stop(proc, readers)
+        proc.stdout.close()
+        proc.stderr.close()
+    stderr = outputs[1].decode("utf-8", errors="replace")
+    over = limits.explain(returncode, stderr, usage) if returncode != 0 else None
+    return Captured(returncode, bytes(outputs[0]), stderr, over, usage)
+
+
+def _reap(proc: subprocess.Popen[bytes], deadline: float | None) -> tuple[int, Usage | None]:
     """Wait for the process to exit (TimeoutExpired at the deadline) and reap it ourselves:
-    its exit code, and the CPU seconds it used (what RLIMIT_CPU counts; None where Linux's
-    pidfd is missing)."""
+    its exit code, and what it used (None where Linux's pidfd is missing)."""
     try:
         pidfd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):
@@ -287,7 +354,7 @@ def _reap(proc: subprocess.Popen[bytes], deadline: float | None) -> tuple[int, f
     finally:
         os.close(pidfd)
     proc.returncode = os.waitstatus_to_exitcode(status)  # Popen will not wait for it again
-    return proc.returncode, usage.ru_utime + usage.ru_stime
+    return proc.returncode, Usage(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
 def _die_with_parent() -> None:

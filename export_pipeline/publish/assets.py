@@ -56,8 +56,11 @@ def make_posters(
     at_s = poster_time(duration_s)
     poster, thumbnail = video.with_name("poster.jpg"), video.with_name("thumbnail.jpg")
     try:
-        make_poster(video, poster, at_s, ffmpeg=media.ffmpeg)
-        make_poster(video, thumbnail, at_s, width=THUMBNAIL_WIDTH, ffmpeg=media.ffmpeg)
+        limits = media.limits()
+        make_poster(video, poster, at_s, ffmpeg=media.ffmpeg, limits=limits)
+        make_poster(
+            video, thumbnail, at_s, width=THUMBNAIL_WIDTH, ffmpeg=media.ffmpeg, limits=limits
+        )
     except FFmpegError as exc:
         step.context.log.warning(f"{step.partition_key}: no poster, publishing without: {exc}")
         return None

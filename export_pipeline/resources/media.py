@@ -6,6 +6,7 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
+from export_pipeline.media.commands import MAX_INPUT_PIXELS, MAX_INPUT_SIDE
 from export_pipeline.media.runner import Limits
 
 
@@ -18,12 +19,21 @@ class MediaTools(ConfigurableResource):
     max_fps: int = 60
     work_dir: str | None = None
     ffmpeg_timeout_s: float = 3600.0  # per FFmpeg command: a hung encoder fails, then retries
-    # Per FFmpeg/ffprobe process: address space (MB) and CPU seconds; 0: no limit.
+    # Per FFmpeg/ffprobe process: data segment (MB) and CPU seconds; 0: no limit.
     memory_mb: int = 3072
     cpu_s: int = 7200
+    # The largest clip frame accepted: pixels a side, and pixels in all (8192x4320).
+    max_input_side: int = MAX_INPUT_SIDE
+    max_input_pixels: int = MAX_INPUT_PIXELS
 
     def limits(self) -> Limits:
-        return Limits(memory_mb=self.memory_mb, cpu_s=self.cpu_s)
+        """What one clip and each FFmpeg process on it may cost (see `Limits`)."""
+        return Limits(
+            memory_mb=self.memory_mb,
+            cpu_s=self.cpu_s,
+            max_side=self.max_input_side,
+            max_pixels=self.max_input_pixels,
+        )
 
     def temp_dir(self, prefix: str) -> tempfile.TemporaryDirectory:
         """A private scratch directory, removed when the step ends (even on failure or

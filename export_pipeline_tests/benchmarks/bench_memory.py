@@ -1,13 +1,19 @@
-"""Benchmark: peak memory of FFmpeg per export kind, to size workers.
+"""Benchmark: peak memory of FFmpeg per export kind, to size workers and `Limits`.
 
     .venv/bin/python -m export_pipeline_tests.benchmarks.bench_memory [--seconds 3]
 
-For sources at 1080p, 4k and 6k (generated, H.264) it measures the peak resident memory of
-each process the pipeline runs on a clip: the probe, the decode check, the completeness scan
-and a one-segment render to 720p, 1080p and 4k (16:9, `high`, the default preset), each in
-a process of its own (`wait4` rusage). Prints a table and the worker memory each output
-resolution needs: the largest segment render for it plus the pipeline process (~150 MB,
-README's Performance table) and headroom.
+For sources at 1080p, 4k and 6k (generated, H.264 + AAC) it measures each process the
+pipeline runs on a clip: the probe, the decode check, the completeness scan and a
+one-segment render to 720p, 1080p and 4k (16:9, `high`, the default preset, this machine's
+encoder threads), one process per measurement. Two numbers per process:
+
+- peak resident memory (`wait4` rusage, exact): what the worker's memory must hold;
+- peak data segment (VmData, sampled every 20 ms from /proc): what `EXPORT_FFMPEG_MEMORY_MB`
+  (RLIMIT_DATA) counts.
+
+Then a 4k render at 3 to 48 encoder threads: what a worker that sees more CPUs would take
+if the encoder's threads were not tied to the CPUs it really gets (`encoder_threads`).
+Prints Markdown tables and the worker memory each output resolution needs.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import argparse
 import os
 import subprocess
 import tempfile
+import threading
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,16 +38,47 @@ from export_pipeline.media.commands import (
 
 SOURCES = {"1080p": (1920, 1080), "4k": (3840, 2160), "6k": (6144, 3456)}
 OUTPUTS = ("720p", "1080p", "4k")
-PIPELINE_PROCESS_MB = 150
+THREAD_SWEEP = (3, 6, 12, 24, 48)
+PIPELINE_PROCESS_MB = 150  # the run worker's own Python process (README's Performance)
+HEADROOM = 1.5  # other footage, a join, the page cache of the files in flight
 
 
-def peak_mb(argv: list[str]) -> float:
-    """Run `argv`; return the peak resident memory of that one process in MB."""
+@dataclass(frozen=True)
+class Peak:
+    rss_mb: float
+    data_mb: float
+
+    def __str__(self) -> str:
+        return f"{self.rss_mb:.0f} / {self.data_mb:.0f}"
+
+
+def peak(argv: list[str]) -> Peak:
+    """Run `argv` in a process of its own; its peak resident memory and data segment."""
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    data_kb = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal data_kb
+        while not done.wait(0.02):
+            try:
+                status = Path(f"/proc/{proc.pid}/status").read_text()
+            except OSError:
+                return
+            for line in status.splitlines():
+                if line.startswith("VmData:"):
+                    data_kb = max(data_kb, int(line.split()[1]))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stderr = proc.stderr.read() if proc.stderr else b""
     _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{argv[:3]} failed: {proc.stderr.read().decode()[-500:]}")
-    return usage.ru_maxrss / 1024
+    done.set()
+    sampler.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv[:3]} failed: {stderr.decode()[-500:]}")
+    return Peak(usage.ru_maxrss / 1024, data_kb / 1024)
 
 
 def make_source(path: Path, width: int, height: int, seconds: float) -> None:
@@ -52,40 +91,57 @@ def make_source(path: Path, width: int, height: int, seconds: float) -> None:
     )  # fmt: skip
 
 
-def measure(seconds: float) -> list[dict]:
+def segment(source: Path, size: tuple[int, int], seconds: float, work: Path) -> SegmentJob:
+    return SegmentJob(source, 0.0, seconds, True, work / "v.mp4", work / "a.wav", *size)
+
+
+def measure(seconds: float, work: Path) -> list[dict]:
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        for name, (width, height) in SOURCES.items():
-            source = work / f"{name}.mp4"
-            make_source(source, width, height, seconds)
-            row: dict = {"source": f"{name} ({width}x{height})"}
-            row["probe"] = peak_mb(probe_argv(source))
-            row["decode check"] = peak_mb(decode_check_argv(source))
-            row["completeness scan"] = peak_mb(packets_argv(source))
-            for output in OUTPUTS:
-                settings = encode_settings(output, "16:9", "high", Fraction(30))
-                job = SegmentJob(source, 0.0, seconds, True, work / "v.mp4", work / "a.wav",
-                                 width, height)  # fmt: skip
-                row[f"render {output}"] = peak_mb(segment_argv(job, settings))
-            rows.append(row)
-            print(row, flush=True)
+    for name, size in SOURCES.items():
+        source = work / f"{name}.mp4"
+        make_source(source, *size, seconds)
+        row: dict = {"source": f"{name} ({size[0]}x{size[1]})"}
+        row["probe"] = peak(probe_argv(source))
+        row["decode check"] = peak(decode_check_argv(source))
+        row["completeness scan"] = peak(packets_argv(source))
+        for output in OUTPUTS:
+            settings = encode_settings(output, "16:9", "high", Fraction(30))
+            row[f"render {output}"] = peak(
+                segment_argv(segment(source, size, seconds, work), settings)
+            )
+        rows.append(row)
+        print(row, flush=True)
     return rows
 
 
-def table(rows: list[dict]) -> str:
+def thread_sweep(seconds: float, work: Path) -> dict[int, Peak]:
+    source = work / "4k.mp4"
+    settings = encode_settings("4k", "16:9", "high", Fraction(30))
+    job = segment(source, SOURCES["4k"], seconds, work)
+    return {n: peak(segment_argv(job, replace(settings, threads=n))) for n in THREAD_SWEEP}
+
+
+def tables(rows: list[dict], sweep: dict[int, Peak]) -> str:
+    threads = encode_settings("1080p", "16:9", "high", Fraction(30)).threads
     columns = list(rows[0])
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines = [
+        f"Peak resident / data segment (MB), one process each; {threads} encoder threads:",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + " --- |" * len(columns),
+    ]
     for row in rows:
-        cells = [row["source"], *(f"{row[c]:.0f} MB" for c in columns[1:])]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("| output | largest FFmpeg peak | worker memory to give a run |")
+        lines.append("| " + " | ".join([row["source"], *(str(row[c]) for c in columns[1:])]) + " |")
+    lines += ["", "| output | largest FFmpeg peak (resident / data) | worker memory for a run |"]
     lines.append("| --- | --- | --- |")
     for output in OUTPUTS:
-        peak = max(row[f"render {output}"] for row in rows)
-        need = (peak + PIPELINE_PROCESS_MB) * 1.5  # headroom: other footage, a join
-        lines.append(f"| {output} | {peak:.0f} MB | {need / 1024:.1f} GB |")
+        worst = max((row[f"render {output}"] for row in rows), key=lambda p: p.rss_mb)
+        need = (worst.rss_mb + PIPELINE_PROCESS_MB) * HEADROOM
+        lines.append(f"| {output} | {worst} MB | {need / 1024:.1f} GB |")
+    title = "4k render from the 4k source by encoder (and filter) threads (x264: 1.5 a CPU):"
+    lines += ["", title, ""]
+    lines += ["| threads | resident / data (MB) |", "| --- | --- |"]
+    lines += [f"| {n} | {p} |" for n, p in sweep.items()]
     return "\n".join(lines)
 
 
@@ -93,7 +149,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
-    print(table(measure(args.seconds)))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        rows = measure(args.seconds, work)
+        sweep = thread_sweep(args.seconds, work)
+    print(tables(rows, sweep))
 
 
 if __name__ == "__main__":

@@ -128,3 +128,19 @@ def test_exception_from_the_progress_callback_kills_the_process(spawned, excepti
         run_ffmpeg(null_encode(0, realtime=True), duration_s=600.0, on_progress=explode)
     assert len(spawned) == 1
     assert_gone(spawned[0])
+
+
+def test_capture_returns_the_whole_output_and_what_the_process_used(spawned):
+    script = "import sys; sys.stdout.write('x' * 200_000); sys.stderr.write('done'); sys.exit(2)"
+    result = runner.capture([sys.executable, "-c", script], timeout_s=30)
+    assert (result.returncode, len(result.stdout), result.stderr) == (2, 200_000, "done")
+    assert result.usage is not None and result.usage.peak_rss_mb > 1
+    assert result.over_limit is None
+    assert_gone(spawned[0])
+
+
+def test_capture_kills_the_process_at_its_timeout(spawned):
+    with pytest.raises(subprocess.TimeoutExpired):
+        runner.capture(null_encode(0, realtime=True), timeout_s=0.5)
+    assert len(spawned) == 1
+    assert_gone(spawned[0])
