@@ -480,10 +480,9 @@ def concat_argv(
     ]
 
 
-def probe_argv(
-    path: Path, ffprobe: str = "ffprobe", max_pixels: int = MAX_INPUT_PIXELS
-) -> list[str]:
-    """FFprobe's JSON description of a clip's container and streams."""
+def _ffprobe_clip(ffprobe: str, max_pixels: int) -> list[str]:
+    """FFprobe opening a clip as FFmpeg does: local file, our containers, bounded decoders
+    (ffprobe opens the decoders too)."""
     return [
         ffprobe,
         "-hide_banner",
@@ -494,6 +493,15 @@ def probe_argv(
         "-format_whitelist",
         CLIP_FORMATS,
         *decode_limits(max_pixels),
+    ]
+
+
+def probe_argv(
+    path: Path, ffprobe: str = "ffprobe", max_pixels: int = MAX_INPUT_PIXELS
+) -> list[str]:
+    """FFprobe's JSON description of a clip's container and streams."""
+    return [
+        *_ffprobe_clip(ffprobe, max_pixels),
         "-show_format",
         "-show_streams",
         "-show_data_hash",
@@ -530,15 +538,7 @@ def packets_argv(
     "video,1.000000,0.960000,0.040000"), read by demuxing only: how much of the clip is
     really in the file, whatever its header declares."""
     return [
-        ffprobe,
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-protocol_whitelist",
-        "file",
-        "-format_whitelist",
-        CLIP_FORMATS,
-        *decode_limits(max_pixels),  # ffprobe still opens the decoders
+        *_ffprobe_clip(ffprobe, max_pixels),
         "-show_entries",
         "packet=codec_type,pts_time,dts_time,duration_time",
         "-of",
