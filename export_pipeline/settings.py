@@ -39,6 +39,7 @@ class Settings:
     ffprobe: str = "ffprobe"
     x264_preset: str = "superfast"
     max_fps: int = 60
+    segment_workers: int = 0
     download_concurrency: int = 4
     max_clip_bytes: int = 2 * 1024**3
     max_total_duration_s: float = 600.0
@@ -108,6 +109,7 @@ class Settings:
             ffprobe=get("EXPORT_FFPROBE", "ffprobe"),
             x264_preset=get("EXPORT_X264_PRESET", "superfast"),
             max_fps=int(get("EXPORT_MAX_FPS", "60")),
+            segment_workers=int(get("EXPORT_SEGMENT_WORKERS", "0")),
             download_concurrency=int(get("EXPORT_DOWNLOAD_CONCURRENCY", "4")),
             max_clip_bytes=int(get("EXPORT_MAX_CLIP_MB", "2048")) * 1024**2,
             max_total_duration_s=float(get("EXPORT_MAX_DURATION_S", "600")),

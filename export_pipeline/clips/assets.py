@@ -97,7 +97,13 @@ class ClipFetcher:
         if not self.storage.exists(key):
             self.storage.put_file(path, key, content_type="video/mp4")
         path.unlink(missing_ok=True)
-        entry = {"key": key, "sha256": got.sha256, "bytes": got.size_bytes, **info.as_metadata()}
+        entry = {
+            "key": key,
+            "sha256": got.sha256,
+            "bytes": got.size_bytes,
+            **info.as_metadata(),
+            "media": info.to_record(),  # so the encode step need not probe it again
+        }
         self.storage.put_json(url_index_key(clip.url), entry)
         return {**entry, "reused": False}
 

@@ -18,7 +18,7 @@ from export_pipeline.clips.assets import downloaded_clips_key, manifest_key
 from export_pipeline.intake.partitions import export_partitions
 from export_pipeline.media.commands import encode_settings
 from export_pipeline.media.layout import choose_frame_rate
-from export_pipeline.media.probe import InvalidMedia, probe
+from export_pipeline.media.probe import InvalidMedia, MediaInfo, probe
 from export_pipeline.media.render import ClipError, RenderInput, render_video
 from export_pipeline.media.runner import FFmpegError
 from export_pipeline.resources import AppDatabase, MediaTools, StorageResource
@@ -106,7 +106,9 @@ def encode(
                 )
             local = work / f"source-{clip.position:04d}.mp4"
             storage.get_file(entry["key"], local)
-            info = probe(local, ffprobe=media.ffprobe, limits=media.limits())
+            info = MediaInfo.from_record(entry.get("media"))
+            if info is None or info.size_bytes != local.stat().st_size:
+                info = probe(local, ffprobe=media.ffprobe, limits=media.limits())
             inputs.append(
                 RenderInput(
                     path=local,
@@ -137,6 +139,7 @@ def encode(
             timeout_s=media.ffmpeg_timeout_s,
             cache=StorageSegmentCache(storage),
             limits=media.limits(),
+            parallel=media.segment_workers,
         )
         storage.put_file(output, encoded_key(step.partition_key), content_type="video/mp4")
 

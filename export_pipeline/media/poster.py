@@ -39,40 +39,52 @@ def poster_argv(
     width: int = POSTER_WIDTH,
     ffmpeg: str = "ffmpeg",
     quality: int = JPEG_QUALITY,
+    thumbnail: tuple[Path, int] | None = None,
 ) -> list[str]:
     """One FFmpeg run: the frame at `at_s` of `video`, at most `width` pixels wide (keeping
-    the aspect ratio; square-pixel videos, as `encoded_video` makes), as a JPEG file."""
+    the aspect ratio; square-pixel videos, as `encoded_video` makes), as a JPEG file; with
+    `thumbnail` (path, width) also a smaller copy of the same frame, from the same decode."""
     if at_s < 0:
         raise ValueError(f"at_s must be >= 0, got {at_s}")
-    if width < 16:
-        raise ValueError(f"width must be at least 16 pixels, got {width}")
+    outputs = [(out_jpg, width), *([thumbnail] if thumbnail else [])]
+    if min(w for _, w in outputs) < 16:
+        raise ValueError(f"width must be at least 16 pixels, got {min(w for _, w in outputs)}")
     if not 2 <= quality <= 31:
         raise ValueError(f"quality must be 2..31, got {quality}")
     # Input seeking (-ss before -i) decodes from the keyframe before at_s and drops frames
     # up to it: exact and fast. Height -2 keeps the aspect ratio with an even height.
-    scale = f"scale=w='min(iw,{width})':h=-2:flags=lanczos"
-    return [
+    labels = [f"p{n}" for n in range(len(outputs))]
+    split = f"split={len(outputs)}" + "".join(f"[s{n}]" for n in range(len(outputs)))
+    scales = [
+        f"[s{n}]scale=w='min(iw,{w})':h=-2:flags=lanczos[{label}]"
+        for n, ((_, w), label) in enumerate(zip(outputs, labels, strict=True))
+    ]
+    argv = [
         ffmpeg,
         *_FLAGS,
         *_input(video, CLIP_FORMATS, *decode_limits(), "-ss", _seconds(at_s)),
-        "-map",
-        "0:v:0",
-        "-vf",
-        scale,
-        "-frames:v",
-        "1",
-        "-c:v",
-        "mjpeg",
-        "-q:v",
-        str(quality),
-        "-map_metadata",
-        "-1",
-        "-f",
-        "image2",
-        "-update",
-        "1",
-        _url(out_jpg),
+        "-filter_complex",
+        ";".join([f"[0:v:0]{split}", *scales]),
     ]
+    for (path, _), label in zip(outputs, labels, strict=True):
+        argv += [
+            "-map",
+            f"[{label}]",
+            "-frames:v",
+            "1",
+            "-c:v",
+            "mjpeg",
+            "-q:v",
+            str(quality),
+            "-map_metadata",
+            "-1",
+            "-f",
+            "image2",
+            "-update",
+            "1",
+            _url(path),
+        ]
+    return argv
 
 
 def make_poster(
@@ -83,14 +95,18 @@ def make_poster(
     ffmpeg: str = "ffmpeg",
     timeout_s: float = POSTER_TIMEOUT_S,
     limits: Limits = DEFAULT_LIMITS,
+    thumbnail: tuple[Path, int] | None = None,
 ) -> Path:
-    """Write the JPEG poster of `video` taken at `at_s` (see `poster_time`) to `out_jpg`.
+    """Write the JPEG poster of `video` taken at `at_s` (see `poster_time`) to `out_jpg`, and
+    the `thumbnail` (path, width) of the same frame if asked for.
 
     Raises FFmpegError when FFmpeg fails or writes no picture (`at_s` beyond the end).
     """
-    argv = poster_argv(video, out_jpg, at_s, width=width, ffmpeg=ffmpeg)
-    out_jpg.unlink(missing_ok=True)
+    argv = poster_argv(video, out_jpg, at_s, width=width, ffmpeg=ffmpeg, thumbnail=thumbnail)
+    pictures = [out_jpg, *([thumbnail[0]] if thumbnail else [])]
+    for picture in pictures:
+        picture.unlink(missing_ok=True)
     run_ffmpeg(argv, timeout_s=timeout_s, limits=limits)
-    if not out_jpg.is_file() or out_jpg.stat().st_size == 0:
+    if not all(p.is_file() and p.stat().st_size > 0 for p in pictures):
         raise FFmpegError(argv, 0, "", f"wrote no picture (is {at_s:g} s beyond the end?)")
     return out_jpg

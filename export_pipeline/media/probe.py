@@ -10,7 +10,7 @@ import json
 import math
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ _DEMUXER_REJECTED = re.compile(r"\[([\w,]+) @ [^\]]*\] Format not on whitelist")
 _LOG_CONTEXT = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\] ")  # "[h264 @ 0x55d0...] "
 _TOO_LARGE = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count")
 # Demuxers whose files carry an index that seeks exactly to a keyframe.
+# Bump when `probe` would describe the same file differently: kept records are then ignored.
+PROBE_VERSION = 1
 INDEXED_FORMATS = {"mov", "mp4", "matroska", "webm", "avi"}
 # Frame rates a clip may declare; outside them the rate is unknown (the export picks one).
 MIN_FPS = Fraction(1)
@@ -95,6 +97,24 @@ class MediaInfo:
     def indexed(self) -> bool:
         """Whether the container has a seek index (see `SegmentJob.indexed`)."""
         return bool(set(self.format_name.split(",")) & INDEXED_FORMATS)
+
+    def to_record(self) -> dict[str, Any]:
+        """Everything, JSON-friendly and exact (rates as fractions), stamped with
+        PROBE_VERSION: kept in the clip manifest so the encode step need not probe again."""
+        record = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**record, "fps": str(self.fps), "sar": str(self.sar), "version": PROBE_VERSION}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any] | None) -> MediaInfo | None:
+        """The MediaInfo kept by `to_record`, or None when there is none or it was made by
+        another version of `probe` (which could read the same file differently)."""
+        if not record or record.get("version") != PROBE_VERSION:
+            return None
+        values = {f.name: record[f.name] for f in fields(cls) if f.name in record}
+        try:
+            return cls(**{**values, "fps": Fraction(values["fps"]), "sar": Fraction(values["sar"])})
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            return None
 
     def as_metadata(self) -> dict[str, str | int | float | bool]:
         """A JSON-friendly summary for asset metadata."""

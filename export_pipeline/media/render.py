@@ -11,14 +11,17 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 from export_pipeline.media.commands import (
     EncodeSettings,
     SegmentJob,
+    available_cpus,
     concat_argv,
     concat_list,
     copy_segment_argv,
@@ -32,6 +35,8 @@ Progress = Callable[[float], None]
 
 # Share of the overall progress given to encoding the segments; the join gets the rest.
 SEGMENTS_SHARE = 0.9
+# How often progress is reported while segments are being encoded.
+PROGRESS_POLL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -172,9 +177,11 @@ def render_segment(
     timeout_s: float | None = None,
     copy: bool = False,
     limits: Limits = DEFAULT_LIMITS,
+    stop: threading.Event | None = None,
 ) -> int:
     """Encode one clip into its video (.mp4) and audio (.wav) segments; return the frames.
-    With `copy` (see `can_copy`) the video is stream-copied instead of encoded.
+    With `copy` (see `can_copy`) the video is stream-copied instead of encoded. Setting
+    `stop` kills FFmpeg and raises runner.Stopped.
 
     An FFmpegError raised here carries a note naming the clip.
     """
@@ -192,6 +199,7 @@ def render_segment(
             on_progress=on_progress,
             timeout_s=timeout_s,
             limits=limits,
+            stop=stop,
         )
     except FFmpegError as error:
         error.add_note(f"while encoding {inp.label}")
@@ -246,6 +254,61 @@ def join_segments(
             path.unlink(missing_ok=True)
 
 
+def segment_workers(requested: int = 0) -> int:
+    """How many segments to encode at once: `requested`, or by default 2 when the worker has
+    2 CPUs or more (measured on 2 CPUs: two encodes side by side keep the cores busy while
+    each starts and ends, where one alone leaves them idle), else 1."""
+    return requested if requested > 0 else min(2, available_cpus())
+
+
+@dataclass
+class _Segment:
+    """One segment of a render: where it goes, its share of the progress, its cache key."""
+
+    index: int
+    inp: RenderInput
+    duration: float
+    video: Path
+    audio: Path
+    key: str | None
+    done: float = 0.0  # fraction encoded, written by the thread encoding it
+
+
+def _encode_all(
+    pending: list[_Segment],
+    render: Callable[[_Segment, Progress, threading.Event], int],
+    workers: int,
+    report: Callable[[], None],
+    finished: Callable[[_Segment], None],
+) -> None:
+    """Encode `pending` with up to `workers` at once. `render(segment, on_progress, stop)`
+    runs on a pool thread; `report` (progress) and `finished` (the cache) run here, on the
+    calling thread, as do the errors: the first one raised stops the other encodes (their
+    FFmpeg is killed) before it propagates, and so does anything that interrupts this thread
+    (a canceled run's DagsterExecutionInterruptedError)."""
+    stop = threading.Event()
+
+    def work(segment: _Segment) -> int:
+        def on_progress(fraction: float) -> None:
+            segment.done = fraction
+
+        return render(segment, on_progress, stop)
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segment")
+    try:
+        futures = {pool.submit(work, segment): segment for segment in pending}
+        waiting = set(futures)
+        while waiting:
+            done, waiting = wait(waiting, timeout=PROGRESS_POLL_S, return_when=FIRST_COMPLETED)
+            for future in sorted(done, key=lambda f: futures[f].index):
+                future.result()  # raises the encode's error
+                finished(futures[future])
+            report()
+    finally:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _share(on_progress: Progress | None, start: float, span: float) -> Progress | None:
     if on_progress is None:
         return None
@@ -264,8 +327,10 @@ def render_video(
     timeout_s: float | None = None,
     cache: SegmentCache | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    parallel: int = 0,
 ) -> RenderResult:
     """Render `inputs` in order into `output` (an MP4); `timeout_s` applies per FFmpeg run.
+    Segments not in `cache` are encoded `parallel` at once (0: `segment_workers()`).
 
     Progress: encoding the segments is 90 % of the work, shared by clip duration; the join
     is the last 10 %. Intermediate files live in a scratch directory inside `work_dir` that
@@ -279,36 +344,59 @@ def render_video(
     work_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="render-", dir=work_dir))
     try:
-        videos: list[Path] = []
-        audios: list[Path] = []
-        frames = 0
-        done = 0.0
+        segments = [
+            _Segment(
+                index,
+                inp,
+                duration,
+                scratch / f"segment-{index:04d}.mp4",
+                scratch / f"segment-{index:04d}.wav",
+                segment_key(inp, settings, copy) if cache else None,
+            )
+            for index, (inp, duration) in enumerate(zip(inputs, durations, strict=True))
+        ]
         reused = 0
-        for index, (inp, duration) in enumerate(zip(inputs, durations, strict=True)):
-            videos.append(scratch / f"segment-{index:04d}.mp4")
-            audios.append(scratch / f"segment-{index:04d}.wav")
-            span = SEGMENTS_SHARE * duration / total
-            key = segment_key(inp, settings, copy) if cache else None
-            if key and cache.fetch(key, videos[-1], audios[-1]):
-                frames += frame_count(duration, settings.fps)
+        pending = []
+        for segment in segments:
+            if segment.key and cache.fetch(segment.key, segment.video, segment.audio):
+                segment.done = 1.0
                 reused += 1
             else:
-                frames += render_segment(
-                    inp,
-                    settings,
-                    videos[-1],
-                    audios[-1],
-                    on_progress=_share(on_progress, done, span),
-                    ffmpeg=ffmpeg,
-                    timeout_s=timeout_s,
-                    copy=copy,
-                    limits=limits,
-                )
-                if key:
-                    cache.store(key, videos[-1], audios[-1])
-            done += span
+                pending.append(segment)
+        workers = min(segment_workers(parallel), len(pending))
+        each = settings
+        if workers > 1 and settings.threads > 0:  # side by side, they share one's threads
+            each = replace(settings, threads=math.ceil(settings.threads / workers))
+
+        def report() -> None:
             if on_progress:
-                on_progress(done)
+                on_progress(SEGMENTS_SHARE * sum(s.done * s.duration for s in segments) / total)
+
+        def render(segment: _Segment, progress: Progress, stop: threading.Event) -> int:
+            return render_segment(
+                segment.inp,
+                each,
+                segment.video,
+                segment.audio,
+                on_progress=progress,
+                ffmpeg=ffmpeg,
+                timeout_s=timeout_s,
+                copy=copy,
+                limits=limits,
+                stop=stop,
+            )
+
+        def finished(segment: _Segment) -> None:
+            segment.done = 1.0
+            if segment.key:
+                cache.store(segment.key, segment.video, segment.audio)
+
+        report()
+        if pending:
+            _encode_all(pending, render, workers, report, finished)
+        videos = [segment.video for segment in segments]
+        audios = [segment.audio for segment in segments]
+        frames = sum(frame_count(duration, settings.fps) for duration in durations)
         join_segments(
             videos,
             audios,

@@ -197,9 +197,34 @@ def _drain(stream: IO[bytes], sink: Callable[[bytes], None]) -> None:
         sink(line)
 
 
-def _lines(lines: queue.Queue[bytes | None], deadline: float | None) -> Iterator[str]:
-    """Lines from the stdout reader until it ends; queue.Empty when the deadline passes."""
-    while (raw := lines.get(timeout=_remaining(deadline))) is not None:
+class Stopped(Exception):
+    """`run_ffmpeg` was told to stop (its `stop` event was set) and killed FFmpeg."""
+
+
+# How often a run with a `stop` event looks at it while FFmpeg is quiet.
+STOP_POLL_S = 0.2
+
+
+def _lines(
+    lines: queue.Queue[bytes | None], deadline: float | None, stop: threading.Event | None
+) -> Iterator[str]:
+    """Lines from the stdout reader until it ends; queue.Empty when the deadline passes,
+    Stopped as soon as `stop` is set."""
+    while True:
+        if stop is not None and stop.is_set():
+            raise Stopped("stopped")
+        remaining = _remaining(deadline)
+        wait = remaining
+        if stop is not None:  # wake up now and then to look at `stop`
+            wait = STOP_POLL_S if remaining is None else min(STOP_POLL_S, remaining)
+        try:
+            raw = lines.get(timeout=wait)
+        except queue.Empty:
+            if wait != remaining:
+                continue  # only a look at `stop`: the deadline is still ahead
+            raise
+        if raw is None:
+            return
         yield raw.decode("utf-8", errors="replace")
 
 
@@ -249,6 +274,7 @@ def run_ffmpeg(
     on_progress: Callable[[float], None] | None = None,
     timeout_s: float | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    stop: threading.Event | None = None,
 ) -> int | None:
     """Run `argv` to completion; raise FFmpegError on a non-zero exit or after `timeout_s`.
     Returns the video frames FFmpeg reported writing (None without `-progress` output).
@@ -256,7 +282,8 @@ def run_ffmpeg(
 
     With `duration_s` (the expected output duration) and `on_progress`, the callback gets the
     fraction done, 0..1, never decreasing, and 1.0 once FFmpeg has succeeded. It runs
-    on the calling thread, so an exception it raises stops (and kills) FFmpeg.
+    on the calling thread, so an exception it raises stops (and kills) FFmpeg. Setting
+    `stop` (from another thread) kills FFmpeg and raises Stopped within STOP_POLL_S.
     """
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     frames: int | None = None
@@ -287,7 +314,7 @@ def run_ffmpeg(
         reader.start()
     try:
         try:
-            for line in _lines(lines, deadline):
+            for line in _lines(lines, deadline, stop):
                 frames = parse_progress_frames(line) if line.startswith("frame=") else frames
                 seconds = parse_progress_time(line)
                 if seconds is not None and duration_s:

@@ -57,9 +57,13 @@ def make_posters(
     poster, thumbnail = video.with_name("poster.jpg"), video.with_name("thumbnail.jpg")
     try:
         limits = media.limits()
-        make_poster(video, poster, at_s, ffmpeg=media.ffmpeg, limits=limits)
         make_poster(
-            video, thumbnail, at_s, width=THUMBNAIL_WIDTH, ffmpeg=media.ffmpeg, limits=limits
+            video,
+            poster,
+            at_s,
+            ffmpeg=media.ffmpeg,
+            limits=limits,
+            thumbnail=(thumbnail, THUMBNAIL_WIDTH),
         )
     except FFmpegError as exc:
         step.context.log.warning(f"{step.partition_key}: no poster, publishing without: {exc}")

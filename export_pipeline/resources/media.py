@@ -17,6 +17,7 @@ class MediaTools(ConfigurableResource):
     ffprobe: str = "ffprobe"
     x264_preset: str = "superfast"
     max_fps: int = 60
+    segment_workers: int = 0  # segments encoded at once; 0: 2 with 2 CPUs or more, else 1
     work_dir: str | None = None
     ffmpeg_timeout_s: float = 3600.0  # per FFmpeg command: a hung encoder fails, then retries
     # Per FFmpeg/ffprobe process: data segment (MB) and CPU seconds; 0: no limit.

@@ -2,6 +2,7 @@
 checked with ffprobe; then re-execution, and the failure paths the creator would see."""
 
 import json
+from dataclasses import replace
 import subprocess
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -314,3 +315,24 @@ def test_the_work_copy_goes_once_published_and_publishing_alone_again_works(
     row = store.get(request_id)
     assert row["status"] == st.COMPLETE and row["run_id"] == again.run_id
     assert row["output_bytes"] == len(published)
+
+
+def test_the_encode_step_does_not_probe_clips_again(settings, store, instance, cdn, tmp_path):
+    """The clip manifest keeps each clip's whole probe (exact, versioned): the encode step
+    starts its segments without running ffprobe on them again (it probes only its output)."""
+    log = tmp_path / "ffprobe.log"
+    wrapper = tmp_path / "ffprobe-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec ffprobe "$@"\n')
+    wrapper.chmod(0o755)
+    settings = replace(settings, ffprobe=str(wrapper))
+    clips = [clip(cdn.url("landscape.mp4"), 1), clip(cdn.url("classic.mp4"), 2)]
+    request_id, result, _ = export(settings, store, instance, clips)
+    assert result.success, result.all_events
+    calls = log.read_text().splitlines()
+    assert sum(".download" in call for call in calls) >= 2  # the download step's checks
+    assert not [call for call in calls if "source-" in call]  # the encode step's inputs
+    assert sum("encoded.mp4" in call for call in calls) == 1
+    manifest = json.loads(
+        (settings.local_storage_root / f"work/exp-{request_id}/clips.json").read_text()
+    )
+    assert all(entry["media"]["version"] >= 1 for entry in manifest["clips"])

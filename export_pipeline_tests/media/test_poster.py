@@ -47,7 +47,7 @@ def test_poster_argv_reads_only_the_local_file_and_writes_one_jpeg():
     assert "mp4" in before_input[before_input.index("-format_whitelist") + 1].split(",")
     assert before_input[before_input.index("-ss") + 1] == "1.000000"  # input seeking
     assert argv[argv.index("-frames:v") + 1] == "1"
-    assert "min(iw,640)" in argv[argv.index("-vf") + 1]  # never upscaled
+    assert "min(iw,640)" in argv[argv.index("-filter_complex") + 1]  # never upscaled
     assert argv[argv.index("-c:v") + 1] == "mjpeg"
     assert argv[-1] == "file:/w/poster.jpg"
 
@@ -186,3 +186,17 @@ def test_a_poster_failure_never_holds_back_the_video(settings, store, instance, 
     assert "no poster" in event.metadata["poster"].value
     assert "poster_url" not in event.metadata
     assert list(settings.work_dir.iterdir()) == []
+
+
+def test_poster_and_thumbnail_come_from_one_decode_of_the_same_frame(fade_in, tmp_path):
+    poster, thumbnail = tmp_path / "poster.jpg", tmp_path / "thumb.jpg"
+    argv = poster_argv(fade_in, poster, 1.0, thumbnail=(thumbnail, 160))
+    assert argv.count("-i") == 1 and argv.count("-map") == 2
+    make_poster(fade_in, poster, 1.0, thumbnail=(thumbnail, 160))
+    assert size_of(poster) == (640, 360) and size_of(thumbnail) == (160, 90)
+    assert mean_luma(thumbnail) == pytest.approx(mean_luma(poster), abs=3)
+
+
+def test_a_thumbnail_too_small_is_refused():
+    with pytest.raises(ValueError, match="width"):
+        poster_argv(Path("v.mp4"), Path("p.jpg"), 1.0, thumbnail=(Path("t.jpg"), 8))

@@ -257,3 +257,36 @@ def test_media_info_is_a_value():
     assert info == MediaInfo(
         "mov", 1.0, 10, "h264", 2, 2, Fraction(30), Fraction(1), False, None, None, None
     )
+
+
+@pytest.mark.parametrize("name", ["clip", "anamorphic"])
+def test_a_kept_probe_record_gives_back_the_same_info(media_dir: Path, clip: Path, name: str):
+    """Through JSON (as in the clip manifest): exact rates, pixel shape, every field."""
+    path = clip if name == "clip" else make_sample_clip(
+        media_dir / "ntsc-anamorphic.mp4", width=360, height=360, fps=Fraction(30000, 1001),
+        duration=0.5, audio=False, sar=Fraction(16, 9),
+    )  # fmt: skip
+    info = probe(path)
+    record = json.loads(json.dumps(info.to_record()))
+    assert MediaInfo.from_record(record) == info
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version": probe_module.PROBE_VERSION + 1},  # another probe might read it otherwise
+        {"version": None},
+        {"fps": "30/0"},
+        {"fps": "fast"},
+        {"sar": []},
+    ],
+)
+def test_a_stale_or_damaged_probe_record_is_not_used(clip: Path, change: dict):
+    record = {**probe(clip).to_record(), **change}
+    assert MediaInfo.from_record(record) is None
+
+
+def test_no_probe_record():
+    assert MediaInfo.from_record(None) is None
+    assert MediaInfo.from_record({}) is None
+    assert MediaInfo.from_record({"version": probe_module.PROBE_VERSION}) is None

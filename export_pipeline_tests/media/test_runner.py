@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,38 @@ def test_capture_kills_the_process_at_its_timeout(spawned):
         runner.capture(null_encode(0, realtime=True), timeout_s=0.5)
     assert len(spawned) == 1
     assert_gone(spawned[0])
+
+
+def test_setting_stop_kills_the_process(spawned):
+    """`stop` is how a render stops the encode running beside a failed one."""
+    stop = threading.Event()
+    with pytest.raises(runner.Stopped):
+        # Endless real-time input; the first progress report sets `stop`.
+        run_ffmpeg(null_encode(0, realtime=True), duration_s=600.0,
+                   on_progress=lambda fraction: stop.set(), stop=stop)  # fmt: skip
+    assert len(spawned) == 1
+    assert_gone(spawned[0])
+
+
+def test_a_quiet_process_is_stopped_too(spawned):
+    """No output to wake the reader: `stop` is still seen within STOP_POLL_S."""
+    stop = threading.Event()
+    waiter = threading.Thread(target=lambda: (wait_for_spawn(spawned), stop.set()))
+    waiter.start()
+    with pytest.raises(runner.Stopped):
+        run_ffmpeg([sys.executable, "-c", "import time; time.sleep(600)"], stop=stop)
+    waiter.join()
+    assert_gone(spawned[0])
+
+
+def test_the_deadline_still_holds_with_a_stop_event(spawned):
+    with pytest.raises(FFmpegError, match="timed out after 0.5 s"):
+        run_ffmpeg([sys.executable, "-c", "import time; time.sleep(600)"], timeout_s=0.5,
+                   stop=threading.Event())  # fmt: skip
+    assert_gone(spawned[0])
+
+
+def wait_for_spawn(spawned: list) -> None:
+    event = threading.Event()
+    while not spawned:
+        event.wait(0.01)
