@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from export_pipeline.media.commands import DEFAULT_PRESET
+
 
 def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
@@ -37,7 +39,7 @@ class Settings:
     work_dir: Path | None = None
     ffmpeg: str = "ffmpeg"
     ffprobe: str = "ffprobe"
-    x264_preset: str = "superfast"
+    x264_preset: str = DEFAULT_PRESET
     max_fps: int = 60
     segment_workers: int = 0
     download_concurrency: int = 4
@@ -107,7 +109,7 @@ class Settings:
             work_dir=Path(env["EXPORT_WORK_DIR"]) if env.get("EXPORT_WORK_DIR") else None,
             ffmpeg=get("EXPORT_FFMPEG", "ffmpeg"),
             ffprobe=get("EXPORT_FFPROBE", "ffprobe"),
-            x264_preset=get("EXPORT_X264_PRESET", "superfast"),
+            x264_preset=get("EXPORT_X264_PRESET", DEFAULT_PRESET),
             max_fps=int(get("EXPORT_MAX_FPS", "60")),
             segment_workers=int(get("EXPORT_SEGMENT_WORKERS", "0")),
             download_concurrency=int(get("EXPORT_DOWNLOAD_CONCURRENCY", "4")),

@@ -63,6 +63,8 @@ X264_PRESETS: tuple[str, ...] = (
     "veryslow",
 )
 CRF_BY_QUALITY: dict[str, int] = {"low": 28, "medium": 23, "high": 20}
+# The default x264 preset, chosen over the benchmark corpus (README, Performance).
+DEFAULT_PRESET = "veryfast"
 
 _COMMON_FLAGS = ["-y", "-nostdin", "-hide_banner", "-loglevel", "error"]
 _PROGRESS_FLAGS = ["-progress", "pipe:1", "-nostats"]
@@ -87,9 +89,10 @@ class EncodeSettings:
     maxrate: int  # bit/s
     bufsize: int  # bits
     profile: str = "high"
-    # x264 starts each segment's rate buffer this full (default 0.9). Low, so that short
-    # segments cannot each open with a burst: the joined file stays near the cap.
-    vbv_init: float = 0.3
+    # x264 starts each segment's rate buffer this full (x264's own default). Every segment
+    # opens with a keyframe: a buffer started at 0.3 starved it, and the frames that refer
+    # to it, on detailed footage (SSIM -0.02 against the reference; bench_corpus, README).
+    vbv_init: float = 0.9
     audio_bitrate: int = 192000
     audio_rate: int = 48000
     # Encoder threads (0: x264's own choice, 1.5 per CPU it sees). Memory grows with them
@@ -110,7 +113,7 @@ def encode_settings(
     aspect_ratio: str,
     quality: str,
     fps: Fraction,
-    preset: str = "superfast",
+    preset: str = DEFAULT_PRESET,
     attempt: int = 0,
     threads: int | None = None,
 ) -> EncodeSettings:
@@ -513,9 +516,11 @@ def probe_argv(
 
 
 def decode_check_argv(
-    path: Path, ffmpeg: str = "ffmpeg", seconds: float = 1.0, max_pixels: int = MAX_INPUT_PIXELS
+    path: Path, ffmpeg: str = "ffmpeg", seconds: float = 0.2, max_pixels: int = MAX_INPUT_PIXELS
 ) -> list[str]:
-    """Decode the first `seconds` of video (and audio, if any); `-xerror` stops at an error."""
+    """Decode the first `seconds` of video (and audio, if any); `-xerror` stops at an error.
+    The first few frames prove the streams decode: a whole second of 1080p cost 0.5-1 s of
+    CPU per clip, a tenth of a minute-long export's overhead (bench_corpus)."""
     return [
         ffmpeg,
         *_COMMON_FLAGS,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-from export_pipeline.media.commands import MAX_INPUT_PIXELS, MAX_INPUT_SIDE
+from export_pipeline.media.commands import DEFAULT_PRESET, MAX_INPUT_PIXELS, MAX_INPUT_SIDE
 from export_pipeline.media.runner import Limits
 
 
@@ -15,7 +15,7 @@ class MediaTools(ConfigurableResource):
 
     ffmpeg: str = "ffmpeg"
     ffprobe: str = "ffprobe"
-    x264_preset: str = "superfast"
+    x264_preset: str = DEFAULT_PRESET
     max_fps: int = 60
     segment_workers: int = 0  # segments encoded at once; 0: 2 with 2 CPUs or more, else 1
     work_dir: str | None = None

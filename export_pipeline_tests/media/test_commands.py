@@ -9,6 +9,7 @@ import pytest
 from export_pipeline.media.commands import (
     AUDIO_LIST_FORMATS,
     CLIP_FORMATS,
+    DEFAULT_PRESET,
     VIDEO_LIST_FORMATS,
     EncodeSettings,
     SegmentJob,
@@ -21,6 +22,8 @@ from export_pipeline.media.commands import (
     probe_argv,
     segment_argv,
 )
+from export_pipeline.resources.media import MediaTools
+from export_pipeline.settings import Settings
 
 SETTINGS = encode_settings("1080p", "16:9", "medium", Fraction(30000, 1001))
 
@@ -64,15 +67,16 @@ def test_encode_settings_quality(quality: str, crf: int):
     assert settings.crf == crf
     assert settings.maxrate == {"low": 2_000_000, "medium": 5_000_000, "high": 8_000_000}[quality]
     assert settings.bufsize == settings.maxrate
-    assert (settings.preset, settings.profile) == ("superfast", "high")
+    # The documented choice (README, Performance): veryfast, the buffer starting 90 % full.
+    assert (settings.preset, settings.profile, settings.vbv_init) == ("veryfast", "high", 0.9)
     assert (settings.audio_bitrate, settings.audio_rate) == (192_000, 48_000)
 
 
 @pytest.mark.parametrize(
     ("attempt", "preset", "maxrate", "profile"),
     [
-        (0, "superfast", 5_000_000, "high"),
-        (1, "ultrafast", 4_000_000, "high"),
+        (0, "veryfast", 5_000_000, "high"),
+        (1, "superfast", 4_000_000, "high"),
         (2, "ultrafast", 4_000_000, "main"),
         (5, "ultrafast", 4_000_000, "main"),
     ],
@@ -207,11 +211,11 @@ def test_segment_argv_video_output_has_an_exact_frame_count():
     assert f"tpad=stop=-1:stop_mode=clone,trim=end_frame={frames}[v]" in graph
     assert value_after(argv, "-c:v") == "libx264"
     assert value_after(argv, "-pix_fmt") == "yuv420p"
-    assert value_after(argv, "-preset") == "superfast"
+    assert value_after(argv, "-preset") == "veryfast"
     assert value_after(argv, "-crf") == "23"
     assert value_after(argv, "-maxrate") == "5000000"
     assert value_after(argv, "-bufsize") == "5000000"
-    assert value_after(argv, "-x264-params") == "vbv-init=0.3"
+    assert value_after(argv, "-x264-params") == "vbv-init=0.9"
     assert value_after(argv, "-profile:v") == "high"
     # Video goes to the MP4 and audio to the WAV: each output's options precede its file.
     video_at = argv.index("file:/work/seg-0.mp4")
@@ -347,3 +351,11 @@ def test_decode_check_argv():
     assert value_after(argv, "-format_whitelist") == CLIP_FORMATS
     assert argv.index("-t") < argv.index("-i")
     assert argv[-3:] == ["-f", "null", "-"]
+
+
+def test_the_default_preset_is_the_documented_one():
+    """README's configuration table and Performance section name the default preset."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"| `EXPORT_X264_PRESET` | `{DEFAULT_PRESET}` |" in readme
+    assert Settings.from_env({}).x264_preset == MediaTools().x264_preset == DEFAULT_PRESET
+    assert encode_settings("1080p", "16:9", "high", Fraction(25)).preset == DEFAULT_PRESET
