@@ -555,7 +555,10 @@ def measure_class(
     for (entry, path), score in zip(measured.values(), scores, strict=True):
         entry["ssim"] = score
         path.unlink()
-    say("  " + ", ".join(f"{label} {score:.4f}" for label, score in zip(measured, scores)))
+    say(
+        "  "
+        + ", ".join(f"{label} {score:.4f}" for label, score in zip(measured, scores, strict=True))
+    )
     return report
 
 

@@ -2,8 +2,8 @@
 checked with ffprobe; then re-execution, and the failure paths the creator would see."""
 
 import json
-from dataclasses import replace
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
