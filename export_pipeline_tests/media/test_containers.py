@@ -185,3 +185,45 @@ def test_inputs_that_read_other_files_stay_refused(tmp_path: Path, name, content
     with pytest.raises(InvalidMedia) as info:
         probe_and_check(path)
     assert message in str(info.value)
+
+
+def test_a_rotated_phone_clip_is_rendered_upright(tmp_path: Path):
+    """A portrait phone clip stored landscape with a 90 degree display matrix: probe reports
+    the displayed (portrait) size, and the export shows it the way players do (FFmpeg's own
+    autorotation is the judge), filling a 9:16 frame without bars."""
+    stored, path = tmp_path / "stored.mp4", tmp_path / "phone.mp4"
+    picture = "color=c=red:s=640x360:r=25:d=1,drawbox=x=320:y=0:w=320:h=360:c=blue:t=fill"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", picture, "-c:v", "libx264",
+         "-preset", "ultrafast", str(stored)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    # Remuxed with the tag: the MP4 muxer writes it as a display matrix, as phones do.
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-i", str(stored), "-c", "copy",
+         "-metadata:s:v:0", "rotate=90", str(path)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    info = probe_and_check(path)
+    assert (info.width, info.height) == (360, 640)
+    settings = encode_settings("720p", "9:16", "low", Fraction(25), "ultrafast")
+    video, audio = tmp_path / "segment.mp4", tmp_path / "segment.wav"
+    render_segment(RenderInput(path, 0, None, info, "clip 1"), settings, video, audio)
+
+    def halves(file: Path, width: int, height: int) -> list[tuple[int, int, int]]:
+        """Mean colour of the top and bottom halves of the first frame, as players show it."""
+        rgb = subprocess.run(
+            ["ffmpeg", "-v", "error", "-i", str(file), "-frames:v", "1", "-vf",
+             f"scale={width}:{height}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+            check=True, capture_output=True,
+        ).stdout  # fmt: skip
+        half = len(rgb) // 2
+        return [
+            tuple(sum(part[c::3]) // (len(part) // 3) for c in range(3))
+            for part in (rgb[:half], rgb[half:])
+        ]
+
+    expected = halves(path, 36, 64)
+    assert expected[0] != expected[1]  # the picture has a top and a bottom
+    for got, want in zip(halves(video, 36, 64), expected, strict=True):
+        assert max(abs(g - w) for g, w in zip(got, want, strict=True)) < 24, (got, want)
