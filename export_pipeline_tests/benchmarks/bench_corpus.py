@@ -748,8 +748,9 @@ def markdown(report: dict) -> str:
                   for n, c in report["classes"].items())]  # fmt: skip
     lines += [
         "",
-        f"Where the time goes, per class at `{default}` (seconds, in-process run; "
-        "the segment encodes are listed as their sum, with the CPU use of FFmpeg):",
+        f"Where the time goes, per class at `{default}` (seconds of wall time, in-process "
+        "run; the segment encodes as the time they took together, with their count and "
+        "mean length: two are encoded at once):",
         "",
     ]
     names = [n for n, c in report["classes"].items() if default in c["presets"]]
@@ -766,10 +767,8 @@ def markdown(report: dict) -> str:
             value = p["phases"].get(phase)
             cell = "" if value is None else f"{value:.2f}"
             if phase.endswith("segment encode") and value:
-                cell += (
-                    f" ({len(p['segments_s'])} x {statistics.mean(p['segments_s']):.2f}, "
-                    f"CPU {p['segments_cpu_s'] / value:.2f} cores)"
-                )
+                # Wall time of the encodes (two run at once): their count and mean length.
+                cell += f" ({len(p['segments_s'])} x {statistics.mean(p['segments_s']):.2f})"
             cells.append(cell)
         lines.append(f"| {phase} | " + " | ".join(cells) + " |")
     lines.append("| **in-process export** | " + " | ".join(
