@@ -53,7 +53,7 @@ from export_pipeline.demo import serve_directory
 from export_pipeline.media.commands import EncodeSettings, encode_settings
 from export_pipeline.media.layout import choose_frame_rate
 from export_pipeline.settings import Settings
-from export_pipeline_tests.benchmarks.bench_export import reference_argv
+from export_pipeline_tests.benchmarks.bench_export import reference_argv, run_usage
 from export_pipeline_tests.benchmarks.corpus import (
     CLASSES,
     SECONDS,
@@ -87,12 +87,7 @@ def say(message: str) -> None:
 
 def run_timed(argv: list[str]) -> tuple[float, float]:
     """Run a command; return (wall seconds, CPU seconds of it and its children)."""
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.monotonic() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"{argv[:4]}... failed: {proc.stderr.read().decode()[-2000:]}")
+    elapsed, usage = run_usage(argv)
     return elapsed, usage.ru_utime + usage.ru_stime
 
 

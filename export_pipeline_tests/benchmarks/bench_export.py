@@ -30,14 +30,20 @@ CLIPS = 12
 SECONDS = 5
 
 
-def run(argv: list[str]) -> tuple[float, float]:
-    """Run a command; return (wall seconds, peak RSS in MB of it and its children)."""
+def run_usage(argv: list[str]):
+    """Run a command; return (wall seconds, its and its children's resource usage)."""
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.monotonic() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{argv[:4]}... failed: {proc.stderr.read().decode()[-2000:]}")
+    return elapsed, usage
+
+
+def run(argv: list[str]) -> tuple[float, float]:
+    """Run a command; return (wall seconds, peak RSS in MB of it and its children)."""
+    elapsed, usage = run_usage(argv)
     return elapsed, usage.ru_maxrss / 1024
 
 

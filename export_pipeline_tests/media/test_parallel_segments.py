@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from export_pipeline.media import runner
 from export_pipeline.media.commands import encode_settings, frame_count
 from export_pipeline.media.probe import probe
 from export_pipeline.media.render import RenderInput, render_video, segment_workers
@@ -55,20 +54,6 @@ def wrapper(tmp_path) -> tuple[Path, Path]:
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     return script, log
-
-
-@pytest.fixture
-def spawned(monkeypatch) -> list[subprocess.Popen]:
-    """Every process run_ffmpeg starts."""
-    processes: list[subprocess.Popen] = []
-
-    class RecordingPopen(subprocess.Popen):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            processes.append(self)
-
-    monkeypatch.setattr(runner.subprocess, "Popen", RecordingPopen)
-    return processes
 
 
 def most_at_once(log: Path) -> int:

@@ -36,20 +36,6 @@ def null_encode(seconds: float, *, realtime: bool = False) -> list[str]:
     ]
 
 
-@pytest.fixture
-def spawned(monkeypatch) -> list[subprocess.Popen]:
-    """Every process run_ffmpeg starts, so a test can check it is gone."""
-    processes: list[subprocess.Popen] = []
-
-    class RecordingPopen(subprocess.Popen):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            processes.append(self)
-
-    monkeypatch.setattr(runner.subprocess, "Popen", RecordingPopen)
-    return processes
-
-
 def assert_gone(process: subprocess.Popen) -> None:
     assert process.returncode is not None  # reaped by run_ffmpeg
     with pytest.raises(ProcessLookupError):
