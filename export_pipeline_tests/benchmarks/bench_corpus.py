@@ -53,7 +53,11 @@ from export_pipeline.demo import serve_directory
 from export_pipeline.media.commands import EncodeSettings, encode_settings
 from export_pipeline.media.layout import choose_frame_rate
 from export_pipeline.settings import Settings
-from export_pipeline_tests.benchmarks.bench_export import reference_argv, run_usage
+from export_pipeline_tests.benchmarks.bench_export import (
+    export_in_process_of_its_own,
+    reference_argv,
+    run_usage,
+)
 from export_pipeline_tests.benchmarks.corpus import (
     CLASSES,
     SECONDS,
@@ -322,17 +326,9 @@ def pipeline_export(home: Path, urls: list[str], variant: dict[str, Any]) -> dic
     """One 1080p high export through a Dagster run in a process of its own, instrumented."""
     job = {"home": str(home), "clips": urls, "resolution": RESOLUTION, "aspect_ratio": ASPECT,
            "quality": QUALITY, "preset": variant["preset"], "variant": variant}  # fmt: skip
-    done = subprocess.run(
-        [PYTHON, "-m", "export_pipeline_tests.benchmarks.bench_corpus", "--child",
-         json.dumps(job)],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-3000:])
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    if result["status"] != "complete":
-        raise RuntimeError(f"export ended {result['status']}: {result['error']}")
-    return result
+    return export_in_process_of_its_own(
+        ["-m", "export_pipeline_tests.benchmarks.bench_corpus", "--child", json.dumps(job)]
+    )
 
 
 # --- the export on a running daemon ---------------------------------------------------------

@@ -99,10 +99,15 @@ def export(home: Path, urls: list[str], resolution="1080p", quality="high", pres
     job = {"home": str(home), "clips": urls, "resolution": resolution, "quality": quality}
     if preset:
         job["preset"] = preset
-    done = subprocess.run(
-        [PYTHON, "-m", "export_pipeline_tests.benchmarks.export_once", json.dumps(job)],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    return export_in_process_of_its_own(
+        ["-m", "export_pipeline_tests.benchmarks.export_once", json.dumps(job)]
+    )
+
+
+def export_in_process_of_its_own(args: list[str]) -> dict:
+    """Run `python <args>` (an export that prints its result as the last JSON line); the
+    result, or RuntimeError unless the export ended `complete`."""
+    done = subprocess.run([PYTHON, *args], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
     result = json.loads(done.stdout.strip().splitlines()[-1])
