@@ -11,8 +11,9 @@ from pathlib import Path
 from export_pipeline.appdb import status as st
 from export_pipeline.appdb.store import RequestStore, for_display, parse_clips, utcnow
 from export_pipeline.intake.spec import InvalidRequest, parse_request
-from export_pipeline.media.layout import ASPECT_RATIOS, QUALITIES, RESOLUTIONS
+from export_pipeline.media.layout import ASPECT_RATIOS, FORMATS, QUALITIES, RESOLUTIONS
 from export_pipeline.settings import Settings
+from export_pipeline.watch import duration_text, time_left, watch
 
 
 def _clip_arg(value: str) -> dict:
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     request.add_argument("--resolution", default="1080p", help=", ".join(RESOLUTIONS))
     request.add_argument("--aspect-ratio", default="16:9", help=", ".join(ASPECT_RATIOS))
     request.add_argument("--quality", default="high", help=", ".join(QUALITIES))
+    request.add_argument("--format", default="mp4", help=", ".join(FORMATS))
     source = request.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--clip",
@@ -60,6 +62,12 @@ def _parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", help="print an export request as JSON")
     status.add_argument("id", type=int)
+
+    watch = commands.add_parser(
+        "watch", help="follow an export: a live progress line until it ends (exit 0: complete)"
+    )
+    watch.add_argument("id", type=int)
+    watch.add_argument("--interval", type=float, default=1.0, help="seconds between looks")
 
     commands.add_parser("demo", help="run one export end to end on the embedded defaults")
 
@@ -90,16 +98,22 @@ def _age(value: str) -> timedelta:
 
 
 def _table(rows: list[dict]) -> str:
-    head = ("id", "status", "progress", "user_id", "project_id", "created_at", "error/url")
+    head = (
+        "id", "status", "progress", "eta", "queue", "user_id", "project_id", "created_at",
+        "error/url",
+    )  # fmt: skip
     lines = ["\t".join(head)]
+    now = utcnow()
     for r in rows:
         detail = r.get("error_message") or r.get("video_url") or ""
+        eta = duration_text(time_left(r, now)) if r["status"] in st.ACTIVE else "-"
+        queue = f"#{r['queue_position']}" if r.get("queue_position") is not None else "-"
         lines.append(
             "\t".join(
                 str(v)
                 for v in (
-                    r["id"], r["status"], f"{r['progress']}%", r["user_id"], r["project_id"],
-                    r["created_at"], detail[:120],
+                    r["id"], r["status"], f"{r['progress']}%", eta, queue, r["user_id"],
+                    r["project_id"], r["created_at"], detail[:120],
                 )
             )
         )  # fmt: skip
@@ -141,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             aspect_ratio=args.aspect_ratio,
             quality=args.quality,
             clips=clips,
+            format=args.format,
         )
         try:
             parse_request(fields)
@@ -150,11 +165,18 @@ def main(argv: list[str] | None = None) -> int:
         print(store.insert(**fields))
         return 0
 
-    if args.command in ("status", "cancel", "reexport"):
+    if args.command in ("status", "cancel", "reexport", "watch"):
         row = store.get(args.id)
         if row is None:
             print(f"error: no export request with id {args.id}", file=sys.stderr)
             return 1
+
+    if args.command == "watch":
+        try:
+            return watch(store, args.id, sys.stdout, interval_s=args.interval)
+        except KeyboardInterrupt:
+            print(file=sys.stdout)
+            return 130
 
     if args.command == "list":
         since = utcnow() - args.since if args.since else None

@@ -22,6 +22,7 @@ from dagster import (
 from export_pipeline.clips.assets import build_downloaded_clips
 from export_pipeline.encode.assets import build_encoded_video
 from export_pipeline.intake.partitions import export_partitions, partition_tags
+from export_pipeline.intake.queue import build_export_queue_sensor
 from export_pipeline.intake.sensors import JOB_NAME, build_export_requests_sensor
 from export_pipeline.intake.supervision import (
     build_export_cancel_sensor,
@@ -119,6 +120,7 @@ def build_definitions(settings: Settings) -> Definitions:
         build_export_failure_sensor(job),
         build_export_canceled_run_sensor(job),
         build_export_cancel_sensor(settings.sensor_interval_s),
+        build_export_queue_sensor(settings.sensor_interval_s),
         build_export_sweeper_sensor(settings.stall_timeout_s, settings.sweeper_interval_s),
     ]
     if settings.webhook_url:

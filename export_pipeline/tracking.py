@@ -14,10 +14,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from dagster import AssetExecutionContext, Failure, RetryRequested
 from dagster._core.storage.tags import RETRY_NUMBER_TAG
 
+from export_pipeline import eta
 from export_pipeline.appdb import status as st
 from export_pipeline.appdb.store import RequestStore, utcnow
 from export_pipeline.intake.partitions import request_id_from_key
@@ -69,6 +71,9 @@ class ExportStep:
     store: RequestStore
     spec: ExportSpec
     band: tuple[int, int]
+    # for the time left: when this run started processing, and what the history expects
+    started_at: datetime | None = None
+    prior_s: float | None = None
     _written: int = -1
     _written_at: float = 0.0
     _logged: int = -10
@@ -96,9 +101,34 @@ class ExportStep:
             log_it = pct >= self._logged + 10 or pct == high
             if log_it:
                 self._logged = pct
-        self.store.set_progress(self.request_id, pct, run_id=self.context.run_id)
+        eta_s, finish_at = self.time_left(pct)
+        self.store.set_progress(
+            self.request_id,
+            pct,
+            run_id=self.context.run_id,
+            eta_s=eta_s,
+            estimated_finish_at=finish_at,
+        )
         if log_it:
             self.context.log.info(f"{self.partition_key}: {pct}% done")
+
+    def time_left(self, pct: int) -> tuple[int | None, datetime | None]:
+        """`eta_s` and `estimated_finish_at` at `pct` % done (None, None: unknown)."""
+        now = utcnow()
+        elapsed = (now - eta.as_utc(self.started_at)).total_seconds() if self.started_at else 0.0
+        eta_s = eta.eta_seconds(eta.remaining_seconds(pct / 100, elapsed, self.prior_s))
+        return eta_s, (now + timedelta(seconds=eta_s) if eta_s is not None else None)
+
+
+def expected_seconds(store: RequestStore, spec: ExportSpec) -> float | None:
+    """What recent exports like this one took (None: no history). An estimate is not worth
+    failing a step or a sensor tick for."""
+    try:
+        history = eta.history_from_rows(store.recent_completed())
+    except Exception:  # noqa: BLE001
+        return None
+    length = eta.requested_length(c.duration for c in spec.clips)
+    return eta.prior_seconds(history, spec.resolution, length)
 
 
 def _load(store: RequestStore, request_id: int) -> tuple[dict, ExportSpec]:
@@ -141,7 +171,14 @@ def _stop_if_canceled(store: RequestStore, request_id: int) -> None:
         check_not_canceled(store, request_id, row)
 
 
-def _claim(store: RequestStore, context: AssetExecutionContext, row: dict, band) -> None:
+def _claim(
+    store: RequestStore,
+    context: AssetExecutionContext,
+    row: dict,
+    band,
+    prior_s: float | None,
+) -> datetime | None:
+    """Make the row this run's; returns when the run started processing."""
     request_id = int(row["id"])
     check_not_canceled(store, request_id, row)
     fields: dict = {"run_id": context.run_id}
@@ -152,6 +189,8 @@ def _claim(store: RequestStore, context: AssetExecutionContext, row: dict, band)
             completed_at=None,
             error_message=None,
             progress=band[0],
+            eta_s=eta.eta_seconds(prior_s),
+            estimated_finish_at=utcnow() + timedelta(seconds=prior_s) if prior_s else None,
         )
         # ... unless it is Dagster's automatic retry of a run that died: one more attempt.
         if int(context.run.tags.get(RETRY_NUMBER_TAG, "0")) > 0:
@@ -163,6 +202,7 @@ def _claim(store: RequestStore, context: AssetExecutionContext, row: dict, band)
             f"export request {request_id} is {current}; it cannot be processed now",
             allow_retries=False,
         )
+    return fields.get("processing_started_at", row.get("processing_started_at"))
 
 
 @contextmanager
@@ -176,8 +216,16 @@ def export_step(
     store = app_db.store()
     request_id = request_id_from_key(context.partition_key)
     row, spec = _load(store, request_id)  # one read of the row per step start
-    _claim(store, context, row, band)
-    step = ExportStep(context=context, store=store, spec=spec, band=band)
+    prior_s = expected_seconds(store, spec)  # one read of the history per step start
+    started_at = _claim(store, context, row, band, prior_s)
+    step = ExportStep(
+        context=context,
+        store=store,
+        spec=spec,
+        band=band,
+        started_at=started_at,
+        prior_s=prior_s,
+    )
     try:
         with Heartbeat(store, request_id, context.run_id, app_db.heartbeat_s):
             yield step

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,27 @@ def test_readme_quick_start_commands_exist():
     assert "bash .ci/bootstrap test" in ci  # CI runs the README's test command
     bootstrap = (REPO / ".ci" / "bootstrap").read_text()
     assert "export-pipeline demo" in bootstrap and "pytest --cov=export_pipeline" in bootstrap
+
+
+def test_list_and_status_show_time_left_and_place_in_queue(env, capsys):
+    from datetime import timedelta
+
+    from export_pipeline.appdb import status as st
+    from export_pipeline.appdb.store import RequestStore, utcnow
+
+    assert (
+        main(["request", "--project-id", "p", "--user-id", "u", "--clip", "https://x/a.mp4"]) == 0
+    )
+    request_id = int(capsys.readouterr().out)
+    store = RequestStore.from_url(f"sqlite:///{env / 'app.db'}")
+    finish = utcnow() + timedelta(seconds=125)
+    store.transition(request_id, st.QUEUED, eta_s=125, estimated_finish_at=finish)
+    store.set_queue_place(request_id, 3, "waiting for a free worker", 125, finish)
+    assert main(["list"]) == 0
+    head, line = capsys.readouterr().out.splitlines()
+    assert head.split("\t")[:5] == ["id", "status", "progress", "eta", "queue"]
+    assert re.match(rf"{request_id}\tqueued\t0%\t2m0[45]s\t#3\tu\t", line), line
+    assert main(["status", str(request_id)]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert (row["eta_s"], row["queue_position"]) == (125, 3)
+    assert row["queue_reason"] == "waiting for a free worker"

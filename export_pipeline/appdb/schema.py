@@ -36,6 +36,9 @@ export_requests = Table(
     Column("resolution", Text, nullable=False),
     Column("aspect_ratio", Text, nullable=False, server_default=text("'16:9'")),
     Column("quality", Text, nullable=False),
+    # mp4 (H.264/AAC), mp4-hevc (H.265/AAC) or webm (VP9/Opus); NULL in rows an older app
+    # wrote reads as mp4
+    Column("format", Text, server_default=text("'mp4'")),
     Column("clips", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
     Column("cancel_requested_at", DateTime(timezone=True)),
     # set by the operator CLI's `retry`: the sensor takes the row again
@@ -50,6 +53,13 @@ export_requests = Table(
     Column("output_duration_s", Float),
     Column("run_id", Text),
     Column("poster_url", Text),
+    # what the app's status card shows a waiting creator: time left (seconds, and when it
+    # should be done; NULL when unknown) and, while queued, the place in the queue (1 = next)
+    # and why it waits
+    Column("eta_s", Integer),
+    Column("estimated_finish_at", DateTime(timezone=True)),
+    Column("queue_position", Integer),
+    Column("queue_reason", Text),
     # completion webhook bookkeeping: the last status the app was notified of
     Column("notified_status", Text),
     Column("notified_at", DateTime(timezone=True)),

@@ -38,6 +38,21 @@ def _row(mapping: Mapping[str, Any]) -> dict[str, Any]:
     return dict(mapping)
 
 
+# What the app shows a waiting creator (README, issue 11): time left and place in the queue.
+_NO_ETA = {"eta_s": None, "estimated_finish_at": None}
+_NO_QUEUE = {"queue_position": None, "queue_reason": None}
+
+
+def _cleared_by(target: str) -> dict[str, Any]:
+    """Columns a move to `target` resets: a finished export has no time left and no place in
+    the queue; a started one is out of the queue; one waiting for a retry has an unknown ETA."""
+    if target in st.TERMINAL or target in (st.PENDING, st.RETRYING):
+        return {**_NO_ETA, **_NO_QUEUE}
+    if target == st.PROCESSING:
+        return dict(_NO_QUEUE)
+    return {}
+
+
 class RequestStore:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -59,6 +74,7 @@ class RequestStore:
         quality: str,
         clips: Any,
         aspect_ratio: str = "16:9",
+        format: str | None = None,  # noqa: A002 - the column's name in the contract
     ) -> int:
         values = dict(
             project_id=project_id,
@@ -68,6 +84,8 @@ class RequestStore:
             quality=quality,
             clips=clips,
         )
+        if format is not None:  # else the column's default, mp4
+            values["format"] = format
         with self.engine.begin() as conn:
             result = conn.execute(insert(T).values(**values))
             return int(result.inserted_primary_key[0])
@@ -149,12 +167,20 @@ class RequestStore:
         query = update(T).where(T.c.id == request_id, T.c.status.in_(st.sources(target)))
         if only_run_id is not None:
             query = query.where(or_(T.c.run_id.is_(None), T.c.run_id == only_run_id))
-        values = {"status": target, "updated_at": utcnow(), **fields}
+        values = {"status": target, "updated_at": utcnow(), **_cleared_by(target), **fields}
         with self.engine.begin() as conn:
             return conn.execute(query.values(**values)).rowcount == 1
 
-    def set_progress(self, request_id: int, progress: int, run_id: str | None = None) -> bool:
-        """Raise progress (never lower it) while the row is being processed."""
+    def set_progress(
+        self,
+        request_id: int,
+        progress: int,
+        run_id: str | None = None,
+        eta_s: int | None = None,
+        estimated_finish_at: datetime | None = None,
+    ) -> bool:
+        """Raise progress (never lower it) while the row is being processed; the time left
+        (None: unknown) is written in the same UPDATE."""
         progress = max(0, min(100, int(progress)))
         query = update(T).where(
             T.c.id == request_id,
@@ -164,7 +190,13 @@ class RequestStore:
         if run_id is not None:
             query = query.where(T.c.run_id == run_id)
         with self.engine.begin() as conn:
-            result = conn.execute(query.values(progress=progress, updated_at=utcnow()))
+            values = dict(
+                progress=progress,
+                eta_s=eta_s,
+                estimated_finish_at=estimated_finish_at,
+                updated_at=utcnow(),
+            )
+            result = conn.execute(query.values(**values))
             return result.rowcount == 1
 
     def touch(self, request_id: int, run_id: str) -> bool:
@@ -222,6 +254,7 @@ class RequestStore:
             "progress": 0,
             "completed_at": None,
             "updated_at": utcnow(),
+            **_cleared_by(st.PENDING),
         }
         with self.engine.begin() as conn:
             return conn.execute(query.values(**values)).rowcount == 1
@@ -238,7 +271,57 @@ class RequestStore:
             "retry_count": T.c.retry_count + 1,
             "error_message": error_message,
             "updated_at": utcnow(),
+            **_cleared_by(st.RETRYING),
         }
+        with self.engine.begin() as conn:
+            return conn.execute(query.values(**values)).rowcount == 1
+
+    # ---- time left and place in the queue (export_pipeline.eta, intake/queue.py)
+    def recent_completed(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The latest completed exports (resolution, output_duration_s,
+        processing_started_at, completed_at), newest first: the history ETAs come from."""
+        query = (
+            select(
+                T.c.resolution,
+                T.c.output_duration_s,
+                T.c.processing_started_at,
+                T.c.completed_at,
+            )
+            .where(T.c.status == st.COMPLETE, T.c.processing_started_at.is_not(None))
+            .order_by(T.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query).mappings()]
+
+    def active(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Rows handed to Dagster and not finished (queued, processing, retrying), oldest first."""
+        query = (
+            select(*_COLUMNS)
+            .where(T.c.status.in_([st.QUEUED, st.PROCESSING, st.RETRYING]))
+            .order_by(T.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query).mappings()]
+
+    def set_queue_place(
+        self,
+        request_id: int,
+        position: int | None,
+        reason: str | None,
+        eta_s: int | None,
+        estimated_finish_at: datetime | None,
+    ) -> bool:
+        """Place in the queue and time left of a row that is still `queued`. `updated_at` is
+        left alone: it tracks the export (the sweeper reads it), not the queue around it."""
+        query = update(T).where(T.c.id == request_id, T.c.status == st.QUEUED)
+        values = dict(
+            queue_position=position,
+            queue_reason=reason,
+            eta_s=eta_s,
+            estimated_finish_at=estimated_finish_at,
+        )
         with self.engine.begin() as conn:
             return conn.execute(query.values(**values)).rowcount == 1
 

@@ -17,7 +17,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Ret
 from export_pipeline.clips.assets import downloaded_clips_key, manifest_key
 from export_pipeline.intake.partitions import export_partitions
 from export_pipeline.media.commands import encode_settings
-from export_pipeline.media.layout import choose_frame_rate
+from export_pipeline.media.layout import choose_frame_rate, output_format
 from export_pipeline.media.probe import InvalidMedia, MediaInfo, probe
 from export_pipeline.media.render import ClipError, RenderInput, render_video
 from export_pipeline.media.runner import FFmpegError
@@ -28,8 +28,8 @@ from export_pipeline.tracking import ExportError, ExportStep, export_step
 PROGRESS_BAND = (25, 90)
 
 
-def encoded_key(partition_key: str) -> str:
-    return f"work/{partition_key}/encoded.mp4"
+def encoded_key(partition_key: str, extension: str = "mp4") -> str:
+    return f"work/{partition_key}/encoded.{extension}"
 
 
 def encoded_record_key(partition_key: str) -> str:
@@ -46,7 +46,7 @@ class StorageSegmentCache:
 
     def fetch(self, key: str, video_out: Path, audio_out: Path) -> bool:
         try:
-            self.storage.get_file(f"segments/{key}.mp4", video_out)
+            self.storage.get_file(f"segments/{key}{video_out.suffix}", video_out)
             self.storage.get_file(f"segments/{key}.wav", audio_out)
         except ObjectNotFound:
             return False
@@ -55,7 +55,8 @@ class StorageSegmentCache:
     def store(self, key: str, video_out: Path, audio_out: Path) -> None:
         # Audio first: a segment counts as cached once its video exists.
         self.storage.put_file(audio_out, f"segments/{key}.wav", content_type="audio/wav")
-        self.storage.put_file(video_out, f"segments/{key}.mp4", content_type="video/mp4")
+        kind = "video/webm" if video_out.suffix == ".webm" else "video/mp4"
+        self.storage.put_file(video_out, f"segments/{key}{video_out.suffix}", content_type=kind)
 
 
 def render_error(exc: Exception) -> ExportError:
@@ -121,13 +122,20 @@ def encode(
             )
         fps = choose_frame_rate([i.info.fps for i in inputs], cap=Fraction(media.max_fps))
         settings = encode_settings(
-            spec.resolution, spec.aspect_ratio, spec.quality, fps, media.x264_preset, attempt
+            spec.resolution,
+            spec.aspect_ratio,
+            spec.quality,
+            fps,
+            media.x264_preset,
+            attempt,
+            format=spec.format,
         )
         step.context.log.info(
             f"{step.partition_key}: encoding {len(inputs)} clips at {settings.width}x"
             f"{settings.height} {float(fps):.3f} fps (attempt {attempt + 1}, {settings})"
         )
-        output = work / "encoded.mp4"
+        target = output_format(spec.format)
+        output = work / f"encoded.{target.extension}"
         result = render_video(
             inputs,
             settings,
@@ -141,11 +149,13 @@ def encode(
             limits=media.limits(),
             parallel=media.segment_workers,
         )
-        storage.put_file(output, encoded_key(step.partition_key), content_type="video/mp4")
+        key = encoded_key(step.partition_key, target.extension)
+        storage.put_file(output, key, content_type=target.content_type)
 
     seconds = round(time.monotonic() - started, 2)
     record = {
-        "key": encoded_key(step.partition_key),
+        "key": key,
+        "format": target.name,
         "bytes": result.size_bytes,
         "duration_s": result.duration_s,
         "frames": result.frames,

@@ -6,11 +6,14 @@ batches, validates each, adds its partition and requests its run in one `SensorR
 row `queued`. An invalid row is marked `failed` with the reason and skipped: it never
 stops the sensor; a row the app already asked to cancel ends `canceled` without a run.
 With a daily limit, a row beyond the user's limit ends `rejected` with the time they can
-export again (`ratelimit.py`).
+export again (`ratelimit.py`). An admitted row gets a first `eta_s` from recent exports like
+it (`export_pipeline.eta`); `queue.py` keeps it and the place in the queue current.
 `supervision.py` holds the sensors that keep rows and runs in agreement afterwards.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from dagster import (
     DefaultSensorStatus,
@@ -22,6 +25,7 @@ from dagster import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from export_pipeline import eta
 from export_pipeline.appdb import status as st
 from export_pipeline.appdb.store import RequestStore, utcnow
 from export_pipeline.intake.partitions import export_partitions, partition_key, run_tags
@@ -59,6 +63,7 @@ def admit(
     row: dict,
     limiter: RateLimiter,
     max_duration_s: float,
+    history: list[eta.Finished] | None = None,
 ) -> RunRequest | None:
     """Decide one row: its run request, or None when the row ended here (failed, canceled,
     rejected). Every outcome is written to the row before the cursor passes it."""
@@ -95,7 +100,13 @@ def admit(
     run_key = f"{key}@{requeued.isoformat()}" if requeued else key
     # The job derives the same tags from the row; these stand if that read fails.
     tags = run_tags(request_id, spec.user_id, spec.project_id)
-    store.transition(request_id, st.QUEUED)
+    # A first estimate of the time left; the queue sensor adds the wait once the run is queued.
+    prior_s = eta.prior_seconds(
+        history or [], spec.resolution, eta.requested_length(c.duration for c in spec.clips)
+    )
+    eta_s = eta.eta_seconds(prior_s)
+    finish_at = utcnow() + timedelta(seconds=eta_s) if eta_s is not None else None
+    store.transition(request_id, st.QUEUED, eta_s=eta_s, estimated_finish_at=finish_at)
     return RunRequest(partition_key=key, run_key=run_key, tags=tags)
 
 
@@ -120,12 +131,13 @@ def build_export_requests_sensor(
             return SkipReason(f"no new export requests after id {cursor}")
 
         limiter = rate_limiter(store, [r for r in rows if "unreadable" not in r], daily_limit)
+        history = eta.history_from_rows(store.recent_completed())
         run_requests: list[RunRequest] = []
         new_keys: list[str] = []
         for row in rows:
             request_id = int(row["id"])
             try:
-                request = admit(context, store, row, limiter, max_duration_s)
+                request = admit(context, store, row, limiter, max_duration_s, history)
             except SQLAlchemyError as exc:  # the database, not the row: try again next tick
                 context.log.error(f"export request {request_id}: database error, retrying: {exc}")
                 break

@@ -14,7 +14,13 @@ from typing import Any
 
 from export_pipeline.appdb.store import parse_clips
 from export_pipeline.clips.download import url_problem
-from export_pipeline.media.layout import ASPECT_RATIOS, QUALITIES, RESOLUTIONS
+from export_pipeline.media.layout import (
+    ASPECT_RATIOS,
+    DEFAULT_FORMAT,
+    FORMATS,
+    QUALITIES,
+    RESOLUTIONS,
+)
 
 MAX_CLIPS = 500
 # Identifiers end up in Dagster run tags, whose PostgreSQL index refuses values over ~2.7 KB
@@ -55,6 +61,7 @@ class ExportSpec:
     aspect_ratio: str
     quality: str
     clips: tuple[ClipSpec, ...]
+    format: str = DEFAULT_FORMAT  # layout.FORMATS
 
     @property
     def ordered_clips(self) -> list[ClipSpec]:
@@ -159,6 +166,8 @@ def _parse_request(row: Mapping[str, Any], max_duration_s: float) -> ExportSpec:
     _choice(problems, "resolution", row.get("resolution"), RESOLUTIONS)
     _choice(problems, "aspect_ratio", row.get("aspect_ratio"), ASPECT_RATIOS)
     _choice(problems, "quality", row.get("quality"), QUALITIES)
+    if row.get("format") is not None:  # NULL: a row from an app that predates the column
+        _choice(problems, "format", row.get("format"), FORMATS)
 
     clips: list[ClipSpec] = []
     try:
@@ -197,4 +206,5 @@ def _parse_request(row: Mapping[str, Any], max_duration_s: float) -> ExportSpec:
         aspect_ratio=str(row["aspect_ratio"]),
         quality=str(row["quality"]),
         clips=tuple(clips),
+        format=str(row.get("format") or DEFAULT_FORMAT),
     )

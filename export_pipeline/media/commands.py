@@ -26,6 +26,7 @@ from export_pipeline.media.layout import (
     QUALITIES,
     fit_rect,
     frame_size,
+    output_format,
     video_bitrate_cap,
 )
 
@@ -44,7 +45,7 @@ MAX_INPUT_SIDE = 8192
 MAX_INPUT_PIXELS = 8192 * 4320
 # Our own concat lists, and the segments they name (the concat demuxer copies the whitelist
 # to the files it opens, so the segments' demuxer must be listed too).
-VIDEO_LIST_FORMATS = "concat,mov,mp4"
+VIDEO_LIST_FORMATS = "concat,mov,mp4,matroska,webm"
 AUDIO_LIST_FORMATS = "concat,wav"
 
 # Bump when the segment command changes in a way that changes its output, so cached
@@ -65,6 +66,21 @@ X264_PRESETS: tuple[str, ...] = (
 CRF_BY_QUALITY: dict[str, int] = {"low": 28, "medium": 23, "high": 20}
 # The default x264 preset, chosen over the benchmark corpus (README, Performance).
 DEFAULT_PRESET = "veryfast"
+# The other codecs, per quality: constant-quality values at which each tier reaches the
+# H.264 output's SSIM (within 0.005) with a smaller file, and the speed setting used
+# (x265 presets; libvpx-vp9 cpu-used), fastest first so that a retry takes the next faster.
+CRF_BY_CODEC: dict[str, dict[str, int]] = {
+    "h264": CRF_BY_QUALITY,
+    "hevc": {"low": 30, "medium": 25, "high": 22},
+    "vp9": {"low": 42, "medium": 36, "high": 32},
+}
+SPEEDS: dict[str, tuple[str, ...]] = {
+    "h264": X264_PRESETS,
+    "hevc": X264_PRESETS,  # x265 takes the same preset names
+    "vp9": ("8", "7", "6", "5", "4", "3", "2", "1", "0"),
+}
+DEFAULT_SPEED: dict[str, str] = {"hevc": "superfast", "vp9": "6"}
+AUDIO_BITRATE: dict[str, int] = {"aac": 192000, "opus": 128000}  # Opus needs less for the same
 
 _COMMON_FLAGS = ["-y", "-nostdin", "-hide_banner", "-loglevel", "error"]
 _PROGRESS_FLAGS = ["-progress", "pipe:1", "-nostats"]
@@ -89,6 +105,8 @@ class EncodeSettings:
     maxrate: int  # bit/s
     bufsize: int  # bits
     profile: str = "high"
+    codec: str = "h264"  # h264, hevc or vp9; `preset` is that encoder's speed setting
+    audio_codec: str = "aac"  # aac or opus
     # x264 starts each segment's rate buffer this full (x264's own default). Every segment
     # opens with a keyframe: a buffer started at 0.3 starved it, and the frames that refer
     # to it, on detailed footage (SSIM -0.02 against the reference; bench_corpus, README).
@@ -98,6 +116,11 @@ class EncodeSettings:
     # Encoder threads (0: x264's own choice, 1.5 per CPU it sees). Memory grows with them
     # (about 75 MB each at 4k), so they follow the CPUs the worker really gets (`encoder_threads`).
     threads: int = 0
+
+    @property
+    def container(self) -> str:
+        """The muxer (and file extension) of this codec's segments and output."""
+        return "webm" if self.codec == "vp9" else "mp4"
 
     def cache_key(self) -> str:
         """A short stable key over every field that changes what a segment is (and the segment
@@ -116,18 +139,23 @@ def encode_settings(
     preset: str = DEFAULT_PRESET,
     attempt: int = 0,
     threads: int | None = None,
+    format: str | None = None,  # noqa: A002 - the request's word
 ) -> EncodeSettings:
     """Settings for a target; `attempt` > 0 gives safer settings after an FFmpeg crash;
-    `threads` for the encoder, by default `encoder_threads()` of this machine.
+    `threads` for the encoder, by default `encoder_threads()` of this machine. `format`
+    (layout.FORMATS, default mp4) picks the codecs; `preset` is the x264 preset (H.264
+    only: the other codecs use DEFAULT_SPEED).
 
-    Quality sets the CRF (low 28, medium 23, high 20) and the VBV cap (`video_bitrate_cap`;
-    buffer 1 s at the cap, starting 30 % full). Retries trade quality for robustness and
-    speed:
+    Quality sets the CRF (H.264: low 28, medium 23, high 20; CRF_BY_CODEC for the others)
+    and the VBV cap (`video_bitrate_cap`; buffer 1 s at the cap, starting 90 % full).
+    Retries trade quality for robustness and speed:
 
     - attempt 0: the requested preset, profile high, full bitrate cap;
-    - attempt 1: the next faster x264 preset and a 20 % lower bitrate cap;
-    - attempt 2 and later: additionally preset ultrafast and profile main.
+    - attempt 1: the next faster preset and a 20 % lower bitrate cap;
+    - attempt 2 and later: additionally the fastest preset (and H.264 profile main).
     """
+    target = output_format(format)
+    codec = target.video_codec
     if quality not in CRF_BY_QUALITY:
         raise ValueError(f"unknown quality {quality!r}; allowed: {', '.join(QUALITIES)}")
     if preset not in X264_PRESETS:
@@ -138,22 +166,27 @@ def encode_settings(
         raise ValueError(f"frame rate must be positive, got {fps}")
     width, height = frame_size(resolution, aspect_ratio)
     maxrate = video_bitrate_cap(quality, width, height)
-    profile = "high"
+    speeds = SPEEDS[codec]
+    speed = preset if codec == "h264" else DEFAULT_SPEED[codec]
+    profile = "high" if codec == "h264" else "main"
     if attempt >= 1:
-        preset = X264_PRESETS[max(0, X264_PRESETS.index(preset) - 1)]
+        speed = speeds[max(0, speeds.index(speed) - 1)]
         maxrate = round(maxrate * 0.8 / 1000) * 1000
     if attempt >= 2:
-        preset = "ultrafast"
+        speed = speeds[0]
         profile = "main"
     return EncodeSettings(
         width=width,
         height=height,
         fps=Fraction(fps),
-        crf=CRF_BY_QUALITY[quality],
-        preset=preset,
+        crf=CRF_BY_CODEC[codec][quality],
+        preset=speed,
         maxrate=maxrate,
         bufsize=maxrate,
         profile=profile,
+        codec=codec,
+        audio_codec=target.audio_codec,
+        audio_bitrate=AUDIO_BITRATE[target.audio_codec],
         threads=encoder_threads() if threads is None else threads,
     )
 
@@ -371,30 +404,52 @@ def segment_argv(job: SegmentJob, settings: EncodeSettings, ffmpeg: str = "ffmpe
         "[v]",
         "-frames:v",
         str(frames),
-        "-c:v",
-        "libx264",
-        *_threads("-threads", settings.threads),
-        "-preset",
-        settings.preset,
-        "-crf",
-        str(settings.crf),
-        "-maxrate",
-        str(settings.maxrate),
-        "-bufsize",
-        str(settings.bufsize),
-        "-x264-params",
-        f"vbv-init={settings.vbv_init}",
-        "-profile:v",
-        settings.profile,
-        "-pix_fmt",
-        "yuv420p",
+        *video_encoder_args(settings),
         "-map_metadata",
         "-1",
         "-f",
-        "mp4",
+        settings.container,
         _url(job.video_out),
         *_wav_output(job, settings),
     ]
+
+
+def video_encoder_args(settings: EncodeSettings) -> list[str]:
+    """The encoder of `settings.codec` at its CRF under the bitrate cap, yuv420p:
+
+    - h264: libx264, CRF under a VBV cap (maxrate, bufsize, vbv-init), profile high;
+    - hevc: libx265, the same VBV cap through x265's own parameters, profile main;
+    - vp9: libvpx-vp9 in constrained quality (CRF, with the cap as the average bitrate
+      ceiling), `good` deadline at `cpu-used` = preset, row multithreading and tile columns
+      so both cores work on one frame.
+    """
+    threads = _threads("-threads", settings.threads)
+    if settings.codec == "h264":
+        return [
+            "-c:v", "libx264", *threads, "-preset", settings.preset,
+            "-crf", str(settings.crf), "-maxrate", str(settings.maxrate),
+            "-bufsize", str(settings.bufsize), "-x264-params", f"vbv-init={settings.vbv_init}",
+            "-profile:v", settings.profile, "-pix_fmt", "yuv420p",
+        ]  # fmt: skip
+    if settings.codec == "hevc":
+        params = (
+            f"vbv-maxrate={settings.maxrate // 1000}:vbv-bufsize={settings.bufsize // 1000}:"
+            f"vbv-init={settings.vbv_init}:log-level=error"
+            + (f":pools={settings.threads}" if settings.threads > 0 else "")
+        )
+        return [
+            "-c:v", "libx265", "-preset", settings.preset, "-crf", str(settings.crf),
+            "-x265-params", params, "-profile:v", "main", "-tag:v", "hvc1",
+            "-pix_fmt", "yuv420p",
+        ]  # fmt: skip
+    if settings.codec == "vp9":
+        tiles = max(0, min(4, (settings.width // 256).bit_length() - 1))  # log2, 256 px each
+        return [
+            "-c:v", "libvpx-vp9", *threads, "-deadline", "good", "-cpu-used", settings.preset,
+            "-row-mt", "1", "-tile-columns", str(tiles), "-crf", str(settings.crf),
+            "-b:v", str(settings.maxrate), "-pix_fmt", "yuv420p",
+        ]  # fmt: skip
+    raise ValueError(f"unknown video codec {settings.codec!r}")
 
 
 def copy_segment_argv(
@@ -452,7 +507,15 @@ def concat_argv(
     settings: EncodeSettings,
     ffmpeg: str = "ffmpeg",
 ) -> list[str]:
-    """Join the segments: video by stream copy, audio encoded once to AAC; MP4 with faststart."""
+    """Join the segments: video by stream copy, audio encoded once (AAC, or Opus for WebM).
+    MP4 with faststart (H.265 tagged hvc1 for Apple's players); WebM with its index (cues)
+    at the front, the same idea: a player can start before the whole file has arrived."""
+    if settings.container == "webm":
+        layout = ["-cues_to_front", "1", "-f", "webm"]
+    else:
+        tag = ["-tag:v", "hvc1"] if settings.codec == "hevc" else []
+        layout = [*tag, "-movflags", "+faststart", "-f", "mp4"]
+    audio = "libopus" if settings.audio_codec == "opus" else "aac"
     return [
         ffmpeg,
         *_COMMON_FLAGS,
@@ -466,7 +529,7 @@ def concat_argv(
         "-c:v",
         "copy",
         "-c:a",
-        "aac",
+        audio,
         "-b:a",
         str(settings.audio_bitrate),
         "-ar",
@@ -475,10 +538,7 @@ def concat_argv(
         "2",
         "-map_metadata",
         "-1",
-        "-movflags",
-        "+faststart",
-        "-f",
-        "mp4",
+        *layout,
         _url(output),
     ]
 

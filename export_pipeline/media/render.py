@@ -134,6 +134,7 @@ def can_copy(inp: RenderInput, settings: EncodeSettings) -> bool:
     )
     return (
         whole
+        and settings.codec == "h264"
         and info.video_codec == "h264"
         and info.pix_fmt == "yuv420p"
         and (info.width, info.height) == (settings.width, settings.height)
@@ -179,7 +180,8 @@ def render_segment(
     limits: Limits = DEFAULT_LIMITS,
     stop: threading.Event | None = None,
 ) -> int:
-    """Encode one clip into its video (.mp4) and audio (.wav) segments; return the frames.
+    """Encode one clip into its video (.mp4, or .webm for VP9) and audio (.wav) segments;
+    return the frames.
     With `copy` (see `can_copy`) the video is stream-copied instead of encoded. Setting
     `stop` kills FFmpeg and raises runner.Stopped.
 
@@ -349,7 +351,7 @@ def render_video(
                 index,
                 inp,
                 duration,
-                scratch / f"segment-{index:04d}.mp4",
+                scratch / f"segment-{index:04d}.{settings.container}",
                 scratch / f"segment-{index:04d}.wav",
                 segment_key(inp, settings, copy) if cache else None,
             )

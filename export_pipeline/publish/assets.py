@@ -1,11 +1,11 @@
-"""`published_video`: the encoded MP4 at its stable key, its URL on the request row.
+"""`published_video`: the encoded video at its stable key, its URL on the request row.
 
-One key per request (`videos/exp-<id>.mp4`): publishing again (re-execution, backfill)
-replaces the object atomically, never leaving two videos or a partial one. Next to it,
-`videos/exp-<id>.jpg` is the poster (a frame about 1 s in, see `media/poster.py`), made
-from a local copy of the encoded video; its URL goes to the row with the video's, in the
-same transition to `complete`. A poster FFmpeg cannot make is logged and skipped: it never
-holds back the video.
+One key per request (`videos/exp-<id>.mp4`, `.webm` for WebM): publishing again
+(re-execution, backfill) replaces the object atomically, never leaving two videos or a
+partial one. Next to it, `videos/exp-<id>.jpg` is the poster (a frame about 1 s in, see
+`media/poster.py`), made from a local copy of the encoded video; its URL goes to the row
+with the video's, in the same transition to `complete`. A poster FFmpeg cannot make is
+logged and skipped: it never holds back the video.
 """
 
 import base64
@@ -26,6 +26,7 @@ from export_pipeline.appdb.store import utcnow
 from export_pipeline.clips.assets import manifest_key
 from export_pipeline.encode.assets import encoded_record_key
 from export_pipeline.intake.partitions import export_partitions
+from export_pipeline.media.layout import output_format
 from export_pipeline.media.poster import THUMBNAIL_WIDTH, make_poster, poster_time
 from export_pipeline.media.runner import FFmpegError
 from export_pipeline.resources import AppDatabase, MediaTools, StorageResource
@@ -35,8 +36,8 @@ from export_pipeline.tracking import ExportError, ExportStep, check_not_canceled
 PROGRESS_BAND = (90, 100)
 
 
-def video_key(partition_key: str) -> str:
-    return f"videos/{partition_key}.mp4"
+def video_key(partition_key: str, extension: str = "mp4") -> str:
+    return f"videos/{partition_key}.{extension}"
 
 
 def poster_key(partition_key: str) -> str:
@@ -104,9 +105,11 @@ def publish(
         raise ExportError(
             f"{exc}: materialize encoded_video for this partition first", permanent=True
         ) from exc
-    key, pkey = video_key(step.partition_key), poster_key(step.partition_key)
+    target = output_format(encoded.get("format"))  # what encoded_video made
+    key = video_key(step.partition_key, target.extension)
+    pkey = poster_key(step.partition_key)
     with media.temp_dir(f"export-{step.partition_key}-publish") as scratch:
-        local = Path(scratch) / "encoded.mp4"
+        local = Path(scratch) / f"encoded.{target.extension}"
         # Published before (re-execution, backfill of publish alone): the work copy was
         # removed then, and the published video is the same file.
         source = encoded["key"] if storage.exists(encoded["key"]) else key
@@ -174,6 +177,7 @@ def publish(
             "resolution": f"{spec.resolution} {spec.aspect_ratio} "
             f"({encoded['width']}x{encoded['height']})",
             "quality": spec.quality,
+            "format": target.name,
             "clip_count": encoded["clip_count"],
             "seconds_download": clips.get("seconds"),
             "seconds_encode": encoded["seconds"],

@@ -135,3 +135,55 @@ def test_lost_database_connections_are_replaced(postgres_url, postgres_admin):
     assert killed >= 1
     assert store.transition(request_id, "queued")  # works on a fresh connection
     assert store.get(request_id)["status"] == "queued"
+
+
+def test_time_left_and_queue_place_are_written_and_cleared_with_the_status(db_url):
+    from datetime import timedelta
+
+    from export_pipeline.appdb.store import utcnow
+
+    store = new_store(db_url)
+    rid = store.insert(project_id="p", user_id="u", resolution="720p", quality="low", clips=CLIPS)
+    finish = utcnow() + timedelta(seconds=40)
+    assert store.transition(rid, st.QUEUED, eta_s=40, estimated_finish_at=finish)
+    assert store.set_queue_place(rid, 2, "waiting for a free worker", 55, finish)
+    row = store.get(rid)
+    assert (row["queue_position"], row["queue_reason"], row["eta_s"]) == (
+        2,
+        "waiting for a free worker",
+        55,
+    )
+    # Starting clears the place in the queue.
+    assert store.transition(rid, st.PROCESSING, run_id="r")
+    row = store.get(rid)
+    assert (row["queue_position"], row["queue_reason"], row["eta_s"]) == (None, None, 55)
+    assert not store.set_queue_place(rid, 1, "waiting for a free worker", 1, finish)  # not queued
+    # Progress and the time left go in one UPDATE; NULL means unknown.
+    assert store.set_progress(rid, 30, run_id="r", eta_s=20, estimated_finish_at=finish)
+    assert store.get(rid)["eta_s"] == 20
+    assert store.set_progress(rid, 31, run_id="r")
+    assert store.get(rid)["eta_s"] is None and store.get(rid)["estimated_finish_at"] is None
+    assert store.set_progress(rid, 40, run_id="r", eta_s=9, estimated_finish_at=finish)
+    # A retry makes it unknown; the end clears it.
+    assert store.increment_retry(rid, "attempt 1 failed", "r")
+    assert store.get(rid)["eta_s"] is None
+    assert store.transition(rid, st.PROCESSING, run_id="r")
+    assert store.set_progress(rid, 50, run_id="r", eta_s=5, estimated_finish_at=finish)
+    assert store.transition(rid, st.COMPLETE, only_run_id="r", progress=100)
+    row = store.get(rid)
+    assert (row["eta_s"], row["estimated_finish_at"], row["queue_position"]) == (None, None, None)
+
+
+def test_recent_completed_is_the_history_of_finished_exports(db_url):
+    store = new_store(db_url)
+    ids = [
+        store.insert(project_id="p", user_id="u", resolution=r, quality="low", clips=CLIPS)
+        for r in ("720p", "1080p", "4k")
+    ]
+    for rid in ids:
+        store.transition(rid, st.QUEUED)
+    store.transition(ids[0], st.PROCESSING, processing_started_at=store.get(ids[0])["created_at"])
+    store.transition(ids[0], st.COMPLETE, completed_at=store.get(ids[0])["created_at"])
+    store.transition(ids[1], st.PROCESSING)  # not finished
+    assert [r["resolution"] for r in store.recent_completed()] == ["720p"]
+    assert [r["id"] for r in store.active()] == ids[1:]

@@ -3,7 +3,8 @@ with S3 storage and S3 compute logs, rows inserted with `export-pipeline request
 
 Five requests from one user must run one at a time while another user's request runs
 alongside (the per-user queue of dagster.yaml); every row ends `complete` with a working
-URL, and no request is lost or run twice.
+URL, and no request is lost or run twice. While they wait, the rows show their place in
+Dagster's queue, as the app polls them.
 """
 
 from collections import Counter
@@ -13,7 +14,8 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from export_pipeline.appdb import status as st
-from export_pipeline_tests.daemon import DaemonWorld
+from export_pipeline.intake.queue import WAITING_FOR_USER
+from export_pipeline_tests.daemon import DaemonWorld, wait_for
 from export_pipeline_tests.e2e.test_pipeline import ffprobe
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +53,14 @@ def test_daemon_exports_with_a_per_user_queue(world, cdn, s3_client, s3_bucket, 
     bob = world.request("bob", cdn.url("portrait.mp4"))
     ids = [*alice, bob]
 
-    rows = world.wait_rows(ids, lambda r: r["status"] in st.TERMINAL, 420, "every export")
+    polled: list[dict] = []  # every poll of every row, as the app would see them
+
+    def all_ended():
+        rows = [world.store.get(i) for i in ids]
+        polled.extend(rows)
+        return rows if all(r["status"] in st.TERMINAL for r in rows) else None
+
+    rows = wait_for(all_ended, 420, "every export", poll_s=0.25)
     for row in rows:
         assert row["status"] == st.COMPLETE, (row, world.log_tail())
         response = httpx.get(row["video_url"])
@@ -77,6 +86,17 @@ def test_daemon_exports_with_a_per_user_queue(world, cdn, s3_client, s3_bucket, 
         assert start >= end, f"alice's runs overlapped: {spans}"
     bob_start, bob_end = by_request[bob].start_time, by_request[bob].end_time
     assert any(start < bob_end and bob_start < end for start, end in spans), (bob_start, spans)
+
+    # Alice's last export moved up the queue, place by place, for the reason her others gave.
+    last = [r for r in polled if r["id"] == alice[-1]]
+    places = [r["queue_position"] for r in last if r["queue_position"] is not None]
+    assert places and max(places) >= 3, places
+    assert places == sorted(places, reverse=True), places
+    assert len(set(places)) >= 3, places
+    assert {r["queue_reason"] for r in last if r["queue_position"]} == {WAITING_FOR_USER}
+    # The place is only ever shown on a queued row, and gone once the export runs.
+    assert all(r["status"] == st.QUEUED for r in polled if r["queue_position"] is not None)
+    assert all(r["queue_position"] is None for r in rows)
 
     # Step logs went to S3, where they survive the worker that wrote them.
     log_keys = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="dagster-logs/").get("Contents")

@@ -87,6 +87,7 @@ def export(settings, store, instance, clips, **fields):
         aspect_ratio=fields.get("aspect_ratio", "16:9"),
         quality=fields.get("quality", "medium"),
         clips=clips,
+        format=fields.get("format"),
     )
     tick = evaluate_intake(instance, defs, cursor=str(request_id - 1))
     (result,) = run_requested(instance, defs, tick)
@@ -336,3 +337,30 @@ def test_the_encode_step_does_not_probe_clips_again(settings, store, instance, c
         (settings.local_storage_root / f"work/exp-{request_id}/clips.json").read_text()
     )
     assert all(entry["media"]["version"] >= 1 for entry in manifest["clips"])
+
+
+@pytest.mark.parametrize(("name", "codec", "extension"), [("webm", "vp9", "webm"),
+                                                          ("mp4-hevc", "hevc", "mp4")])  # fmt: skip
+def test_other_formats_are_published_at_their_own_key(
+    settings, store, instance, cdn, name, codec, extension
+):
+    """The format reaches the published file: its codec, its key and extension, a poster;
+    re-executing the export replaces it in place (one video per request)."""
+    clips = [clip(cdn.url("landscape.mp4"), 1, duration=1.0), clip(cdn.url("classic.mp4"), 2)]
+    request_id, result, defs = export(settings, store, instance, clips, format=name)
+    assert result.success, result.all_events
+    row = store.get(request_id)
+    path = Path(unquote(urlsplit(row["video_url"]).path))
+    assert path.name == f"exp-{request_id}.{extension}"
+    assert row["poster_url"] and row["output_bytes"] == path.stat().st_size
+    streams = ffprobe(path)["streams"]
+    assert next(s for s in streams if s["codec_type"] == "video")["codec_name"] == codec
+    metadata = result.asset_materializations_for_node("published_video")[0].metadata
+    assert metadata["format"].value == name
+
+    again = defs.resolve_job_def("export_video_job").execute_in_process(
+        instance=instance, partition_key=f"exp-{request_id}", raise_on_error=False
+    )
+    assert again.success
+    videos = sorted(v.name for v in (settings.local_storage_root / "videos").iterdir())
+    assert videos == [f"exp-{request_id}.jpg", f"exp-{request_id}.{extension}"]

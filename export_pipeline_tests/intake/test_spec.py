@@ -121,3 +121,18 @@ def test_all_problems_are_reported_at_once():
     with pytest.raises(InvalidRequest) as info:
         parse_request(row(resolution="8k", quality="ultra"))
     assert "resolution" in str(info.value) and "quality" in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, "mp4"), ("mp4", "mp4"),
+                                                 ("mp4-hevc", "mp4-hevc"), ("webm", "webm")])  # fmt: skip
+def test_format_defaults_to_mp4_for_rows_without_it(value, expected):
+    assert parse_request(row(format=value)).format == expected
+    assert parse_request({k: v for k, v in row().items() if k != "format"}).format == "mp4"
+
+
+@pytest.mark.parametrize("value", ["MP4", "mov", "", 5, ["webm"]])
+def test_an_unsupported_format_is_named_with_the_choices(value):
+    with pytest.raises(InvalidRequest) as info:
+        parse_request(row(format=value))
+    assert "is not supported (use one of: mp4, mp4-hevc, webm)" in str(info.value)
+    assert str(info.value).startswith("invalid export request: format ")

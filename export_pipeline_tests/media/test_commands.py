@@ -122,6 +122,8 @@ def test_cache_key_is_short_stable_and_covers_every_field():
         "bufsize": 2,
         "vbv_init": 0.5,
         "profile": "main",
+        "codec": "hevc",
+        "audio_codec": "opus",
         "audio_bitrate": 128_000,
         "audio_rate": 44_100,
     }

@@ -4,7 +4,6 @@ materialization with the video URL and duration are there. Saves screenshots as 
 under export_pipeline_tests/artifacts/."""
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from export_pipeline_tests.e2e.test_pipeline import export
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
@@ -68,22 +66,6 @@ def webserver(tmp_path, settings):
         server.terminate()
         server.wait(timeout=30)
         log.close()
-
-
-@pytest.fixture
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (bash .ci/bootstrap test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
-        )  # fmt: skip
-        yield browser
-        browser.close()
 
 
 def dismiss_welcome(page) -> None:

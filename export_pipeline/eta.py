@@ -1,0 +1,106 @@
+"""How long an export has left: what the app shows a waiting creator (`eta_s`).
+
+Pure functions. Before a run starts, the estimate comes from recent completed exports of
+the same resolution and a similar length (`prior_seconds`); during the run it comes from
+the run's own pace, progress per second since processing started, blended with that prior
+while little progress exists (`remaining_seconds`). Unknown is `None`, never a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from statistics import median
+from typing import Any
+
+# Exports whose length is within this factor of the request's count as "similar".
+SIMILAR_LENGTH = 2.0
+# Below this much progress the run's own pace says nothing yet (mostly startup).
+MIN_MEASURED_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One completed export of the history: its resolution, output length, processing time."""
+
+    resolution: str
+    duration_s: float | None
+    seconds: float
+
+
+def as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def history_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Finished]:
+    """Completed request rows (resolution, output_duration_s, processing_started_at,
+    completed_at) as `Finished`; rows without both timestamps are left out."""
+    history = []
+    for row in rows:
+        start, end = row.get("processing_started_at"), row.get("completed_at")
+        if start is None or end is None:
+            continue
+        seconds = (as_utc(end) - as_utc(start)).total_seconds()
+        if seconds > 0:
+            history.append(Finished(row["resolution"], row.get("output_duration_s"), seconds))
+    return history
+
+
+def requested_length(durations: Iterable[float | None]) -> float | None:
+    """The total length the clips ask for, or None if a clip plays "to its end" (its
+    length is only known once it is downloaded)."""
+    total = 0.0
+    for duration in durations:
+        if duration is None:
+            return None
+        total += duration
+    return total
+
+
+def prior_seconds(
+    history: Sequence[Finished], resolution: str, length_s: float | None
+) -> float | None:
+    """Expected processing time of an export of `resolution` and `length_s` seconds:
+    the median seconds-per-second of similar-length exports of that resolution (of all its
+    exports if none is similar) times the length; without a known length, the median time
+    of that resolution's exports. None without any history for the resolution."""
+    same = [h for h in history if h.resolution == resolution]
+    if not same:
+        return None
+    rated = [h for h in same if h.duration_s]
+    if length_s and length_s > 0 and rated:
+        similar = [
+            h for h in rated if 1 / SIMILAR_LENGTH <= h.duration_s / length_s <= SIMILAR_LENGTH
+        ]
+        return median(h.seconds / h.duration_s for h in similar or rated) * length_s
+    return median(h.seconds for h in same)
+
+
+def remaining_seconds(
+    fraction: float, elapsed_s: float, prior_s: float | None = None
+) -> float | None:
+    """Seconds left of a run that has done `fraction` (0..1) of its work in `elapsed_s`.
+
+    Measured: elapsed x (1 - f) / f, the run's own pace. Prior: what the history expects
+    to be left, `prior - elapsed`, but never less than the prior's share of the work left
+    (`prior x (1 - f)`: a run slower than usual is not nearly done). The two are blended
+    with the measured weight growing with progress (weight f), since early progress
+    (downloads) says little about the encode that follows.
+    """
+    f = max(0.0, min(1.0, fraction))
+    if f >= 1.0:
+        return 0.0
+    elapsed_s = max(0.0, elapsed_s)
+    measured = elapsed_s * (1 - f) / f if f >= MIN_MEASURED_FRACTION and elapsed_s > 0 else None
+    expected = max(prior_s - elapsed_s, prior_s * (1 - f)) if prior_s is not None else None
+    if measured is None:
+        return expected
+    if expected is None:
+        return measured
+    return f * measured + (1 - f) * expected
+
+
+def eta_seconds(remaining_s: float | None) -> int | None:
+    """The `eta_s` column: whole seconds, never negative, None when unknown."""
+    return None if remaining_s is None else max(0, round(remaining_s))

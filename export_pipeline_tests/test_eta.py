@@ -1,0 +1,104 @@
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from export_pipeline import eta
+from export_pipeline.eta import Finished
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def test_history_from_rows_takes_processing_time_and_skips_unfinished_rows():
+    rows = [
+        {
+            "resolution": "1080p",
+            "output_duration_s": 60.0,
+            "processing_started_at": T0,
+            "completed_at": T0 + timedelta(seconds=80),
+        },
+        # SQLite gives naive UTC timestamps
+        {
+            "resolution": "720p",
+            "output_duration_s": 10.0,
+            "processing_started_at": T0.replace(tzinfo=None),
+            "completed_at": T0 + timedelta(seconds=12),
+        },
+        {"resolution": "720p", "output_duration_s": 5.0, "processing_started_at": T0},
+    ]
+    assert eta.history_from_rows(rows) == [
+        Finished("1080p", 60.0, 80.0),
+        Finished("720p", 10.0, 12.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("durations", "expected"),
+    [([1.0, 2.5], 3.5), ([], 0.0), ([1.0, None], None)],
+)
+def test_requested_length_is_unknown_when_a_clip_plays_to_its_end(durations, expected):
+    assert eta.requested_length(durations) == expected
+
+
+HISTORY = [
+    Finished("1080p", 60.0, 90.0),  # 1.5 s per second
+    Finished("1080p", 50.0, 100.0),  # 2.0
+    Finished("1080p", 70.0, 70.0),  # 1.0
+    Finished("1080p", 10.0, 30.0),  # 3.0: short, not similar to 60 s
+    Finished("4k", 60.0, 600.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("resolution", "length", "expected"),
+    [
+        ("1080p", 60.0, 90.0),  # median 1.5 s/s of the three similar ones x 60 s
+        ("1080p", 8.0, 24.0),  # only the 10 s export is similar: 3 s/s
+        ("1080p", 400.0, 400 * 1.75),  # none similar: median rate of the resolution
+        ("1080p", None, 80.0),  # unknown length: the resolution's median time
+        ("4k", 60.0, 600.0),
+        ("720p", 60.0, None),  # no history for it
+    ],
+)
+def test_prior_from_same_resolution_and_similar_length(resolution, length, expected):
+    assert eta.prior_seconds(HISTORY, resolution, length) == pytest.approx(expected)
+
+
+def test_prior_falls_back_to_the_median_time_when_no_export_has_a_length():
+    history = [Finished("720p", None, 10.0), Finished("720p", None, 20.0)]
+    assert eta.prior_seconds(history, "720p", 30.0) == 15.0
+
+
+@pytest.mark.parametrize(
+    ("fraction", "elapsed", "prior", "expected"),
+    [
+        (0.0, 0.0, None, None),  # nothing known yet
+        (0.0, 0.0, 100.0, 100.0),  # the prior alone
+        (0.02, 3.0, None, None),  # too little progress to measure
+        (0.5, 30.0, None, 30.0),  # measured pace alone
+        (1.0, 30.0, 100.0, 0.0),
+        # on the prior's pace: both agree
+        (0.5, 50.0, 100.0, 50.0),
+        # slower than usual: prior - elapsed would say 10 s; its share of the work left wins
+        (0.5, 90.0, 100.0, 0.5 * 90.0 + 0.5 * 50.0),
+        # fast download at 25 %: the measured 6 s weighs a quarter, the prior the rest
+        (0.25, 2.0, 23.0, 0.25 * 6.0 + 0.75 * 21.0),
+    ],
+)
+def test_remaining_seconds_blends_the_runs_pace_with_the_prior(fraction, elapsed, prior, expected):
+    got = eta.remaining_seconds(fraction, elapsed, prior)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+def test_remaining_falls_as_a_steady_run_progresses():
+    # a run 20 % slower than the prior expects, at a steady pace
+    total, prior = 120.0, 100.0
+    left = [eta.remaining_seconds(f, f * total, prior) for f in (0.1, 0.25, 0.5, 0.75, 0.9)]
+    assert left == sorted(left, reverse=True)
+    actual = [(1 - f) * total for f in (0.25, 0.5, 0.75)]
+    for got, want in zip(left[1:4], actual, strict=True):
+        assert abs(got - want) <= 0.25 * want
+
+
+@pytest.mark.parametrize(("seconds", "expected"), [(None, None), (-3.0, 0), (0.4, 0), (12.6, 13)])
+def test_eta_seconds_is_a_non_negative_integer_or_none(seconds, expected):
+    assert eta.eta_seconds(seconds) == expected
