@@ -1,7 +1,7 @@
 """How long an export has left: what the app shows a waiting creator (`eta_s`).
 
 Pure functions. Before a run starts, the estimate comes from recent completed exports of
-the same resolution and a similar length (`prior_seconds`); during the run it comes from
+the same resolution, format and a similar length (`prior_seconds`); during the run it comes from
 the run's own pace, progress per second since processing started, blended with that prior
 while little progress exists (`remaining_seconds`). Unknown is `None`, never a guess.
 """
@@ -22,11 +22,13 @@ MIN_MEASURED_FRACTION = 0.05
 
 @dataclass(frozen=True)
 class Finished:
-    """One completed export of the history: its resolution, output length, processing time."""
+    """One completed export of the history: its resolution, output length, processing time
+    and format (a VP9 export takes several times as long as an H.264 one)."""
 
     resolution: str
     duration_s: float | None
     seconds: float
+    format: str = "mp4"
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -35,7 +37,7 @@ def as_utc(moment: datetime) -> datetime:
 
 def history_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Finished]:
     """Completed request rows (resolution, output_duration_s, processing_started_at,
-    completed_at) as `Finished`; rows without both timestamps are left out."""
+    completed_at, format) as `Finished`; rows without both timestamps are left out."""
     history = []
     for row in rows:
         start, end = row.get("processing_started_at"), row.get("completed_at")
@@ -43,7 +45,14 @@ def history_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Finished]:
             continue
         seconds = (as_utc(end) - as_utc(start)).total_seconds()
         if seconds > 0:
-            history.append(Finished(row["resolution"], row.get("output_duration_s"), seconds))
+            history.append(
+                Finished(
+                    row["resolution"],
+                    row.get("output_duration_s"),
+                    seconds,
+                    row.get("format") or "mp4",
+                )
+            )
     return history
 
 
@@ -59,13 +68,15 @@ def requested_length(durations: Iterable[float | None]) -> float | None:
 
 
 def prior_seconds(
-    history: Sequence[Finished], resolution: str, length_s: float | None
+    history: Sequence[Finished], resolution: str, length_s: float | None, format: str = "mp4"
 ) -> float | None:
-    """Expected processing time of an export of `resolution` and `length_s` seconds:
-    the median seconds-per-second of similar-length exports of that resolution (of all its
-    exports if none is similar) times the length; without a known length, the median time
-    of that resolution's exports. None without any history for the resolution."""
+    """Expected processing time of an export of `resolution`, `format` and `length_s`
+    seconds: the median seconds-per-second of similar-length exports of that resolution and
+    format (of that resolution in any format if there are none of the format; of all of
+    them if none is similar) times the length; without a known length, their median time.
+    None without any history for the resolution."""
     same = [h for h in history if h.resolution == resolution]
+    same = [h for h in same if h.format == format] or same
     if not same:
         return None
     rated = [h for h in same if h.duration_s]
@@ -75,6 +86,12 @@ def prior_seconds(
         ]
         return median(h.seconds / h.duration_s for h in similar or rated) * length_s
     return median(h.seconds for h in same)
+
+
+def prior_for(history: Sequence[Finished], spec: Any) -> float | None:
+    """`prior_seconds` for an export request (intake.spec.ExportSpec)."""
+    length = requested_length(c.duration for c in spec.clips)
+    return prior_seconds(history, spec.resolution, length, spec.format)
 
 
 def remaining_seconds(

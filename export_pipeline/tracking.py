@@ -127,8 +127,7 @@ def expected_seconds(store: RequestStore, spec: ExportSpec) -> float | None:
         history = eta.history_from_rows(store.recent_completed())
     except Exception:  # noqa: BLE001
         return None
-    length = eta.requested_length(c.duration for c in spec.clips)
-    return eta.prior_seconds(history, spec.resolution, length)
+    return eta.prior_for(history, spec)
 
 
 def _load(store: RequestStore, request_id: int) -> tuple[dict, ExportSpec]:

@@ -102,3 +102,25 @@ def test_remaining_falls_as_a_steady_run_progresses():
 @pytest.mark.parametrize(("seconds", "expected"), [(None, None), (-3.0, 0), (0.4, 0), (12.6, 13)])
 def test_eta_seconds_is_a_non_negative_integer_or_none(seconds, expected):
     assert eta.eta_seconds(seconds) == expected
+
+
+def test_the_prior_comes_from_exports_of_the_same_format():
+    history = [
+        Finished("1080p", 60.0, 60.0, "mp4"),  # 1 s per second
+        Finished("1080p", 60.0, 240.0, "webm"),  # VP9: 4 s per second
+    ]
+    assert eta.prior_seconds(history, "1080p", 30.0, "webm") == 120.0
+    assert eta.prior_seconds(history, "1080p", 30.0, "mp4") == 30.0
+    # No HEVC export yet: any format of the resolution is better than nothing.
+    assert eta.prior_seconds(history, "1080p", 30.0, "mp4-hevc") == 75.0
+
+
+def test_history_rows_carry_their_format_and_null_reads_as_mp4():
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        {"resolution": "720p", "output_duration_s": 4.0, "format": "webm",
+         "processing_started_at": start, "completed_at": start + timedelta(seconds=8)},
+        {"resolution": "720p", "output_duration_s": 4.0, "format": None,
+         "processing_started_at": start, "completed_at": start + timedelta(seconds=2)},
+    ]  # fmt: skip
+    assert [h.format for h in eta.history_from_rows(rows)] == ["webm", "mp4"]

@@ -278,11 +278,12 @@ class RequestStore:
 
     # ---- time left and place in the queue (export_pipeline.eta, intake/queue.py)
     def recent_completed(self, limit: int = 200) -> list[dict[str, Any]]:
-        """The latest completed exports (resolution, output_duration_s,
+        """The latest completed exports (resolution, format, output_duration_s,
         processing_started_at, completed_at), newest first: the history ETAs come from."""
         query = (
             select(
                 T.c.resolution,
+                T.c.format,
                 T.c.output_duration_s,
                 T.c.processing_started_at,
                 T.c.completed_at,

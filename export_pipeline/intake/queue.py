@@ -149,8 +149,7 @@ def _prior(row: dict[str, Any], history: list[eta.Finished]) -> float | None:
         spec = parse_request(row)
     except InvalidRequest:
         return None
-    length = eta.requested_length(c.duration for c in spec.clips)
-    return eta.prior_seconds(history, spec.resolution, length)
+    return eta.prior_for(history, spec)
 
 
 def update_queue(instance, store: RequestStore) -> int:

@@ -101,10 +101,7 @@ def admit(
     # The job derives the same tags from the row; these stand if that read fails.
     tags = run_tags(request_id, spec.user_id, spec.project_id)
     # A first estimate of the time left; the queue sensor adds the wait once the run is queued.
-    prior_s = eta.prior_seconds(
-        history or [], spec.resolution, eta.requested_length(c.duration for c in spec.clips)
-    )
-    eta_s = eta.eta_seconds(prior_s)
+    eta_s = eta.eta_seconds(eta.prior_for(history or [], spec))
     finish_at = utcnow() + timedelta(seconds=eta_s) if eta_s is not None else None
     store.transition(request_id, st.QUEUED, eta_s=eta_s, estimated_finish_at=finish_at)
     return RunRequest(partition_key=key, run_key=run_key, tags=tags)
