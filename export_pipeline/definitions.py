@@ -56,6 +56,7 @@ def build_resources(settings: Settings) -> dict:
             x264_preset=settings.x264_preset,
             max_fps=settings.max_fps,
             segment_workers=settings.segment_workers,
+            loudness_lufs=settings.loudness_lufs,
             work_dir=str(settings.work_dir) if settings.work_dir else None,
             ffmpeg_timeout_s=settings.ffmpeg_timeout_s,
             memory_mb=settings.ffmpeg_memory_mb,

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from export_pipeline.media.commands import DEFAULT_PRESET
+from export_pipeline.media.commands import DEFAULT_LOUDNESS_LUFS, DEFAULT_PRESET
 
 
 def _bool(value: str) -> bool:
@@ -42,6 +42,7 @@ class Settings:
     x264_preset: str = DEFAULT_PRESET
     max_fps: int = 60
     segment_workers: int = 0
+    loudness_lufs: float = DEFAULT_LOUDNESS_LUFS
     download_concurrency: int = 4
     max_clip_bytes: int = 2 * 1024**3
     max_total_duration_s: float = 600.0
@@ -112,6 +113,7 @@ class Settings:
             x264_preset=get("EXPORT_X264_PRESET", DEFAULT_PRESET),
             max_fps=int(get("EXPORT_MAX_FPS", "60")),
             segment_workers=int(get("EXPORT_SEGMENT_WORKERS", "0")),
+            loudness_lufs=float(get("EXPORT_LOUDNESS_LUFS", str(DEFAULT_LOUDNESS_LUFS))),
             download_concurrency=int(get("EXPORT_DOWNLOAD_CONCURRENCY", "4")),
             max_clip_bytes=int(get("EXPORT_MAX_CLIP_MB", "2048")) * 1024**2,
             max_total_duration_s=float(get("EXPORT_MAX_DURATION_S", "600")),

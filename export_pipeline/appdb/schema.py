@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Float,
@@ -40,6 +41,11 @@ export_requests = Table(
     # wrote reads as mp4
     Column("format", Text, server_default=text("'mp4'")),
     Column("clips", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    # Optional parts of the finished video (README, contract): loudness evened out between
+    # clips (NULL: on), a soundtrack and captions (JSON objects, NULL: none)
+    Column("audio_normalize", Boolean),
+    Column("soundtrack", JSON().with_variant(JSONB(), "postgresql")),
+    Column("captions", JSON().with_variant(JSONB(), "postgresql")),
     Column("cancel_requested_at", DateTime(timezone=True)),
     # set by the operator CLI's `retry`: the sensor takes the row again
     Column("requeued_at", DateTime(timezone=True)),

@@ -18,7 +18,13 @@ T = export_requests
 
 # `clips` is read as text so that a malformed value written by the app becomes a
 # validation error on that row instead of a decoding crash in whoever reads it.
-_COLUMNS = [c for c in T.c if c.name != "clips"] + [cast(T.c.clips, Text).label("clips")]
+# The app's JSON and flag columns are read as text: spec.py parses them, so a row holding
+# invalid JSON (or 'yes' in a boolean column of SQLite) is refused with a message instead
+# of failing whoever reads it.
+_TEXT_COLUMNS = ("clips", "soundtrack", "captions", "audio_normalize")
+_COLUMNS = [c for c in T.c if c.name not in _TEXT_COLUMNS] + [
+    cast(T.c[name], Text).label(name) for name in _TEXT_COLUMNS
+]
 
 
 def utcnow() -> datetime:
@@ -75,7 +81,11 @@ class RequestStore:
         clips: Any,
         aspect_ratio: str = "16:9",
         format: str | None = None,  # noqa: A002 - the column's name in the contract
+        audio_normalize: bool | None = None,
+        soundtrack: Any = None,
+        captions: Any = None,
     ) -> int:
+        """Insert a request as the app does; optional fields left None keep their default."""
         values = dict(
             project_id=project_id,
             user_id=user_id,
@@ -84,8 +94,10 @@ class RequestStore:
             quality=quality,
             clips=clips,
         )
-        if format is not None:  # else the column's default, mp4
-            values["format"] = format
+        optional = dict(
+            format=format, audio_normalize=audio_normalize, soundtrack=soundtrack, captions=captions
+        )
+        values.update({name: value for name, value in optional.items() if value is not None})
         with self.engine.begin() as conn:
             result = conn.execute(insert(T).values(**values))
             return int(result.inserted_primary_key[0])
@@ -462,9 +474,10 @@ def for_display(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_clips(raw: Any) -> Any:
-    """Decode the `clips` column as read by `RequestStore` (text), tolerating drivers that
-    already decoded it. Raises ValueError on malformed JSON, including JSON nested too
-    deeply for the decoder (RecursionError, which every reader would otherwise have to know)."""
+    """Decode a JSON column (`clips`, `soundtrack`, `captions`) as read by `RequestStore`
+    (text), tolerating drivers that already decoded it. Raises ValueError on malformed JSON,
+    including JSON nested too deeply for the decoder (RecursionError, which every reader
+    would otherwise have to know)."""
     if isinstance(raw, str):
         try:
             return json.loads(raw)

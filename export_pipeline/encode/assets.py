@@ -129,6 +129,7 @@ def encode(
             media.x264_preset,
             attempt,
             format=spec.format,
+            loudness=media.loudness_lufs if spec.audio_normalize else None,
         )
         step.context.log.info(
             f"{step.partition_key}: encoding {len(inputs)} clips at {settings.width}x"

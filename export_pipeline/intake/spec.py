@@ -62,6 +62,7 @@ class ExportSpec:
     quality: str
     clips: tuple[ClipSpec, ...]
     format: str = DEFAULT_FORMAT  # layout.FORMATS
+    audio_normalize: bool = True  # each clip's audio brought to one loudness
 
     @property
     def ordered_clips(self) -> list[ClipSpec]:
@@ -73,6 +74,20 @@ def _choice(problems: list[str], name: str, value: Any, allowed: Mapping | tuple
     if not isinstance(value, str) or value not in allowed:
         options = ", ".join(allowed)
         problems.append(f"{name} {_shown(value)} is not supported (use one of: {options})")
+
+
+_TRUE, _FALSE = ("true", "t", "1"), ("false", "f", "0")
+
+
+def _flag(problems: list[str], name: str, value: Any, default: bool) -> bool:
+    """A boolean column as the store reads it (text: 'true', '1', ...), NULL: `default`."""
+    if value is None:
+        return default
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    problems.append(f"{name} {_shown(value)} must be true or false (or NULL: {default})")
+    return default
 
 
 def _number(value: Any) -> float | None:
@@ -169,6 +184,8 @@ def _parse_request(row: Mapping[str, Any], max_duration_s: float) -> ExportSpec:
     if row.get("format") is not None:  # NULL: a row from an app that predates the column
         _choice(problems, "format", row.get("format"), FORMATS)
 
+    audio_normalize = _flag(problems, "audio_normalize", row.get("audio_normalize"), True)
+
     clips: list[ClipSpec] = []
     try:
         raw_clips = parse_clips(row.get("clips"))
@@ -207,4 +224,5 @@ def _parse_request(row: Mapping[str, Any], max_duration_s: float) -> ExportSpec:
         quality=str(row["quality"]),
         clips=tuple(clips),
         format=str(row.get("format") or DEFAULT_FORMAT),
+        audio_normalize=audio_normalize,
     )

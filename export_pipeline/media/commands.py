@@ -52,6 +52,18 @@ AUDIO_LIST_FORMATS = "concat,wav"
 # segments made by an older version are not reused.
 SEGMENT_FORMAT_VERSION = 2  # 2: interlaced sources are deinterlaced
 
+# Loudness (EBU R128). Each clip's audio is brought to one integrated loudness by a static
+# gain, so nothing pumps inside a clip; a limiter is added only where that gain would push
+# the true peak over the ceiling. -14 LUFS is what YouTube, Spotify and TikTok play at.
+DEFAULT_LOUDNESS_LUFS = -14.0
+TRUE_PEAK_CEILING_DB = -1.0
+# Below this a clip counts as silent (ebur128 says -70 for digital silence, and for a span
+# shorter than its 400 ms block): it keeps its level, rather than have its hiss raised.
+SILENT_BELOW_LUFS = -60.0
+# The limiter holds sample peaks this far under the ceiling: between samples, and after the
+# AAC or Opus encode, a true peak rose up to 0.8 dB higher (test_loudness).
+LIMITER_HEADROOM_DB = 1.0
+
 X264_PRESETS: tuple[str, ...] = (
     "ultrafast",
     "superfast",
@@ -113,6 +125,8 @@ class EncodeSettings:
     vbv_init: float = 0.9
     audio_bitrate: int = 192000
     audio_rate: int = 48000
+    # Integrated loudness every clip is brought to, in LUFS; None leaves clips as they are.
+    loudness: float | None = None
     # Encoder threads (0: x264's own choice, 1.5 per CPU it sees). Memory grows with them
     # (about 75 MB each at 4k), so they follow the CPUs the worker really gets (`encoder_threads`).
     threads: int = 0
@@ -140,11 +154,13 @@ def encode_settings(
     attempt: int = 0,
     threads: int | None = None,
     format: str | None = None,  # noqa: A002 - the request's word
+    loudness: float | None = None,
 ) -> EncodeSettings:
     """Settings for a target; `attempt` > 0 gives safer settings after an FFmpeg crash;
     `threads` for the encoder, by default `encoder_threads()` of this machine. `format`
     (layout.FORMATS, default mp4) picks the codecs; `preset` is the x264 preset (H.264
-    only: the other codecs use DEFAULT_SPEED).
+    only: the other codecs use DEFAULT_SPEED); `loudness` the LUFS every clip is brought
+    to (None: clips keep their own).
 
     Quality sets the CRF (H.264: low 28, medium 23, high 20; CRF_BY_CODEC for the others)
     and the VBV cap (`video_bitrate_cap`; buffer 1 s at the cap, starting 90 % full).
@@ -187,6 +203,7 @@ def encode_settings(
         codec=codec,
         audio_codec=target.audio_codec,
         audio_bitrate=AUDIO_BITRATE[target.audio_codec],
+        loudness=loudness,
         threads=encoder_threads() if threads is None else threads,
     )
 
@@ -252,6 +269,72 @@ class SegmentJob:
     # one (MPEG-TS, MPEG-PS, FLV, GIF) an input seek can land past the last keyframe and the
     # decoder then drops every frame: the span is cut out after decoding instead.
     indexed: bool = True
+    # The clip's loudness correction (`loudness_gain`): a gain in dB, and whether a limiter
+    # must hold its peaks under the ceiling.
+    gain_db: float = 0.0
+    limiter: bool = False
+
+
+@dataclass(frozen=True)
+class Loudness:
+    """A clip's measured integrated loudness (LUFS) and true peak (dBTP)."""
+
+    integrated: float
+    true_peak: float
+
+
+def loudness_gain(measured: Loudness, target: float) -> tuple[float, bool]:
+    """The static gain (dB) that brings `measured` to `target`, and whether the result
+    needs the limiter (its true peak would pass TRUE_PEAK_CEILING_DB). A silent clip gets
+    no gain."""
+    if measured.integrated < SILENT_BELOW_LUFS:
+        return 0.0, False
+    gain = round(target - measured.integrated, 2)
+    return gain, measured.true_peak + gain > TRUE_PEAK_CEILING_DB
+
+
+def _level(job: SegmentJob) -> list[str]:
+    """The filters of the clip's loudness correction: its gain, then the limiter if needed
+    (latency=1: the limiter's lookahead does not delay the audio)."""
+    level = [f"volume={job.gain_db:.2f}dB"] if job.gain_db else []
+    if job.limiter:
+        limit = 10 ** ((TRUE_PEAK_CEILING_DB - LIMITER_HEADROOM_DB) / 20)
+        level.append(f"alimiter=limit={limit:.4f}:attack=5:release=50:level=0:latency=1")
+    return level
+
+
+def loudness_argv(job: SegmentJob, ffmpeg: str = "ffmpeg") -> list[str]:
+    """Measure the loudness of the clip's span (audio only: no video is decoded), after the
+    job's own correction if it has one. The `ebur128` summary (integrated loudness, true
+    peak) is printed on stderr at level info; `parse_loudness` reads it."""
+    cut = "" if job.indexed else f"atrim={_span(job)},"
+    cut += "".join(f"{f}," for f in _level(job))
+    return [
+        ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info",
+        *_clip_input(job.source, *_seek(job), max_pixels=_segment_max_pixels(job)),
+        "-map", "0:a:0", "-vn", "-sn", "-dn",
+        "-filter:a", f"{cut}ebur128=peak=true:framelog=verbose",
+        "-f", "null", "-",
+    ]  # fmt: skip
+
+
+_SUMMARY = re.compile(
+    r"Integrated loudness:\s*I:\s*(?P<i>-?[\d.]+|-inf) LUFS.*?True peak:\s*Peak:\s*"
+    r"(?P<tp>-?[\d.]+|-inf) dBFS",
+    re.S,
+)
+
+
+def parse_loudness(stderr: str) -> Loudness:
+    """The last `ebur128` summary in FFmpeg's stderr; ValueError if there is none."""
+    found = list(_SUMMARY.finditer(stderr))
+    if not found:
+        raise ValueError("no ebur128 summary in FFmpeg's output")
+
+    def number(text: str) -> float:
+        return -math.inf if text == "-inf" else float(text)
+
+    return Loudness(number(found[-1]["i"]), number(found[-1]["tp"]))
 
 
 def _url(path: Path) -> str:
@@ -356,7 +439,7 @@ def audio_filter(job: SegmentJob, settings: EncodeSettings, samples: int) -> str
     fmt = f"aformat=sample_fmts=s16:sample_rates={rate}:channel_layouts=stereo"
     if job.has_audio:
         cut = [] if job.indexed else [f"atrim={_span(job)}", "asetpts=PTS-STARTPTS"]
-        resample = ",".join([*cut, f"aresample={rate}:first_pts=0"])
+        resample = ",".join([*cut, f"aresample={rate}:first_pts=0", *_level(job)])
         head = [f"[0:a:0]{resample}", fmt, f"apad=whole_len={samples}"]
     else:
         head = [f"anullsrc=r={rate}:cl=stereo", fmt]

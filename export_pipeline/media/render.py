@@ -20,21 +20,33 @@ from typing import Protocol
 
 from export_pipeline.media.commands import (
     EncodeSettings,
+    Loudness,
     SegmentJob,
     available_cpus,
     concat_argv,
     concat_list,
     copy_segment_argv,
     frame_count,
+    loudness_argv,
+    loudness_gain,
+    parse_loudness,
     segment_argv,
 )
 from export_pipeline.media.probe import MediaInfo, probe
-from export_pipeline.media.runner import DEFAULT_LIMITS, FFmpegError, Limits, run_ffmpeg
+from export_pipeline.media.runner import (
+    DEFAULT_LIMITS,
+    FFmpegError,
+    Limits,
+    capture,
+    run_ffmpeg,
+)
 
 Progress = Callable[[float], None]
 
 # Share of the overall progress given to encoding the segments; the join gets the rest.
 SEGMENTS_SHARE = 0.9
+# Measurements of a limited clip's loudness after its correction (see `normalized`).
+LIMITED_PASSES = 2
 # How often progress is reported while segments are being encoded.
 PROGRESS_POLL_S = 0.5
 
@@ -167,6 +179,48 @@ def segment_key(inp: RenderInput, settings: EncodeSettings, copy: bool) -> str |
     return f"{inp.content_hash}/{inp.trim_start:.3f}-{length}-{mode}"
 
 
+def measure_loudness(
+    job: SegmentJob,
+    label: str,
+    ffmpeg: str = "ffmpeg",
+    timeout_s: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> Loudness:
+    """The integrated loudness and true peak of the clip's span (its audio alone)."""
+    argv = loudness_argv(job, ffmpeg)
+    done = capture(argv, timeout_s=timeout_s or 600.0, limits=limits)
+    if done.returncode != 0:
+        error = FFmpegError(
+            argv, done.returncode, done.stderr[-2000:], over_limit=bool(done.over_limit)
+        )
+        error.add_note(f"while measuring the loudness of {label}")
+        raise error
+    return parse_loudness(done.stderr)
+
+
+def normalized(
+    job: SegmentJob,
+    target: float,
+    label: str,
+    ffmpeg: str = "ffmpeg",
+    timeout_s: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> SegmentJob:
+    """`job` with the gain that brings its clip to `target` LUFS. Where the limiter has to
+    hold the peaks, it also takes some loudness away (2 LU on speech-like bursts): the
+    corrected audio is measured again and the gain raised by what is missing, up to
+    LIMITED_PASSES times (each pass decodes the clip's audio only)."""
+    measured = measure_loudness(job, label, ffmpeg, timeout_s, limits)
+    gain, limiter = loudness_gain(measured, target)
+    job = replace(job, gain_db=gain, limiter=limiter)
+    for _ in range(LIMITED_PASSES if limiter else 0):
+        missing = target - measure_loudness(job, label, ffmpeg, timeout_s, limits).integrated
+        if abs(missing) < 0.3:
+            break
+        job = replace(job, gain_db=round(job.gain_db + missing, 2))
+    return job
+
+
 def render_segment(
     inp: RenderInput,
     settings: EncodeSettings,
@@ -188,6 +242,8 @@ def render_segment(
     An FFmpegError raised here carries a note naming the clip.
     """
     job = segment_job(inp, video_out, audio_out)
+    if settings.loudness is not None and job.has_audio:
+        job = normalized(job, settings.loudness, inp.label, ffmpeg, timeout_s, limits)
     frames = frame_count(job.duration, settings.fps)
     argv = (
         copy_segment_argv(job, settings, frames, ffmpeg)

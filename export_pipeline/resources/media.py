@@ -6,7 +6,12 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
-from export_pipeline.media.commands import DEFAULT_PRESET, MAX_INPUT_PIXELS, MAX_INPUT_SIDE
+from export_pipeline.media.commands import (
+    DEFAULT_LOUDNESS_LUFS,
+    DEFAULT_PRESET,
+    MAX_INPUT_PIXELS,
+    MAX_INPUT_SIDE,
+)
 from export_pipeline.media.runner import Limits
 
 
@@ -18,6 +23,7 @@ class MediaTools(ConfigurableResource):
     x264_preset: str = DEFAULT_PRESET
     max_fps: int = 60
     segment_workers: int = 0  # segments encoded at once; 0: 2 with 2 CPUs or more, else 1
+    loudness_lufs: float = DEFAULT_LOUDNESS_LUFS  # where audio_normalize brings every clip
     work_dir: str | None = None
     ffmpeg_timeout_s: float = 3600.0  # per FFmpeg command: a hung encoder fails, then retries
     # Per FFmpeg/ffprobe process: data segment (MB) and CPU seconds; 0: no limit.

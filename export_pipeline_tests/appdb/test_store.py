@@ -187,3 +187,31 @@ def test_recent_completed_is_the_history_of_finished_exports(db_url):
     store.transition(ids[1], st.PROCESSING)  # not finished
     assert [r["resolution"] for r in store.recent_completed()] == ["720p"]
     assert [r["id"] for r in store.active()] == ids[1:]
+
+
+def test_the_optional_parts_of_a_request_round_trip_through_the_app_sql(db_url):
+    """audio_normalize, soundtrack and captions as the app writes them with plain SQL, read
+    back the way the sensor parses them (on both databases)."""
+    from export_pipeline.intake.spec import parse_request
+
+    store = new_store(db_url)
+    soundtrack = '{"url": "https://cdn.example/song.mp3", "volume": 0.25}'
+    captions = '{"srt": "1\\n00:00:00,500 --> 00:00:01,500\\nHello\\n", "burn_in": true}'
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO export_requests (project_id, user_id, resolution, quality, clips, "
+                "audio_normalize, soundtrack, captions) VALUES ('p', 'u', '720p', 'low', :clips, "
+                ":normalize, :soundtrack, :captions)"
+            ),
+            {"clips": '[{"url": "https://cdn.example/x.mp4", "scene_number": 1}]',
+             "normalize": False, "soundtrack": soundtrack, "captions": captions},
+        )  # fmt: skip
+    (row,) = store.candidates(0, 10)
+    assert parse_clips(row["soundtrack"])["volume"] == 0.25
+    assert parse_clips(row["captions"])["burn_in"] is True
+    assert parse_request(row).audio_normalize is False
+    plain = store.insert(project_id="p", user_id="u", resolution="720p", quality="low", clips=CLIPS)
+    row = store.get(plain)
+    assert row["audio_normalize"] is None and row["soundtrack"] is None
+    assert parse_request(row).audio_normalize is True

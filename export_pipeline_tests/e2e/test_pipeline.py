@@ -88,6 +88,9 @@ def export(settings, store, instance, clips, **fields):
         quality=fields.get("quality", "medium"),
         clips=clips,
         format=fields.get("format"),
+        audio_normalize=fields.get("audio_normalize"),
+        soundtrack=fields.get("soundtrack"),
+        captions=fields.get("captions"),
     )
     tick = evaluate_intake(instance, defs, cursor=str(request_id - 1))
     (result,) = run_requested(instance, defs, tick)

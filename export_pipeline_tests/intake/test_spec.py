@@ -136,3 +136,17 @@ def test_an_unsupported_format_is_named_with_the_choices(value):
         parse_request(row(format=value))
     assert "is not supported (use one of: mp4, mp4-hevc, webm)" in str(info.value)
     assert str(info.value).startswith("invalid export request: format ")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, True), ("true", True), ("1", True), ("false", False), ("0", False), (False, False)],
+)
+def test_audio_normalize_is_on_unless_the_row_says_false(value, expected):
+    assert parse_request(row(audio_normalize=value)).audio_normalize is expected
+
+
+def test_audio_normalize_must_be_a_flag():
+    with pytest.raises(InvalidRequest) as info:
+        parse_request(row(audio_normalize="yes please"))
+    assert "audio_normalize 'yes please' must be true or false" in str(info.value)

@@ -124,6 +124,7 @@ def test_cache_key_is_short_stable_and_covers_every_field():
         "profile": "main",
         "codec": "hevc",
         "audio_codec": "opus",
+        "loudness": -14.0,
         "audio_bitrate": 128_000,
         "audio_rate": 44_100,
     }
