@@ -18,10 +18,11 @@ import hashlib
 import math
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
+from export_pipeline.media.captions import FONT_DIR, filter_path
 from export_pipeline.media.layout import (
     QUALITIES,
     fit_rect,
@@ -273,6 +274,8 @@ class SegmentJob:
     # must hold its peaks under the ceiling.
     gain_db: float = 0.0
     limiter: bool = False
+    # Captions to burn into this span of the timeline (an ASS file, times from its start).
+    captions: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -393,11 +396,15 @@ def _seek(job: SegmentJob) -> list[str]:
     return ["-t", _seconds(job.trim_start + job.duration)]
 
 
-def video_filter(job: SegmentJob, settings: EncodeSettings, frames: int) -> str:
-    """Constant frame rate, fitted into the frame with black bars, exactly `frames` frames.
+def video_filter(
+    job: SegmentJob, settings: EncodeSettings, frames: int, index: int = 0, out: str = "v"
+) -> str:
+    """Constant frame rate, fitted into the frame with black bars, exactly `frames` frames:
+    input `index`'s video to the label `out`.
 
     `fps=...:start_time=0` fills a late first frame; `tpad` clones the last frame forever so a
-    slightly short source still reaches `frames`; `trim` ends the stream there.
+    slightly short source still reaches `frames`; `trim` ends the stream there. Captions to
+    burn in (`job.captions`, an ASS file) are drawn on the fitted frame.
     """
     fps = _rate(settings.fps)
     if job.width > 0 and job.height > 0:
@@ -416,21 +423,36 @@ def video_filter(job: SegmentJob, settings: EncodeSettings, frames: int) -> str:
     head = [] if job.indexed else [f"trim={_span(job)}", "setpts=PTS-STARTPTS"]
     if job.interlaced:  # deinterlaced first, one frame per frame (bob would double it)
         head.append("bwdif=mode=send_frame:deint=all")
-    return ",".join(
-        [
-            "[0:v:0]" + ",".join([*head, f"fps={fps}:start_time=0"]),
-            scale,
-            "setsar=1",
-            pad,
-            "format=yuv420p",
-            "tpad=stop=-1:stop_mode=clone",
-            f"trim=end_frame={frames}[v]",
-        ]
+    return (
+        ",".join(
+            [
+                f"[{index}:v:0]" + ",".join([*head, f"fps={fps}:start_time=0"]),
+                scale,
+                "setsar=1",
+                pad,
+                "format=yuv420p",
+                "tpad=stop=-1:stop_mode=clone",
+                f"trim=end_frame={frames}",
+                *burn_in(job.captions),
+            ]
+        )
+        + f"[{out}]"
     )
 
 
-def audio_filter(job: SegmentJob, settings: EncodeSettings, samples: int) -> str:
-    """Exactly `samples` samples of s16 stereo at the output rate.
+def burn_in(captions: Path | None) -> list[str]:
+    """The filter drawing an ASS captions file (none without one), with the font shipped by
+    Debian's fonts-dejavu-core; the path is escaped for the filter graph (`filter_path`)."""
+    if captions is None:
+        return []
+    return [f"ass=filename={filter_path(captions)}:fontsdir={filter_path(FONT_DIR)}"]
+
+
+def audio_filter(
+    job: SegmentJob, settings: EncodeSettings, samples: int, index: int = 0, out: str = "a"
+) -> str:
+    """Exactly `samples` samples of s16 stereo at the output rate: input `index`'s audio to
+    the label `out`.
 
     Source audio is resampled (mono upmixed, 5.1 downmixed); `first_pts=0` pads a late start
     with silence, `apad` + `atrim` pad or cut the end. A silent clip gets `anullsrc`.
@@ -440,13 +462,13 @@ def audio_filter(job: SegmentJob, settings: EncodeSettings, samples: int) -> str
     if job.has_audio:
         cut = [] if job.indexed else [f"atrim={_span(job)}", "asetpts=PTS-STARTPTS"]
         resample = ",".join([*cut, f"aresample={rate}:first_pts=0", *_level(job)])
-        head = [f"[0:a:0]{resample}", fmt, f"apad=whole_len={samples}"]
+        head = [f"[{index}:a:0]{resample}", fmt, f"apad=whole_len={samples}"]
     else:
         head = [f"anullsrc=r={rate}:cl=stereo", fmt]
-    return ",".join([*head, f"atrim=end_sample={samples}[a]"])
+    return ",".join([*head, f"atrim=end_sample={samples}[{out}]"])
 
 
-def _wav_output(job: SegmentJob, settings: EncodeSettings) -> list[str]:
+def _wav_output(audio_out: Path, settings: EncodeSettings) -> list[str]:
     """The audio segment: the graph's `[a]` as 16-bit stereo PCM WAV."""
     return [
         "-map",
@@ -461,7 +483,7 @@ def _wav_output(job: SegmentJob, settings: EncodeSettings) -> list[str]:
         "-1",
         "-f",
         "wav",
-        _url(job.audio_out),
+        _url(audio_out),
     ]
 
 
@@ -479,10 +501,79 @@ def segment_argv(job: SegmentJob, settings: EncodeSettings, ffmpeg: str = "ffmpe
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
         *_clip_input(job.source, *_seek(job), max_pixels=_segment_max_pixels(job)),
+        *_segment_outputs(graph, frames, job.video_out, job.audio_out, settings),
+    ]
+
+
+# Transitions that have a segment of their own ("cut", the default, has none).
+TRANSITIONS = ("crossfade", "fade")
+
+
+def transition_argv(
+    a: SegmentJob,
+    b: SegmentJob,
+    kind: str,
+    settings: EncodeSettings,
+    video_out: Path,
+    audio_out: Path,
+    captions: Path | None = None,
+    ffmpeg: str = "ffmpeg",
+) -> list[str]:
+    """One FFmpeg run: the transition segment between the end of one clip (`a`, the span
+    the transition overlaps) and the start of the next (`b`, as long as `a`). The pictures
+    blend (`crossfade`) or go through black (`fade`) over the whole segment while the sound
+    crossfades; each side is fitted, timed and corrected for loudness as its clip's own
+    segment is, so the seams on either side are invisible. `captions` (ASS) are drawn over
+    the blend."""
+    frames = frame_count(a.duration, settings.fps)
+    samples = audio_sample_count(frames, settings)
+    a, b = replace(a, captions=None), replace(b, captions=None)
+    graph = ";".join(
+        [
+            video_filter(a, settings, frames, 0, "va"),
+            video_filter(b, settings, frames, 1, "vb"),
+            ",".join([_blend(kind, frames, settings.fps), *burn_in(captions)]) + "[v]",
+            audio_filter(a, settings, samples, 0, "a0"),
+            audio_filter(b, settings, samples, 1, "a1"),
+            f"[a0][a1]acrossfade=ns={samples}:c1=tri:c2=tri[a]",
+        ]
+    )
+    return [
+        ffmpeg,
+        *_COMMON_FLAGS,
+        *_PROGRESS_FLAGS,
+        *_clip_input(a.source, *_seek(a), max_pixels=_segment_max_pixels(a)),
+        *_clip_input(b.source, *_seek(b), max_pixels=_segment_max_pixels(b)),
+        *_segment_outputs(graph, frames, video_out, audio_out, settings),
+    ]
+
+
+def _blend(kind: str, frames: int, fps: Fraction) -> str:
+    """The pictures of a transition from `[va]` to `[vb]` (both `frames` long): a crossfade
+    (xfade) over all of them, or a fade to black over the first half and from black over
+    the second, black at the middle (xfade's own `fadeblack` is darkest a fifth of the way in).
+    """
+    if kind == "crossfade":
+        seconds = _seconds(float(Fraction(frames) / fps))
+        return f"[va][vb]xfade=transition=fade:duration={seconds}:offset=0,trim=end_frame={frames}"
+    if kind == "fade":
+        half = frames // 2
+        return (
+            f"[va]trim=end_frame={half},fade=t=out:s=0:n={half}[fa];"
+            f"[vb]trim=start_frame={half},setpts=PTS-STARTPTS,fade=t=in:s=0:n={frames - half}[fb];"
+            "[fa][fb]concat=n=2:v=1:a=0"
+        )
+    raise ValueError(f"unknown transition {kind!r}; allowed: {', '.join(TRANSITIONS)}")
+
+
+def _segment_outputs(
+    graph: str, frames: int, video_out: Path, audio_out: Path, settings: EncodeSettings
+) -> list[str]:
+    """The graph, then its `[v]` as the video segment and its `[a]` as the WAV segment."""
+    return [
         *_threads("-filter_complex_threads", settings.threads),
         "-filter_complex",
         graph,
-        # Video segment.
         "-map",
         "[v]",
         "-frames:v",
@@ -492,8 +583,8 @@ def segment_argv(job: SegmentJob, settings: EncodeSettings, ffmpeg: str = "ffmpe
         "-1",
         "-f",
         settings.container,
-        _url(job.video_out),
-        *_wav_output(job, settings),
+        _url(video_out),
+        *_wav_output(audio_out, settings),
     ]
 
 
@@ -559,7 +650,7 @@ def copy_segment_argv(
         "-f",
         "mp4",
         _url(job.video_out),
-        *_wav_output(job, settings),
+        *_wav_output(job.audio_out, settings),
     ]
 
 

@@ -7,6 +7,7 @@ separate steps: every segment of one join must be made with the same EncodeSetti
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import shutil
@@ -15,10 +16,13 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
+from export_pipeline.media.captions import CaptionStyle, Cue, ass_document, cues_in_span
 from export_pipeline.media.commands import (
+    TRANSITIONS,
     EncodeSettings,
     Loudness,
     SegmentJob,
@@ -31,6 +35,7 @@ from export_pipeline.media.commands import (
     loudness_gain,
     parse_loudness,
     segment_argv,
+    transition_argv,
 )
 from export_pipeline.media.probe import MediaInfo, probe
 from export_pipeline.media.runner import (
@@ -61,6 +66,26 @@ class RenderInput:
     info: MediaInfo
     label: str
     content_hash: str | None = None  # of the source file; enables the segment cache
+    # How the clip before leads into this one (None: a cut).
+    transition: Transition | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A transition into a clip: `crossfade` (the pictures blend) or `fade` (through black)
+    over `duration` seconds, while the sound crossfades. The two clips overlap by that much,
+    so each transition shortens the video by its duration."""
+
+    kind: str  # commands.XFADE
+    duration: float
+
+
+@dataclass(frozen=True)
+class BurnIn:
+    """Captions to draw into the pictures: cues on the final timeline, and their style."""
+
+    cues: tuple[Cue, ...]
+    style: CaptionStyle
 
 
 class SegmentCache(Protocol):
@@ -233,16 +258,22 @@ def render_segment(
     copy: bool = False,
     limits: Limits = DEFAULT_LIMITS,
     stop: threading.Event | None = None,
+    level: tuple[float, bool] | None = None,
+    captions: Path | None = None,
 ) -> int:
     """Encode one clip into its video (.mp4, or .webm for VP9) and audio (.wav) segments;
     return the frames.
     With `copy` (see `can_copy`) the video is stream-copied instead of encoded. Setting
-    `stop` kills FFmpeg and raises runner.Stopped.
+    `stop` kills FFmpeg and raises runner.Stopped. `level` is the clip's loudness correction
+    (gain dB, limiter) when known; else, with a target in `settings`, the span is measured.
+    `captions` (an ASS file, times from the segment's start) are burned in.
 
     An FFmpegError raised here carries a note naming the clip.
     """
-    job = segment_job(inp, video_out, audio_out)
-    if settings.loudness is not None and job.has_audio:
+    job = replace(segment_job(inp, video_out, audio_out), captions=captions)
+    if level is not None:
+        job = replace(job, gain_db=level[0], limiter=level[1])
+    elif settings.loudness is not None and job.has_audio:
         job = normalized(job, settings.loudness, inp.label, ffmpeg, timeout_s, limits)
     frames = frame_count(job.duration, settings.fps)
     argv = (
@@ -321,7 +352,9 @@ def segment_workers(requested: int = 0) -> int:
 
 @dataclass
 class _Segment:
-    """One segment of a render: where it goes, its share of the progress, its cache key."""
+    """One segment of a render: a span of one clip (`b` None), or a transition between the
+    end of `inp` and the start of `b`; where it goes, where it starts on the timeline, its
+    share of the progress, its cache key."""
 
     index: int
     inp: RenderInput
@@ -330,6 +363,75 @@ class _Segment:
     audio: Path
     key: str | None
     done: float = 0.0  # fraction encoded, written by the thread encoding it
+    b: RenderInput | None = None
+    kind: str = "clip"  # or the transition's kind
+    clip: int = 0  # which clip of the render `inp` is a span of (0-based)
+    frames: int = 0
+    offset_s: float = 0.0
+    captions: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return self.inp.label if self.b is None else f"the {self.kind} into {self.b.label}"
+
+
+def _span(inp: RenderInput, start: int, frames: int, fps: Fraction) -> RenderInput:
+    """`frames` frames of `inp`'s span from its frame `start`, as an input of its own."""
+    return replace(
+        inp, trim_start=inp.trim_start + float(start / fps), duration=float(frames / fps)
+    )
+
+
+@dataclass(frozen=True)
+class Part:
+    """One segment of the timeline, planned: `span` of clip number `clip` (0-based) playing
+    alone, or, with `b`, a transition from `span` (the end of clip `clip`) to `b` (the start
+    of the next clip)."""
+
+    span: RenderInput
+    clip: int
+    b: RenderInput | None = None
+    kind: str = "clip"
+
+
+def plan_segments(inputs: list[RenderInput], fps: Fraction) -> list[Part]:
+    """The timeline as segments, in order. A transition of d seconds overlaps the two clips
+    by d (rounded to whole frames), so the video is d shorter than its clips; a clip without
+    transitions is one segment, exactly as it was before transitions existed (same key).
+    Raises ClipError when a clip's transitions leave none of it to play alone."""
+    frames = [frame_count(effective_duration(inp), fps) for inp in inputs]
+    overlap = [0]
+    for inp in inputs[1:]:
+        fades = inp.transition is not None and inp.transition.kind in TRANSITIONS
+        overlap.append(frame_count(inp.transition.duration, fps) if fades else 0)
+    overlap.append(0)
+    parts: list[Part] = []
+    for n, inp in enumerate(inputs):
+        head, tail = overlap[n], overlap[n + 1]
+        alone = frames[n] - head - tail
+        if alone < 1:
+            raise ClipError(
+                inp.label,
+                f"its transitions ({_secs(float((head + tail) / fps))} s) take all of its "
+                f"{_secs(float(frames[n] / fps))} s: shorten them or the clip",
+            )
+        parts.append(Part(_span(inp, head, alone, fps) if head or tail else inp, n))
+        if tail:
+            after = inputs[n + 1]
+            parts.append(
+                Part(_span(inp, frames[n] - tail, tail, fps), n, _span(after, 0, tail, fps),
+                     after.transition.kind)
+            )  # fmt: skip
+    return parts
+
+
+def _transition_key(a: str | None, b: str | None, kind: str) -> str | None:
+    """A transition's cache key: its kind and both sides' segment keys (each covers its
+    clip's content, span and the settings)."""
+    if not a or not b:
+        return None
+    digest = hashlib.sha256(f"{a}|{b}|{kind}".encode()).hexdigest()[:32]
+    return f"transitions/{digest}"
 
 
 def _encode_all(
@@ -386,33 +488,45 @@ def render_video(
     cache: SegmentCache | None = None,
     limits: Limits = DEFAULT_LIMITS,
     parallel: int = 0,
+    captions: BurnIn | None = None,
 ) -> RenderResult:
-    """Render `inputs` in order into `output` (an MP4); `timeout_s` applies per FFmpeg run.
-    Segments not in `cache` are encoded `parallel` at once (0: `segment_workers()`).
+    """Render `inputs` in order into `output`; `timeout_s` applies per FFmpeg run.
+    Segments (`plan_segments`: clips, and transitions between them) not in `cache` are
+    encoded `parallel` at once (0: `segment_workers()`). `captions` are burned into the
+    segments they fall on (and are part of those segments' cache keys).
 
-    Progress: encoding the segments is 90 % of the work, shared by clip duration; the join
+    Progress: encoding the segments is 90 % of the work, shared by duration; the join
     is the last 10 %. Intermediate files live in a scratch directory inside `work_dir` that
     is removed at the end, whether the render succeeded or not.
     """
     if not inputs:
         raise ValueError("nothing to render: no clips")
-    durations = [effective_duration(inp) for inp in inputs]  # ClipError before any work
-    total = sum(durations)
-    copy = copy_path(inputs, settings)
+    parts = plan_segments(inputs, settings.fps)  # ClipError before any work
+    transitions = any(part.b is not None for part in parts)
+    copy = not transitions and not captions and copy_path(inputs, settings)
     work_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="render-", dir=work_dir))
     try:
-        segments = [
-            _Segment(
-                index,
-                inp,
-                duration,
+        segments: list[_Segment] = []
+        offset = 0
+        for index, part in enumerate(parts):
+            inp, b, kind = part.span, part.b, part.kind
+            frames = frame_count(effective_duration(inp), settings.fps)
+            key = segment_key(inp, settings, copy) if cache else None
+            if b is not None:
+                key = _transition_key(key, segment_key(b, settings, copy) if cache else None, kind)
+            segment = _Segment(
+                index, inp, float(frames / settings.fps),
                 scratch / f"segment-{index:04d}.{settings.container}",
                 scratch / f"segment-{index:04d}.wav",
-                segment_key(inp, settings, copy) if cache else None,
-            )
-            for index, (inp, duration) in enumerate(zip(inputs, durations, strict=True))
-        ]
+                key, b=b, kind=kind, clip=part.clip, frames=frames,
+                offset_s=float(offset / settings.fps),
+            )  # fmt: skip
+            if captions:
+                _attach_captions(segment, captions, settings, scratch)
+            segments.append(segment)
+            offset += frames
+        total = sum(segment.duration for segment in segments)
         reused = 0
         pending = []
         for segment in segments:
@@ -421,6 +535,7 @@ def render_video(
                 reused += 1
             else:
                 pending.append(segment)
+        levels = _loudness_levels(inputs, pending, settings, ffmpeg, timeout_s, limits)
         workers = min(segment_workers(parallel), len(pending))
         each = settings
         if workers > 1 and settings.threads > 0:  # side by side, they share one's threads
@@ -431,18 +546,16 @@ def render_video(
                 on_progress(SEGMENTS_SHARE * sum(s.done * s.duration for s in segments) / total)
 
         def render(segment: _Segment, progress: Progress, stop: threading.Event) -> int:
+            if segment.b is not None:
+                return render_transition(
+                    segment, each, levels, progress, ffmpeg, timeout_s, limits, stop
+                )
             return render_segment(
-                segment.inp,
-                each,
-                segment.video,
-                segment.audio,
-                on_progress=progress,
-                ffmpeg=ffmpeg,
-                timeout_s=timeout_s,
-                copy=copy,
-                limits=limits,
-                stop=stop,
-            )
+                segment.inp, each, segment.video, segment.audio,
+                on_progress=progress, ffmpeg=ffmpeg, timeout_s=timeout_s, copy=copy,
+                limits=limits, stop=stop, level=levels.get(segment.clip),
+                captions=segment.captions,
+            )  # fmt: skip
 
         def finished(segment: _Segment) -> None:
             segment.done = 1.0
@@ -452,12 +565,10 @@ def render_video(
         report()
         if pending:
             _encode_all(pending, render, workers, report, finished)
-        videos = [segment.video for segment in segments]
-        audios = [segment.audio for segment in segments]
-        frames = sum(frame_count(duration, settings.fps) for duration in durations)
+        frames = offset
         join_segments(
-            videos,
-            audios,
+            [segment.video for segment in segments],
+            [segment.audio for segment in segments],
             output,
             settings,
             duration_s=frames / settings.fps,
@@ -474,8 +585,81 @@ def render_video(
         duration_s=info.duration,
         size_bytes=output.stat().st_size,
         frames=frames,
-        segments=len(inputs),
+        segments=len(segments),
         settings=settings,
         reused_segments=reused,
         stream_copy=copy,
     )
+
+
+def _attach_captions(
+    segment: _Segment, captions: BurnIn, settings: EncodeSettings, scratch: Path
+) -> None:
+    """Write the captions that fall on `segment` (times from its start) next to it, and make
+    them part of its cache key; a segment without any keeps its plain key."""
+    if not cues_in_span(list(captions.cues), segment.offset_s, segment.duration):
+        return
+    document = ass_document(
+        list(captions.cues), captions.style, settings.width, settings.height,
+        segment.offset_s, segment.duration,
+    )  # fmt: skip
+    segment.captions = scratch / f"captions-{segment.index:04d}.ass"
+    segment.captions.write_text(document, encoding="utf-8")
+    if segment.key:
+        digest = hashlib.sha256(document.encode()).hexdigest()[:16]
+        segment.key = f"{segment.key}-cc{digest}"
+
+
+def _loudness_levels(
+    inputs: list[RenderInput],
+    pending: list[_Segment],
+    settings: EncodeSettings,
+    ffmpeg: str,
+    timeout_s: float | None,
+    limits: Limits,
+) -> dict[int, tuple[float, bool]]:
+    """Each clip's loudness correction, measured over its whole span once, for the clips
+    that have a segment (or a side of a transition) to render: every part of a clip gets
+    the same gain, so its level does not step at a transition."""
+    if settings.loudness is None:
+        return {}
+    needed = {s.clip for s in pending} | {s.clip + 1 for s in pending if s.b is not None}
+    levels = {}
+    for n, inp in enumerate(inputs):
+        if n in needed and inp.info.has_audio:
+            job = segment_job(inp, inp.path, inp.path)  # outputs unused: only measured
+            job = normalized(job, settings.loudness, inp.label, ffmpeg, timeout_s, limits)
+            levels[n] = (job.gain_db, job.limiter)
+    return levels
+
+
+def render_transition(
+    segment: _Segment,
+    settings: EncodeSettings,
+    levels: dict[int, tuple[float, bool]],
+    on_progress: Progress | None,
+    ffmpeg: str,
+    timeout_s: float | None,
+    limits: Limits,
+    stop: threading.Event | None,
+) -> int:
+    """Encode a transition segment (`commands.transition_argv`); returns its frames."""
+    assert segment.b is not None
+    jobs = []
+    for clip, inp in ((segment.clip, segment.inp), (segment.clip + 1, segment.b)):
+        job = segment_job(inp, segment.video, segment.audio)
+        gain, limiter = levels.get(clip, (0.0, False))
+        jobs.append(replace(job, gain_db=gain, limiter=limiter))
+    argv = transition_argv(
+        jobs[0], jobs[1], segment.kind, settings, segment.video, segment.audio,
+        segment.captions, ffmpeg,
+    )  # fmt: skip
+    try:
+        run_ffmpeg(
+            argv, duration_s=segment.duration, on_progress=on_progress, timeout_s=timeout_s,
+            limits=limits, stop=stop,
+        )  # fmt: skip
+    except FFmpegError as error:
+        error.add_note(f"while encoding {segment.label}")
+        raise
+    return segment.frames

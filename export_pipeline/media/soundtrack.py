@@ -1,0 +1,266 @@
+"""A soundtrack under the export: music mixed with the clips' own audio at the join.
+
+The clips' audio reaches the join as one stream (the concatenated WAV segments: 48 kHz s16
+stereo, exactly `total_samples` long). A request may add music to it, the way Shotstack,
+Creatomate and editly do:
+
+- the music starts with the video and is looped to its length (or cut to it; music shorter
+  than the video and not looped simply ends, and silence follows);
+- it fades in over `fade_in` seconds and out over `fade_out`, the fade out ending exactly
+  at the video's end (or at the music's own end, when that comes first);
+- it plays at `volume` (linear gain) wherever the clips are silent, and is ducked under
+  their audio: a sidechain compressor keyed by the clips' audio pulls it down while someone
+  speaks, so speech stays intelligible, and lets it back up soon after;
+- the sum goes through a limiter, so music and speech together cannot clip.
+
+As in `commands`, argv and filter graphs are plain values: `mix_inputs` opens the music file
+(local file only, audio containers only), `mix_filter` is the graph, and `soundtrack_argv`
+is a complete command showing how the two fit (the join uses them the same way).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from export_pipeline.media.commands import (
+    LIMITER_HEADROOM_DB,
+    TRUE_PEAK_CEILING_DB,
+    _input,
+    _url,
+)
+
+# Containers a soundtrack may come in: MP3, MP4/M4A/MOV (AAC, ALAC, or the audio of a
+# video), raw AAC (ADTS), WAV, Ogg (Vorbis, Opus, FLAC), FLAC and Matroska/WebM. None of
+# them can open another file or URL (unlike hls, dash, concat or playlists).
+MUSIC_FORMATS = "mp3,mov,mp4,m4a,3gp,3g2,mj2,aac,wav,ogg,flac,matroska,webm"
+
+# Request defaults (what editors use: music under speech is quiet, fades are short).
+DEFAULT_VOLUME = 0.3
+DEFAULT_FADE_IN_S = 1.0
+DEFAULT_FADE_OUT_S = 2.0
+DEFAULT_LOOP = True
+MAX_FADE_S = 30.0
+KEYS = ("url", "volume", "fade_in", "fade_out", "loop")
+
+# Ducking: a compressor on the music whose level detector listens to the clips' audio.
+# FFmpeg's detector follows the key's squared level, rising with a time constant of attack/4
+# and falling with one of release/4, so it reads nearer the peaks than the RMS.
+# - threshold 0.03 (about -30 dBFS): room tone and ambience leave the music alone (steady
+#   noise at -40 dBFS RMS ducked it by 0.02 dB, at -35 by 1 dB); speech is well above it
+#   (around -20 dBFS RMS, louder after loudness normalization to -14 LUFS);
+# - ratio 4: speech-like audio at -20 dBFS RMS ducks the music by about 12 dB, at -14 by
+#   17, at -26 by 8, at -30 by 5 (test_soundtrack's clip audio, measured);
+# - attack 20 ms: the music gets out of the way of a first syllable without a click;
+# - release 400 ms: the music stays down through the gaps between syllables (a 200 ms
+#   release let it swing 11 dB at 4 syllables a second, 400 ms about 6.5), and is back
+#   within 1 dB 0.3 s after speech at -20 dBFS ends (0.45 s after speech at -14);
+# - linked channels by their maximum: speech on one side only ducks both sides.
+DUCK_THRESHOLD = 0.03
+DUCK_RATIO = 4
+DUCK_ATTACK_MS = 20
+DUCK_RELEASE_MS = 400
+
+
+class SoundtrackError(ValueError):
+    """The request's soundtrack cannot be used as written; the message says why."""
+
+
+@dataclass(frozen=True)
+class Soundtrack:
+    """How the music is mixed: linear `volume` (0-1), fades in seconds, and whether it loops."""
+
+    volume: float = DEFAULT_VOLUME
+    fade_in: float = DEFAULT_FADE_IN_S
+    fade_out: float = DEFAULT_FADE_OUT_S
+    loop: bool = DEFAULT_LOOP
+
+
+def _number(value: Any) -> float | None:
+    """A finite int or float as a float; None for anything else (bool included)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)  # an int too large for a float raises OverflowError
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """A value for a message, cut short: a request may hold anything."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_soundtrack(value: Any) -> tuple[str, Soundtrack]:
+    """The request's `soundtrack` object as its url and mix settings.
+
+    `url` is required (a non-empty string; whether it is an acceptable http(s) URL is
+    checked where it is downloaded); `volume` (0-1), `fade_in`, `fade_out` (0-30 s) and
+    `loop` are optional, and null means the default. Unknown keys are refused rather than
+    ignored: a misspelt "volum" would otherwise silently play the music at the default.
+    SoundtrackError lists every problem at once.
+    """
+    if not isinstance(value, Mapping):
+        raise SoundtrackError(
+            f"soundtrack must be an object with url, volume, fade_in, fade_out, loop, "
+            f"got {_shown(value)}"
+        )
+    problems: list[str] = []
+    unknown = [key for key in value if key not in KEYS]
+    if unknown:
+        names = ", ".join(_shown(key) for key in unknown)
+        problems.append(f"unknown key {names} (allowed: {', '.join(KEYS)})")
+    url = value.get("url")
+    if not isinstance(url, str) or not url.strip():
+        problems.append(f"url must be a non-empty string, got {_shown(url)}")
+
+    def setting(key: str, default: float, high: float, what: str) -> float:
+        raw = value.get(key)
+        if raw is None:
+            return default
+        number = _number(raw)
+        if number is None or not 0 <= number <= high:
+            problems.append(f"{key} must be a number from 0 to {high:g}{what}, got {_shown(raw)}")
+            return default
+        return number
+
+    volume = setting("volume", DEFAULT_VOLUME, 1, "")
+    fade_in = setting("fade_in", DEFAULT_FADE_IN_S, MAX_FADE_S, " (seconds)")
+    fade_out = setting("fade_out", DEFAULT_FADE_OUT_S, MAX_FADE_S, " (seconds)")
+    loop = value.get("loop")
+    if loop is None:
+        loop = DEFAULT_LOOP
+    elif not isinstance(loop, bool):
+        problems.append(f"loop must be true or false, got {_shown(loop)}")
+    if problems:
+        raise SoundtrackError("soundtrack: " + "; ".join(problems))
+    return url.strip(), Soundtrack(volume=volume, fade_in=fade_in, fade_out=fade_out, loop=loop)
+
+
+def mix_inputs(music: Path, loop: bool) -> list[str]:
+    """FFmpeg input options that open the music file: a local file in an audio container
+    (`MUSIC_FORMATS`), its audio only (no cover art or video is decoded), and repeated
+    forever when `loop` (`mix_filter` cuts it to the video's length)."""
+    repeat = ["-stream_loop", "-1"] if loop else []
+    return _input(music, MUSIC_FORMATS, *repeat, "-vn", "-sn", "-dn")
+
+
+def _label(name: str) -> str:
+    """A filter graph pad: "1:a:0" and "[1:a:0]" both give "[1:a:0]"."""
+    return f"[{name.strip('[]')}]"
+
+
+def music_end_sample(
+    total_samples: int, rate: int, track: Soundtrack, music_duration_s: float | None
+) -> int:
+    """Where the music stops, in samples from the start: at the video's end, or earlier
+    when it is shorter than the video and does not loop (and its length is known)."""
+    if track.loop or music_duration_s is None:
+        return total_samples
+    return max(0, min(total_samples, math.floor(music_duration_s * rate)))
+
+
+def limiter(limit_db: float = TRUE_PEAK_CEILING_DB - LIMITER_HEADROOM_DB) -> str:
+    """The limiter on the sum, as the clips' own (`commands._level`): sample peaks held
+    LIMITER_HEADROOM_DB under the true-peak ceiling, since peaks between samples and after
+    the AAC or Opus encode come out up to 0.8 dB higher; latency=1 so it adds no delay."""
+    limit = 10 ** (limit_db / 20)
+    return f"alimiter=limit={limit:.4f}:attack=5:release=50:level=0:latency=1"
+
+
+def mix_filter(
+    clips_label: str,
+    music_label: str,
+    total_samples: int,
+    rate: int,
+    track: Soundtrack,
+    music_duration_s: float | None,
+) -> str:
+    """The filter graph that puts the music under the clips' audio; its output pad is `[a]`,
+    float stereo at `rate`, exactly `total_samples` long.
+
+    `clips_label` is the clips' audio (already `rate` stereo, `total_samples` long),
+    `music_label` the music input (any rate and layout; endless when looped).
+    `music_duration_s` is the music's length, which places the fade out when the music is
+    shorter than the video and does not loop; None when unknown (the fade then ends at the
+    video's end and music that stops earlier is cut where it stops). It should be the
+    decoded length: an MP3's header length may include the encoder's padding (3.03 s for
+    3.00 s of sound), which only means the fade ends a little above silence.
+
+    1. The clips' audio is split: one copy is heard, the other keys the ducking.
+    2. The music is resampled to `rate` stereo (mono music goes to both sides at -3 dB,
+       FFmpeg's equal-power upmix; 5.1 is downmixed), its timestamps renumbered by sample (a
+       looped input's restarts then cannot leave gaps), cut where the music stops, faded
+       in from the start and out to where it stops (sample-exact `afade`), set to
+       `track.volume`, then padded with silence to `total_samples`.
+    3. `sidechaincompress` ducks it by the clips' audio (DUCK_* settings); with the clips
+       silent its gain is exactly 1, so music-only stretches play at `track.volume`.
+    4. Clips and music are summed at their own levels (`amix` normalize=0: no halving),
+       and the limiter holds the sum's peaks under the ceiling.
+    5. `apad` + `atrim` give exactly `total_samples` (the limiter or a short input cannot
+       change the length).
+    """
+    if total_samples <= 0 or rate <= 0:
+        raise ValueError(f"need total_samples > 0 and rate > 0, got {total_samples}, {rate}")
+    end = music_end_sample(total_samples, rate, track, music_duration_s)
+    music = [
+        f"aresample={rate}",
+        f"aformat=sample_fmts=fltp:sample_rates={rate}:channel_layouts=stereo",
+        "asetpts=N/SR/TB",
+        f"atrim=end_sample={max(end, 1)}",
+    ]
+    fade_in = min(end, round(track.fade_in * rate))
+    if fade_in > 0:
+        music.append(f"afade=t=in:start_sample=0:nb_samples={fade_in}")
+    fade_out = min(end, round(track.fade_out * rate))
+    if fade_out > 0:
+        music.append(f"afade=t=out:start_sample={end - fade_out}:nb_samples={fade_out}")
+    volume = track.volume if end > 0 else 0.0  # music of no length: not even its first sample
+    music += [f"volume={volume:.6f}", f"apad=whole_len={total_samples}"]
+    duck = (
+        f"sidechaincompress=threshold={DUCK_THRESHOLD}:ratio={DUCK_RATIO}"
+        f":attack={DUCK_ATTACK_MS}:release={DUCK_RELEASE_MS}:detection=rms:link=maximum"
+    )
+    mixdown = [
+        "amix=inputs=2:normalize=0:duration=first:dropout_transition=0",
+        limiter(),
+        f"apad=whole_len={total_samples}",
+        f"atrim=end_sample={total_samples}",
+    ]
+    return ";".join(
+        [
+            f"{_label(clips_label)}asplit=2[st_dry][st_key]",
+            f"{_label(music_label)}{','.join(music)}[st_music]",
+            f"[st_music][st_key]{duck}[st_ducked]",
+            f"[st_dry][st_ducked]{','.join(mixdown)}[a]",
+        ]
+    )
+
+
+def soundtrack_argv(
+    clips_wav: Path,
+    music: Path,
+    output: Path,
+    total_samples: int,
+    track: Soundtrack,
+    music_duration_s: float | None = None,
+    rate: int = 48000,
+    ffmpeg: str = "ffmpeg",
+) -> list[str]:
+    """Mix the clips' audio (a WAV of `total_samples` at `rate`) with the music file into a
+    16-bit stereo WAV of the same length. The join does the same with the concatenated WAV
+    segments as input 0 and the AAC or Opus encoder as output."""
+    return [
+        ffmpeg, "-y", "-nostdin", "-hide_banner", "-loglevel", "error",
+        *_input(clips_wav, "wav"),
+        *mix_inputs(music, track.loop),
+        "-filter_complex", mix_filter("0:a:0", "1:a:0", total_samples, rate, track,
+                                      music_duration_s),
+        "-map", "[a]", "-c:a", "pcm_s16le", "-ar", str(rate), "-ac", "2",
+        "-map_metadata", "-1", "-f", "wav", _url(output),
+    ]  # fmt: skip

@@ -1,0 +1,197 @@
+"""Transitions and burned-in captions, rendered with real FFmpeg and measured on the output:
+the timeline arithmetic, a crossfade's middle frame blending both clips, a fade reaching
+black, the sound carrying across, captions on screen at their cue times only, and a
+re-export rendering only the segments that touch the clip that changed."""
+
+from __future__ import annotations
+
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from export_pipeline.media.captions import parse_captions, parse_style
+from export_pipeline.media.commands import encode_settings
+from export_pipeline.media.probe import probe
+from export_pipeline.media.render import (
+    BurnIn,
+    ClipError,
+    RenderInput,
+    Transition,
+    plan_segments,
+    render_video,
+)
+from export_pipeline_tests.media.test_render import info_for
+
+FPS = Fraction(30)
+W, H = 320, 180
+COLOURS = ("red", "blue", "green", "white", "yellow", "magenta")
+
+
+def make_clip(path: Path, colour: str, tone: int, seconds: float = 2.0) -> Path:
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"color=c={colour}:s={W}x{H}:r=30",
+         "-f", "lavfi", "-i", f"sine=f={tone}:r=48000", "-t", str(seconds),
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+         str(path)],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
+@pytest.fixture(scope="module")
+def paths(tmp_path_factory) -> list[Path]:
+    directory = tmp_path_factory.mktemp("transitions")
+    return [
+        make_clip(directory / f"{colour}.mp4", colour, 300 + 100 * n)
+        for n, colour in enumerate(COLOURS)
+    ]
+
+
+def inputs(paths, transitions=(), hashes=None) -> list[RenderInput]:
+    """Clips in order; transitions[n] leads into clip n + 1."""
+    result = []
+    for n, path in enumerate(paths):
+        into = transitions[n - 1] if 0 < n <= len(transitions) else None
+        content = hashes[n] if hashes else None
+        result.append(RenderInput(path, 0.0, None, probe(path), f"clip {n + 1}", content, into))
+    return result
+
+
+def rgb_at(path: Path, seconds: float) -> tuple[int, int, int]:
+    """The colour at the centre of the frame shown at `seconds`."""
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-ss", f"{seconds}", "-i", str(path), "-frames:v", "1",
+         "-vf", f"crop=2:2:{W // 2}:{H // 2}", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    return raw[0], raw[1], raw[2]
+
+
+def rms_db(path: Path, start: float, length: float) -> float:
+    done = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostats", "-i", str(path), "-map", "0:a:0", "-af",
+         f"atrim=start={start}:duration={length},astats=measure_overall=RMS_level:"
+         "measure_perchannel=0", "-f", "null", "-"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    line = next(x for x in done.stderr.splitlines() if "RMS level dB" in x)
+    return float(line.split(":")[-1])
+
+
+def render(tmp_path, clips, **kwargs):
+    settings = encode_settings("720p", "16:9", "low", FPS, threads=2)
+    settings = type(settings)(**{**settings.__dict__, "width": W, "height": H})
+    output = tmp_path / "out.mp4"
+    return render_video(clips, settings, tmp_path / "work", output, **kwargs), output
+
+
+def test_the_plan_overlaps_clips_by_each_transition(paths):
+    clips = inputs(paths[:3], [Transition("crossfade", 0.5), Transition("cut", 0.5)])
+    parts = plan_segments(clips, FPS)
+    # clip 1 alone, crossfade 1 -> 2, clip 2 alone, clip 3 (a cut has no segment)
+    assert [(p.clip, p.kind) for p in parts] == [(0, "clip"), (0, "crossfade"), (1, "clip"),
+                                                 (2, "clip")]  # fmt: skip
+    assert [round(p.span.duration or 2.0, 3) for p in parts] == [1.5, 0.5, 1.5, 2.0]
+    assert parts[1].span.trim_start == 1.5 and parts[1].b.trim_start == 0.0
+    assert parts[2].span.trim_start == 0.5
+    assert parts[3].span is clips[2]  # untouched: the same segment (and key) as without any
+
+
+def test_a_transition_longer_than_its_clip_is_named():
+    info = info_for(1.0)
+    a = RenderInput(Path("a.mp4"), 0.0, None, info, "clip 1")
+    b = RenderInput(Path("b.mp4"), 0.0, None, info, "clip 2", None, Transition("fade", 1.0))
+    with pytest.raises(ClipError, match=r"clip 1: its transitions \(1.0 s\) take all of its"):
+        plan_segments([a, b], FPS)
+
+
+def test_crossfade_blends_and_shortens_the_video(paths, tmp_path):
+    clips = inputs(paths[:2], [Transition("crossfade", 1.0)])
+    result, output = render(tmp_path, clips)
+    assert result.duration_s == pytest.approx(3.0, abs=0.05)  # 2 + 2 - 1
+    red, middle, blue = rgb_at(output, 0.5), rgb_at(output, 1.5), rgb_at(output, 2.5)
+    assert red[0] > 200 and red[2] < 50 and blue[2] > 200 and blue[0] < 50
+    # Half way through, both clips show: red and blue each near half strength.
+    assert 80 < middle[0] < 180 and 80 < middle[2] < 180, middle
+    # The sound carries across: no gap in the middle of the crossfade.
+    assert rms_db(output, 1.2, 0.6) > rms_db(output, 0.2, 0.6) - 6
+
+
+def test_fade_goes_through_black(paths, tmp_path):
+    clips = inputs(paths[:2], [Transition("fade", 1.0)])
+    result, output = render(tmp_path, clips)
+    assert result.duration_s == pytest.approx(3.0, abs=0.05)
+    assert max(rgb_at(output, 1.5)) < 30  # the middle of the fade is black
+    assert rgb_at(output, 2.8)[2] > 200
+
+
+def test_captions_show_at_their_cue_times_only(paths, tmp_path):
+    srt = "1\n00:00:01,000 --> 00:00:02,500\nHELLO WORLD\n"
+    cues = tuple(parse_captions(srt, "srt"))
+    clips = inputs(paths[:2], [Transition("crossfade", 0.5)])
+    _, plain = render(tmp_path / "plain", clips)
+    _, burned = render(tmp_path / "burned", clips, captions=BurnIn(cues, parse_style(None)))
+
+    def differs(at: float) -> int:
+        rows = []
+        for path in (plain, burned):
+            rows.append(subprocess.run(
+                ["ffmpeg", "-v", "error", "-ss", f"{at}", "-i", str(path), "-frames:v", "1",
+                 "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                check=True, capture_output=True,
+            ).stdout)  # fmt: skip
+        return sum(1 for x, y in zip(*rows, strict=True) if abs(x - y) > 40)
+
+    # On screen across the crossfade (1.5-2.0 s) and the clips either side; gone outside.
+    assert differs(0.5) == 0 and differs(3.0) == 0
+    assert all(differs(t) > 100 for t in (1.2, 1.75, 2.3))
+
+
+class CountingCache:
+    """An in-memory segment cache that counts what had to be rendered."""
+
+    def __init__(self, root: Path):
+        self.root, self.stored = root, []
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str, suffix: str) -> Path:
+        return self.root / (key.replace("/", "_") + suffix)
+
+    def fetch(self, key, video_out, audio_out) -> bool:
+        video, audio = self._path(key, video_out.suffix), self._path(key, ".wav")
+        if not video.exists():
+            return False
+        video_out.write_bytes(video.read_bytes())
+        audio_out.write_bytes(audio.read_bytes())
+        return True
+
+    def store(self, key, video_out, audio_out) -> None:
+        self.stored.append(key)
+        self._path(key, video_out.suffix).write_bytes(video_out.read_bytes())
+        self._path(key, ".wav").write_bytes(audio_out.read_bytes())
+
+
+def test_a_reexport_renders_only_what_touches_the_changed_clip(paths, tmp_path):
+    transitions = [Transition("crossfade", 0.5)] * 5
+    hashes = [f"sha-{n}" for n in range(6)]
+    cache = CountingCache(tmp_path / "cache")
+    settings = encode_settings("720p", "16:9", "low", FPS, threads=2, loudness=-14.0)
+    settings = type(settings)(**{**settings.__dict__, "width": W, "height": H})
+    first = render_video(inputs(paths, transitions, hashes), settings, tmp_path / "w",
+                         tmp_path / "first.mp4", cache=cache)  # fmt: skip
+    assert first.segments == 11 and len(cache.stored) == 11  # 6 clips, 5 transitions
+
+    # Clip 4 is regenerated: its own segment and both transitions touching it change.
+    changed = list(paths)
+    changed[3] = make_clip(tmp_path / "new-white.mp4", "gray", 950)
+    hashes[3] = "sha-new"
+    cache.stored.clear()
+    again = render_video(inputs(changed, transitions, hashes), settings, tmp_path / "w",
+                         tmp_path / "again.mp4", cache=cache)  # fmt: skip
+    assert len(cache.stored) == 3 and again.reused_segments == 8
+    assert again.duration_s == pytest.approx(first.duration_s, abs=0.01)
+    # Elsewhere the picture is what it was: clip 1 and clip 6 untouched.
+    for at in (0.5, first.duration_s - 0.5):
+        assert rgb_at(tmp_path / "again.mp4", at) == rgb_at(tmp_path / "first.mp4", at)
