@@ -14,6 +14,13 @@ from typing import Any
 
 from export_pipeline.appdb.store import parse_clips
 from export_pipeline.clips.download import url_problem
+from export_pipeline.media.captions import KINDS as CAPTION_KINDS
+from export_pipeline.media.captions import (
+    CaptionError,
+    CaptionStyle,
+    parse_captions,
+    parse_style,
+)
 from export_pipeline.media.layout import (
     ASPECT_RATIOS,
     DEFAULT_FORMAT,
@@ -21,6 +28,7 @@ from export_pipeline.media.layout import (
     QUALITIES,
     RESOLUTIONS,
 )
+from export_pipeline.media.soundtrack import Soundtrack, parse_soundtrack
 
 MAX_CLIPS = 500
 # Identifiers end up in Dagster run tags, whose PostgreSQL index refuses values over ~2.7 KB
@@ -30,11 +38,38 @@ MAX_ID_CHARS = 256
 # (1e308 once made a 300-digit cache key). Durations are also held to the export limit.
 MAX_SECONDS = 24 * 3600.0
 MAX_SCENE_NUMBER = 10**9
+# Transitions (on the clip they lead into): the kinds, and how long one may last.
+TRANSITION_TYPES = ("crossfade", "fade", "cut")
+DEFAULT_TRANSITION_S = 0.5
+MIN_TRANSITION_S, MAX_TRANSITION_S = 0.1, 5.0
 MAX_PROBLEMS_SHOWN = 20  # the error message stays readable when 500 clips are wrong
 
 
 class InvalidRequest(ValueError):
     """The request row cannot be exported as written; the message says why."""
+
+
+@dataclass(frozen=True)
+class TransitionSpec:
+    kind: str  # crossfade, fade (through black) or cut
+    duration: float  # seconds the two clips overlap (0 for a cut)
+
+
+@dataclass(frozen=True)
+class CaptionsSpec:
+    """Captions as the request gives them: inline text (`srt` or `vtt`), or a URL to fetch."""
+
+    kind: str  # srt or vtt
+    text: str | None
+    url: str | None
+    burn_in: bool
+    style: CaptionStyle
+
+
+@dataclass(frozen=True)
+class SoundtrackSpec:
+    url: str
+    track: Soundtrack
 
 
 @dataclass(frozen=True)
@@ -45,6 +80,7 @@ class ClipSpec:
     trim_start: float = 0.0
     duration: float | None = None
     scene_id: str | None = None
+    transition: TransitionSpec | None = None  # from the clip before into this one
 
     @property
     def label(self) -> str:
@@ -63,6 +99,8 @@ class ExportSpec:
     clips: tuple[ClipSpec, ...]
     format: str = DEFAULT_FORMAT  # layout.FORMATS
     audio_normalize: bool = True  # each clip's audio brought to one loudness
+    soundtrack: SoundtrackSpec | None = None
+    captions: CaptionsSpec | None = None
 
     @property
     def ordered_clips(self) -> list[ClipSpec]:
@@ -143,6 +181,7 @@ def _parse_clip(
     scene_id = raw.get("scene_id")
     if scene_id is not None and len(str(scene_id)) > MAX_ID_CHARS:
         problems.append(f"{where}: scene_id is longer than {MAX_ID_CHARS} characters")
+    transition = _parse_transition(where, raw.get("transition"), problems)
     if len(problems) > before:
         return None
     return ClipSpec(
@@ -152,7 +191,107 @@ def _parse_clip(
         trim_start=trim,
         duration=duration,
         scene_id=None if scene_id is None else str(scene_id),
+        transition=transition,
     )
+
+
+def _parse_transition(where: str, raw: Any, problems: list[str]) -> TransitionSpec | None:
+    """`{"type": "crossfade"|"fade"|"cut", "duration": 0.5}` on the clip it leads into."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        problems.append(f'{where}: transition must be an object like {{"type": "crossfade", '
+                        f'"duration": 0.5}}, got {_shown(raw)}')  # fmt: skip
+        return None
+    unknown = sorted(set(raw) - {"type", "duration"})
+    if unknown:
+        problems.append(f"{where}: transition has unknown keys {unknown} (use type, duration)")
+    kind = raw.get("type", "crossfade")
+    if kind not in TRANSITION_TYPES:
+        problems.append(f"{where}: transition type {_shown(kind)} is not supported (use one of: "
+                        f"{', '.join(TRANSITION_TYPES)})")  # fmt: skip
+        return None
+    if kind == "cut":
+        return TransitionSpec("cut", 0.0)
+    duration = raw.get("duration", DEFAULT_TRANSITION_S)
+    seconds = _number(duration)
+    if seconds is None or not MIN_TRANSITION_S <= seconds <= MAX_TRANSITION_S:
+        problems.append(f"{where}: transition duration must be a number from "
+                        f"{MIN_TRANSITION_S:g} to {MAX_TRANSITION_S:g} (seconds), "
+                        f"got {_shown(duration)}")  # fmt: skip
+        return None
+    return TransitionSpec(kind, seconds)
+
+
+def _parse_soundtrack(raw: Any, problems: list[str]) -> SoundtrackSpec | None:
+    if raw is None:
+        return None
+    try:
+        value = parse_clips(raw)
+        url, track = parse_soundtrack(value)
+    except (ValueError, TypeError) as exc:  # SoundtrackError, or JSON that does not parse
+        text = str(exc)
+        problems.append(text if text.startswith("soundtrack") else f"soundtrack: {text[:200]}")
+        return None
+    problem = url_problem(url)
+    if problem:
+        problems.append(f"soundtrack: url must be an http(s) URL ({problem}), got {_shown(url)}")
+        return None
+    return SoundtrackSpec(url, track)
+
+
+def _parse_captions(raw: Any, problems: list[str]) -> CaptionsSpec | None:
+    """`{"srt": text}`, `{"vtt": text}` or `{"url": ..., "format": "srt"|"vtt"}`, with
+    `burn_in` (default true) and `style`. Inline text is parsed here, so a broken file is
+    refused before any work; a URL's text when the clips are downloaded."""
+    if raw is None:
+        return None
+    try:
+        value = parse_clips(raw)
+    except (ValueError, TypeError) as exc:
+        problems.append(f"captions is not valid JSON ({str(exc)[:200]})")
+        return None
+    if not isinstance(value, Mapping):
+        problems.append(f"captions must be an object, got {_shown(value)}")
+        return None
+    unknown = sorted(set(value) - {"srt", "vtt", "url", "format", "burn_in", "style"})
+    sources = [k for k in ("srt", "vtt", "url") if value.get(k) is not None]
+    if unknown:
+        problems.append(f"captions has unknown keys {unknown} (use srt, vtt or url, format, "
+                        "burn_in, style)")  # fmt: skip
+    if len(sources) != 1:
+        problems.append("captions needs exactly one of srt, vtt (the text) or url")
+        return None
+    burn_in = value.get("burn_in", True)
+    if not isinstance(burn_in, bool):
+        problems.append(f"captions: burn_in must be true or false, got {_shown(burn_in)}")
+    try:
+        style = parse_style(value.get("style"))
+    except CaptionError as exc:
+        problems.append(str(exc))
+        return None
+    (source,) = sources
+    if source == "url":
+        url = value["url"]
+        problem = url_problem(url.strip()) if isinstance(url, str) else "not a string"
+        kind = value.get("format") or (url.rsplit(".", 1)[-1].lower() if isinstance(url, str)
+                                       else None)  # fmt: skip
+        if problem:
+            problems.append(f"captions: url must be an http(s) URL ({problem}), got {_shown(url)}")
+        elif kind not in CAPTION_KINDS:
+            problems.append('captions: say whether the file at url is srt or vtt ("format")')
+        else:
+            return CaptionsSpec(kind, None, url.strip(), burn_in is True, style)
+        return None
+    text = value[source]
+    try:
+        if not isinstance(text, str):
+            raise CaptionError(f"captions: {source} must be the file's text, got {_shown(text)}")
+        parse_captions(text, source)
+    except CaptionError as exc:
+        problems.append(str(exc))
+        return None
+    return CaptionsSpec(source, text, None, burn_in is True, style)
 
 
 def parse_request(row: Mapping[str, Any], max_duration_s: float = MAX_SECONDS) -> ExportSpec:
@@ -203,12 +342,21 @@ def _parse_request(row: Mapping[str, Any], max_duration_s: float) -> ExportSpec:
                 clip = _parse_clip(position, raw, problems, max_duration_s)
                 if clip:
                     clips.append(clip)
+            first = min(clips, key=lambda c: (c.scene_number, c.position), default=None)
+            if first and first.transition and first.transition.kind != "cut":
+                problems.append(
+                    f"{first.label}: a transition leads into a clip from the one before it, "
+                    "and this clip plays first: remove its transition"
+                )
             requested = sum(c.duration for c in clips if c.duration is not None)
             if requested > max_duration_s:
                 problems.append(
                     f"the clips' durations add up to {requested:g} s; the longest export is "
                     f"{max_duration_s:g} s: shorten or remove clips"
                 )
+
+    soundtrack = _parse_soundtrack(row.get("soundtrack"), problems)
+    captions = _parse_captions(row.get("captions"), problems)
 
     if problems:
         shown = problems[:MAX_PROBLEMS_SHOWN]
@@ -225,4 +373,6 @@ def _parse_request(row: Mapping[str, Any], max_duration_s: float) -> ExportSpec:
         clips=tuple(clips),
         format=str(row.get("format") or DEFAULT_FORMAT),
         audio_normalize=audio_normalize,
+        soundtrack=soundtrack,
+        captions=captions,
     )

@@ -150,3 +150,83 @@ def test_audio_normalize_must_be_a_flag():
     with pytest.raises(InvalidRequest) as info:
         parse_request(row(audio_normalize="yes please"))
     assert "audio_normalize 'yes please' must be true or false" in str(info.value)
+
+
+def clips_with(*transitions) -> str:
+    """Three clips in scene order; transitions[n] is set on clip n + 2 (None: none)."""
+    clips = [{"url": f"https://cdn.example/{n}.mp4", "scene_number": n} for n in (1, 2, 3)]
+    for clip, transition in zip(clips[1:], transitions, strict=False):
+        if transition is not None:
+            clip["transition"] = transition
+    return json.dumps(clips)
+
+
+def test_transitions_are_read_onto_the_clip_they_lead_into():
+    spec = parse_request(
+        row(clips=clips_with({"type": "crossfade", "duration": 1}, {"type": "fade"}))
+    )
+    kinds = [
+        (c.transition.kind, c.transition.duration) if c.transition else None for c in spec.clips
+    ]
+    assert kinds == [None, ("crossfade", 1.0), ("fade", 0.5)]
+    cut = parse_request(row(clips=clips_with({"type": "cut"}))).clips[1].transition
+    assert (cut.kind, cut.duration) == ("cut", 0.0)
+
+
+@pytest.mark.parametrize(
+    ("transition", "message"),
+    [
+        ({"type": "wipe"}, "clip 2: transition type 'wipe' is not supported (use one of: crossfade, fade, cut)"),
+        ({"type": "fade", "duration": 9}, "clip 2: transition duration must be a number from 0.1 to 5 (seconds), got 9"),
+        ({"type": "fade", "speed": 2}, "clip 2: transition has unknown keys ['speed'] (use type, duration)"),
+        ("crossfade", "clip 2: transition must be an object like"),
+    ],
+)  # fmt: skip
+def test_a_bad_transition_is_named(transition, message):
+    with pytest.raises(InvalidRequest) as info:
+        parse_request(row(clips=clips_with(transition)))
+    assert message in str(info.value)
+
+
+def test_a_transition_into_the_first_clip_is_refused():
+    clips = json.loads(clips_with())
+    clips[0]["transition"] = {"type": "fade"}
+    with pytest.raises(InvalidRequest) as info:
+        parse_request(row(clips=json.dumps(clips)))
+    assert "clip 1 (scene 1): a transition leads into a clip from the one before it" in str(
+        info.value
+    )
+
+
+def test_soundtrack_and_captions_are_read_and_checked():
+    spec = parse_request(row(
+        soundtrack='{"url": "https://cdn.example/song.mp3", "volume": 0.2, "loop": false}',
+        captions={"vtt": "WEBVTT\n\n00:01.000 --> 00:02.000\nHi\n", "burn_in": False},
+    ))  # fmt: skip
+    assert spec.soundtrack.url == "https://cdn.example/song.mp3"
+    assert (spec.soundtrack.track.volume, spec.soundtrack.track.loop) == (0.2, False)
+    assert (spec.captions.kind, spec.captions.burn_in, spec.captions.url) == ("vtt", False, None)
+    by_url = parse_request(row(captions={"url": "https://cdn.example/subs.srt"})).captions
+    assert (by_url.kind, by_url.url, by_url.burn_in) == (
+        "srt",
+        "https://cdn.example/subs.srt",
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"soundtrack": {"url": "https://cdn.example/a.mp3", "volume": 3}}, "soundtrack: volume must be a number from 0 to 1, got 3"),
+        ({"soundtrack": {"url": "ftp://cdn.example/a.mp3"}}, "soundtrack: url must be an http(s) URL"),
+        ({"soundtrack": "{not json"}, "soundtrack: "),
+        ({"captions": {"srt": "1\n00:00:02,000 --> 00:00:01,000\nHi\n"}}, "captions: cue 1"),
+        ({"captions": {"srt": "x", "vtt": "y"}}, "captions needs exactly one of srt, vtt (the text) or url"),
+        ({"captions": {"url": "https://cdn.example/subs.txt"}}, 'captions: say whether the file at url is srt or vtt ("format")'),
+        ({"captions": {"srt": "1\n00:00:01,000 --> 00:00:02,000\nHi\n", "style": {"size": 3}}}, "captions"),
+    ],
+)  # fmt: skip
+def test_a_bad_soundtrack_or_captions_is_named(fields, message):
+    with pytest.raises(InvalidRequest) as info:
+        parse_request(row(**fields))
+    assert message in str(info.value)
