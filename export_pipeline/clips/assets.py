@@ -28,6 +28,7 @@ from export_pipeline.clips.download import (
     download,
     http_client,
 )
+from export_pipeline.clips.extras import fetch_captions, fetch_soundtrack
 from export_pipeline.intake.partitions import export_partitions
 from export_pipeline.intake.spec import ClipSpec
 from export_pipeline.media.probe import InvalidMedia, probe_and_check
@@ -166,6 +167,20 @@ def download_clips(
 
         with http_client(policy) as client, ThreadPoolExecutor(downloads.concurrency) as pool:
             entries = list(pool.map(fetch, clips))
+            extras = {}
+            if step.spec.soundtrack:
+                extras["soundtrack"] = fetch_soundtrack(
+                    step.spec.soundtrack, previous.get("soundtrack"), storage, policy, client,
+                    budget, Path(scratch), media.ffprobe, media.limits(),
+                )  # fmt: skip
+                step.context.log.info(f"soundtrack: {extras['soundtrack']['bytes']} bytes")
+            if step.spec.captions:
+                captions = fetch_captions(
+                    step.spec.captions, previous.get("captions"), policy, client, budget,
+                    Path(scratch),
+                )  # fmt: skip
+                if captions:
+                    extras["captions"] = captions
 
     total_s = check_total_duration(clips, entries, downloads.max_total_duration_s)
     records = [
@@ -173,7 +188,7 @@ def download_clips(
         for c, e in zip(clips, entries, strict=True)
     ]
     seconds = round(time.monotonic() - started, 2)
-    storage.put_json(manifest, {"clips": records, "seconds": seconds})
+    storage.put_json(manifest, {"clips": records, "seconds": seconds, **extras})
     reused = sum(1 for r in records if r["reused"])
     return MaterializeResult(
         metadata={

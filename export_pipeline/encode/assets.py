@@ -16,10 +16,19 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, Ret
 
 from export_pipeline.clips.assets import downloaded_clips_key, manifest_key
 from export_pipeline.intake.partitions import export_partitions
+from export_pipeline.intake.spec import ClipSpec, ExportSpec
+from export_pipeline.media.captions import Cue, parse_captions
 from export_pipeline.media.commands import encode_settings
 from export_pipeline.media.layout import choose_frame_rate, output_format
 from export_pipeline.media.probe import InvalidMedia, MediaInfo, probe
-from export_pipeline.media.render import ClipError, RenderInput, render_video
+from export_pipeline.media.render import (
+    BurnIn,
+    ClipError,
+    Music,
+    RenderInput,
+    Transition,
+    render_video,
+)
 from export_pipeline.media.runner import FFmpegError
 from export_pipeline.resources import AppDatabase, MediaTools, StorageResource
 from export_pipeline.storage import ObjectNotFound, Storage
@@ -81,6 +90,44 @@ def render_error(exc: Exception) -> ExportError:
     return ExportError(f"{type(exc).__name__}: {exc}", permanent=False)
 
 
+def _transition(clip: ClipSpec) -> Transition | None:
+    if clip.transition is None or clip.transition.kind == "cut":
+        return None
+    return Transition(clip.transition.kind, clip.transition.duration)
+
+
+def _music(spec: ExportSpec, manifest: dict, storage: Storage, work: Path) -> Music | None:
+    """The request's soundtrack, archived by downloaded_clips, fetched for the join."""
+    if spec.soundtrack is None:
+        return None
+    entry = manifest.get("soundtrack")
+    if not entry or entry.get("url") != spec.soundtrack.url:
+        raise ExportError(
+            "the soundtrack is not in the clip manifest: re-run downloaded_clips", permanent=True
+        )
+    local = work / "soundtrack.audio"
+    storage.get_file(entry["key"], local)
+    return Music(local, spec.soundtrack.track, entry.get("duration"))
+
+
+def _captions(spec: ExportSpec, manifest: dict) -> tuple[BurnIn | None, tuple[Cue, ...] | None]:
+    """The request's captions (inline, or as downloaded_clips fetched them), to burn in or
+    to add as a soft track."""
+    if spec.captions is None:
+        return None, None
+    fetched = manifest.get("captions") or {}
+    text = spec.captions.text if spec.captions.text is not None else fetched.get("text")
+    if text is None:
+        raise ExportError(
+            "the captions are missing from the clip manifest: re-run downloaded_clips",
+            permanent=True,
+        )
+    cues = tuple(parse_captions(text, spec.captions.kind))
+    if spec.captions.burn_in:
+        return BurnIn(cues, spec.captions.style), None
+    return None, cues
+
+
 def encode(
     step: ExportStep, storage: Storage, media: MediaTools, attempt: int
 ) -> MaterializeResult:
@@ -118,8 +165,11 @@ def encode(
                     info=info,
                     label=clip.label,
                     content_hash=entry["sha256"],
+                    transition=_transition(clip),
                 )
             )
+        music = _music(spec, manifest, storage, work)
+        burn, soft = _captions(spec, manifest)
         fps = choose_frame_rate([i.info.fps for i in inputs], cap=Fraction(media.max_fps))
         settings = encode_settings(
             spec.resolution,
@@ -149,6 +199,9 @@ def encode(
             cache=StorageSegmentCache(storage),
             limits=media.limits(),
             parallel=media.segment_workers,
+            captions=burn,
+            music=music,
+            subtitles=soft,
         )
         key = encoded_key(step.partition_key, target.extension)
         storage.put_file(output, key, content_type=target.content_type)

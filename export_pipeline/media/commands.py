@@ -680,26 +680,44 @@ def concat_argv(
     output: Path,
     settings: EncodeSettings,
     ffmpeg: str = "ffmpeg",
+    *,
+    music: tuple[list[str], str] | None = None,
+    subtitles: Path | None = None,
 ) -> list[str]:
     """Join the segments: video by stream copy, audio encoded once (AAC, or Opus for WebM).
     MP4 with faststart (H.265 tagged hvc1 for Apple's players); WebM with its index (cues)
-    at the front, the same idea: a player can start before the whole file has arrived."""
+    at the front, the same idea: a player can start before the whole file has arrived.
+
+    `music` is a soundtrack as (its input options, the graph mixing it as input 2 under the
+    clips' audio, input 1, into `[a]`: `soundtrack.mix_filter`). `subtitles` is a soft
+    caption track: an SRT file for MP4 (stored as mov_text) or a WebVTT file for WebM."""
     if settings.container == "webm":
         layout = ["-cues_to_front", "1", "-f", "webm"]
     else:
         tag = ["-tag:v", "hvc1"] if settings.codec == "hevc" else []
         layout = [*tag, "-movflags", "+faststart", "-f", "mp4"]
     audio = "libopus" if settings.audio_codec == "opus" else "aac"
+    inputs = [
+        *_input(video_list, VIDEO_LIST_FORMATS, "-f", "concat"),
+        *_input(audio_list, AUDIO_LIST_FORMATS, "-f", "concat"),
+    ]
+    maps = ["-map", "0:v:0"]
+    if music:
+        inputs += music[0]
+        maps += ["-filter_complex", music[1], "-map", "[a]"]
+    else:
+        maps += ["-map", "1:a:0"]
+    if subtitles:
+        webm = settings.container == "webm"
+        inputs += _input(subtitles, "webvtt" if webm else "srt", "-f", "webvtt" if webm else "srt")
+        index = 3 if music else 2
+        maps += ["-map", f"{index}:s:0", "-c:s", "webvtt" if webm else "mov_text"]
     return [
         ffmpeg,
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
-        *_input(video_list, VIDEO_LIST_FORMATS, "-f", "concat"),
-        *_input(audio_list, AUDIO_LIST_FORMATS, "-f", "concat"),
-        "-map",
-        "0:v:0",
-        "-map",
-        "1:a:0",
+        *inputs,
+        *maps,
         "-c:v",
         "copy",
         "-c:a",

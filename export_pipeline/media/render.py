@@ -20,12 +20,20 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
-from export_pipeline.media.captions import CaptionStyle, Cue, ass_document, cues_in_span
+from export_pipeline.media.captions import (
+    CaptionStyle,
+    Cue,
+    ass_document,
+    cues_in_span,
+    srt_document,
+    vtt_document,
+)
 from export_pipeline.media.commands import (
     TRANSITIONS,
     EncodeSettings,
     Loudness,
     SegmentJob,
+    audio_sample_count,
     available_cpus,
     concat_argv,
     concat_list,
@@ -45,6 +53,7 @@ from export_pipeline.media.runner import (
     capture,
     run_ffmpeg,
 )
+from export_pipeline.media.soundtrack import Soundtrack, mix_filter, mix_inputs
 
 Progress = Callable[[float], None]
 
@@ -78,6 +87,15 @@ class Transition:
 
     kind: str  # commands.XFADE
     duration: float
+
+
+@dataclass(frozen=True)
+class Music:
+    """A soundtrack for the join: the file, how it plays, its length (None: unknown)."""
+
+    path: Path
+    track: Soundtrack
+    duration_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -309,11 +327,14 @@ def join_segments(
     ffmpeg: str = "ffmpeg",
     timeout_s: float | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    music: Music | None = None,
+    subtitles: tuple[Cue, ...] | None = None,
 ) -> None:
     """Concatenate segments (in order) into `output`, which appears only when complete.
 
     The concat lists are written next to the segments (each kind in one directory) and
-    removed afterwards; `duration_s` is the expected total, for progress.
+    removed afterwards; `duration_s` is the expected total, for progress (and the length
+    of the `music`, mixed under the clips' audio). `subtitles` become a soft caption track.
     """
     if len(video_segments) != len(audio_segments):
         raise ValueError(
@@ -330,8 +351,23 @@ def join_segments(
                 lists.append(Path(handle.name))
                 handle.write(text)
         output.parent.mkdir(parents=True, exist_ok=True)
+        mix = None
+        if music is not None:
+            samples = audio_sample_count(frame_count(duration_s or 0.0, settings.fps), settings)
+            mix = (
+                mix_inputs(music.path, music.track.loop),
+                mix_filter("1:a:0", "2:a:0", samples, settings.audio_rate, music.track,
+                           music.duration_s),
+            )  # fmt: skip
+        track = None
+        if subtitles:
+            webm = settings.container == "webm"
+            track = video_segments[0].parent / ("captions.vtt" if webm else "captions.srt")
+            text = vtt_document(list(subtitles)) if webm else srt_document(list(subtitles))
+            track.write_text(text, encoding="utf-8")
+            lists.append(track)
         run_ffmpeg(
-            concat_argv(lists[0], lists[1], partial, settings, ffmpeg),
+            concat_argv(lists[0], lists[1], partial, settings, ffmpeg, music=mix, subtitles=track),
             duration_s=duration_s,
             on_progress=on_progress,
             timeout_s=timeout_s,
@@ -489,11 +525,14 @@ def render_video(
     limits: Limits = DEFAULT_LIMITS,
     parallel: int = 0,
     captions: BurnIn | None = None,
+    music: Music | None = None,
+    subtitles: tuple[Cue, ...] | None = None,
 ) -> RenderResult:
     """Render `inputs` in order into `output`; `timeout_s` applies per FFmpeg run.
     Segments (`plan_segments`: clips, and transitions between them) not in `cache` are
     encoded `parallel` at once (0: `segment_workers()`). `captions` are burned into the
-    segments they fall on (and are part of those segments' cache keys).
+    segments they fall on (and are part of those segments' cache keys); `music` is mixed
+    under the clips' audio and `subtitles` added as a soft caption track, both in the join.
 
     Progress: encoding the segments is 90 % of the work, shared by duration; the join
     is the last 10 %. Intermediate files live in a scratch directory inside `work_dir` that
@@ -576,6 +615,8 @@ def render_video(
             ffmpeg=ffmpeg,
             timeout_s=timeout_s,
             limits=limits,
+            music=music,
+            subtitles=subtitles,
         )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -195,3 +195,58 @@ def test_a_reexport_renders_only_what_touches_the_changed_clip(paths, tmp_path):
     # Elsewhere the picture is what it was: clip 1 and clip 6 untouched.
     for at in (0.5, first.duration_s - 0.5):
         assert rgb_at(tmp_path / "again.mp4", at) == rgb_at(tmp_path / "first.mp4", at)
+
+
+def streams(path: Path) -> list[dict]:
+    import json
+
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return json.loads(out)["streams"]
+
+
+@pytest.mark.parametrize(("fmt", "codec"), [("mp4", "mov_text"), ("webm", "webvtt")])
+def test_soundtrack_and_soft_captions_are_added_in_the_join(paths, tmp_path, fmt, codec):
+    from export_pipeline.media.render import Music
+    from export_pipeline.media.soundtrack import Soundtrack
+
+    silent = tmp_path / "silent.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"color=c=black:s={W}x{H}:r=30:d=2",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(silent)],
+        check=True,
+    )  # fmt: skip
+    music = tmp_path / "music.mp3"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=f=220:d=1.5", str(music)],
+        check=True,
+    )  # fmt: skip
+    clips = inputs([paths[0], silent])
+    cues = tuple(parse_captions("1\n00:00:00,500 --> 00:00:01,500\nHello\n", "srt"))
+    settings = encode_settings("720p", "16:9", "low", FPS, threads=2, format=fmt)
+    settings = type(settings)(**{**settings.__dict__, "width": W, "height": H})
+    output = tmp_path / f"out.{settings.container}"
+    track = Soundtrack(volume=0.5, fade_in=0.1, fade_out=0.1, loop=True)
+    result = render_video(clips, settings, tmp_path / "w", output,
+                          music=Music(music, track, 1.5), subtitles=cues)  # fmt: skip
+    assert result.duration_s == pytest.approx(4.0, abs=0.05)
+    kinds = {s["codec_type"]: s["codec_name"] for s in streams(output)}
+    assert kinds["subtitle"] == codec
+    text = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(output), "-map", "0:s:0", "-f", "srt", "-"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    (start, end), *_ = [
+        [float(t.replace(",", ".").split(":")[-1]) for t in line.split(" --> ")]
+        for line in text.splitlines()
+        if "-->" in line
+    ]
+    # On the final timeline (WebM shifts every stream by Opus's 14 ms of priming alike).
+    video_start = float(next(s for s in streams(output) if s["codec_type"] == "video")
+                        .get("start_time", 0))  # fmt: skip
+    assert "Hello" in text
+    assert start - video_start == pytest.approx(0.5, abs=0.02) and end - start == pytest.approx(1.0)
+    # The silent clip now carries the looped music, at about the set volume.
+    assert rms_db(output, 2.5, 1.0) > -40
