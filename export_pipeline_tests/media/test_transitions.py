@@ -26,7 +26,8 @@ from export_pipeline_tests.media.test_render import info_for
 
 FPS = Fraction(30)
 W, H = 320, 180
-COLOURS = ("red", "blue", "green", "white", "yellow", "magenta")
+COLOURS = ("red", "blue", "green", "white", "yellow", "magenta", "cyan", "orange", "purple",
+           "brown", "pink", "navy")  # fmt: skip
 
 
 def make_clip(path: Path, colour: str, tone: int, seconds: float = 2.0) -> Path:
@@ -174,27 +175,32 @@ class CountingCache:
 
 
 def test_a_reexport_renders_only_what_touches_the_changed_clip(paths, tmp_path):
-    transitions = [Transition("crossfade", 0.5)] * 5
-    hashes = [f"sha-{n}" for n in range(6)]
+    """Twelve clips, eleven crossfades, loudness on: clip 7 regenerated renders its own
+    segment and the two transitions touching it, nothing else."""
+    transitions = [Transition("crossfade", 0.5)] * 11
+    hashes = [f"sha-{n}" for n in range(12)]
     cache = CountingCache(tmp_path / "cache")
     settings = encode_settings("720p", "16:9", "low", FPS, threads=2, loudness=-14.0)
     settings = type(settings)(**{**settings.__dict__, "width": W, "height": H})
     first = render_video(inputs(paths, transitions, hashes), settings, tmp_path / "w",
                          tmp_path / "first.mp4", cache=cache)  # fmt: skip
-    assert first.segments == 11 and len(cache.stored) == 11  # 6 clips, 5 transitions
+    assert first.segments == 23 and len(cache.stored) == 23  # 12 clips, 11 transitions
+    assert first.duration_s == pytest.approx(12 * 2.0 - 11 * 0.5, abs=0.05)
 
-    # Clip 4 is regenerated: its own segment and both transitions touching it change.
     changed = list(paths)
-    changed[3] = make_clip(tmp_path / "new-white.mp4", "gray", 950)
-    hashes[3] = "sha-new"
+    changed[6] = make_clip(tmp_path / "new.mp4", "gray", 950)
+    hashes[6] = "sha-new"
     cache.stored.clear()
     again = render_video(inputs(changed, transitions, hashes), settings, tmp_path / "w",
                          tmp_path / "again.mp4", cache=cache)  # fmt: skip
-    assert len(cache.stored) == 3 and again.reused_segments == 8
+    assert len(cache.stored) == 3 and again.reused_segments == 20
     assert again.duration_s == pytest.approx(first.duration_s, abs=0.01)
-    # Elsewhere the picture is what it was: clip 1 and clip 6 untouched.
-    for at in (0.5, first.duration_s - 0.5):
+    # Elsewhere the picture is what it was; where clip 7 plays alone, it is the new one.
+    for at in (0.5, 5.0, first.duration_s - 0.5):
         assert rgb_at(tmp_path / "again.mp4", at) == rgb_at(tmp_path / "first.mp4", at)
+    middle_of_7 = 6 * 1.5 + 1.0
+    assert rgb_at(tmp_path / "again.mp4", middle_of_7) != rgb_at(tmp_path / "first.mp4",
+                                                                 middle_of_7)  # fmt: skip
 
 
 def streams(path: Path) -> list[dict]:
