@@ -7,12 +7,12 @@ or the creator ("clip 2: trim_start must be a number >= 0, got -1").
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from export_pipeline.appdb.store import parse_clips
+from export_pipeline.checks import finite_number, shown
 from export_pipeline.clips.download import url_problem
 from export_pipeline.media.captions import KINDS as CAPTION_KINDS
 from export_pipeline.media.captions import (
@@ -111,7 +111,7 @@ class ExportSpec:
 def _choice(problems: list[str], name: str, value: Any, allowed: Mapping | tuple) -> None:
     if not isinstance(value, str) or value not in allowed:
         options = ", ".join(allowed)
-        problems.append(f"{name} {_shown(value)} is not supported (use one of: {options})")
+        problems.append(f"{name} {shown(value)} is not supported (use one of: {options})")
 
 
 _TRUE, _FALSE = ("true", "t", "1"), ("false", "f", "0")
@@ -124,24 +124,8 @@ def _flag(problems: list[str], name: str, value: Any, default: bool) -> bool:
     text = str(value).strip().lower()
     if text in _TRUE or text in _FALSE:
         return text in _TRUE
-    problems.append(f"{name} {_shown(value)} must be true or false (or NULL: {default})")
+    problems.append(f"{name} {shown(value)} must be true or false (or NULL: {default})")
     return default
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)  # an int too large for a float raises OverflowError
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _shown(value: Any, limit: int = 80) -> str:
-    """A value quoted for a message, cut short: rows may hold megabytes."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _parse_clip(
@@ -155,28 +139,28 @@ def _parse_clip(
     url = raw.get("url")
     problem = url_problem(url.strip()) if isinstance(url, str) else "not a string"
     if problem:
-        problems.append(f"{where}: url must be an http(s) URL ({problem}), got {_shown(url)}")
+        problems.append(f"{where}: url must be an http(s) URL ({problem}), got {shown(url)}")
     scene = raw.get("scene_number", position)
     if isinstance(scene, bool) or not isinstance(scene, int) or abs(scene) > MAX_SCENE_NUMBER:
         problems.append(
             f"{where}: scene_number must be an integer of at most {MAX_SCENE_NUMBER}, "
-            f"got {_shown(scene)}"
+            f"got {shown(scene)}"
         )
     trim = raw.get("trim_start", 0)
-    trim = 0.0 if trim is None else _number(trim)
+    trim = 0.0 if trim is None else finite_number(trim)
     if trim is None or not 0 <= trim <= MAX_SECONDS:
         problems.append(
             f"{where}: trim_start must be a number >= 0 and <= {MAX_SECONDS:g} (seconds), "
-            f"got {_shown(raw.get('trim_start'))}"
+            f"got {shown(raw.get('trim_start'))}"
         )
     duration = raw.get("duration")
     if duration is not None:
-        duration = _number(duration)
+        duration = finite_number(duration)
         if duration is None or not 0 < duration <= max_duration_s:
             problems.append(
                 f"{where}: duration must be a number > 0 and <= {max_duration_s:g} (seconds, "
                 f"the longest export), or null (to the end of the clip), "
-                f"got {_shown(raw.get('duration'))}"
+                f"got {shown(raw.get('duration'))}"
             )
     scene_id = raw.get("scene_id")
     if scene_id is not None and len(str(scene_id)) > MAX_ID_CHARS:
@@ -201,24 +185,24 @@ def _parse_transition(where: str, raw: Any, problems: list[str]) -> TransitionSp
         return None
     if not isinstance(raw, Mapping):
         problems.append(f'{where}: transition must be an object like {{"type": "crossfade", '
-                        f'"duration": 0.5}}, got {_shown(raw)}')  # fmt: skip
+                        f'"duration": 0.5}}, got {shown(raw)}')  # fmt: skip
         return None
     unknown = sorted(set(raw) - {"type", "duration"})
     if unknown:
         problems.append(f"{where}: transition has unknown keys {unknown} (use type, duration)")
     kind = raw.get("type", "crossfade")
     if kind not in TRANSITION_TYPES:
-        problems.append(f"{where}: transition type {_shown(kind)} is not supported (use one of: "
+        problems.append(f"{where}: transition type {shown(kind)} is not supported (use one of: "
                         f"{', '.join(TRANSITION_TYPES)})")  # fmt: skip
         return None
     if kind == "cut":
         return TransitionSpec("cut", 0.0)
     duration = raw.get("duration", DEFAULT_TRANSITION_S)
-    seconds = _number(duration)
+    seconds = finite_number(duration)
     if seconds is None or not MIN_TRANSITION_S <= seconds <= MAX_TRANSITION_S:
         problems.append(f"{where}: transition duration must be a number from "
                         f"{MIN_TRANSITION_S:g} to {MAX_TRANSITION_S:g} (seconds), "
-                        f"got {_shown(duration)}")  # fmt: skip
+                        f"got {shown(duration)}")  # fmt: skip
         return None
     return TransitionSpec(kind, seconds)
 
@@ -235,7 +219,7 @@ def _parse_soundtrack(raw: Any, problems: list[str]) -> SoundtrackSpec | None:
         return None
     problem = url_problem(url)
     if problem:
-        problems.append(f"soundtrack: url must be an http(s) URL ({problem}), got {_shown(url)}")
+        problems.append(f"soundtrack: url must be an http(s) URL ({problem}), got {shown(url)}")
         return None
     return SoundtrackSpec(url, track)
 
@@ -252,7 +236,7 @@ def _parse_captions(raw: Any, problems: list[str]) -> CaptionsSpec | None:
         problems.append(f"captions is not valid JSON ({str(exc)[:200]})")
         return None
     if not isinstance(value, Mapping):
-        problems.append(f"captions must be an object, got {_shown(value)}")
+        problems.append(f"captions must be an object, got {shown(value)}")
         return None
     unknown = sorted(set(value) - {"srt", "vtt", "url", "format", "burn_in", "style"})
     sources = [k for k in ("srt", "vtt", "url") if value.get(k) is not None]
@@ -264,7 +248,7 @@ def _parse_captions(raw: Any, problems: list[str]) -> CaptionsSpec | None:
         return None
     burn_in = value.get("burn_in", True)
     if not isinstance(burn_in, bool):
-        problems.append(f"captions: burn_in must be true or false, got {_shown(burn_in)}")
+        problems.append(f"captions: burn_in must be true or false, got {shown(burn_in)}")
     try:
         style = parse_style(value.get("style"))
     except CaptionError as exc:
@@ -277,7 +261,7 @@ def _parse_captions(raw: Any, problems: list[str]) -> CaptionsSpec | None:
         kind = value.get("format") or (url.rsplit(".", 1)[-1].lower() if isinstance(url, str)
                                        else None)  # fmt: skip
         if problem:
-            problems.append(f"captions: url must be an http(s) URL ({problem}), got {_shown(url)}")
+            problems.append(f"captions: url must be an http(s) URL ({problem}), got {shown(url)}")
         elif kind not in CAPTION_KINDS:
             problems.append('captions: say whether the file at url is srt or vtt ("format")')
         else:
@@ -286,7 +270,7 @@ def _parse_captions(raw: Any, problems: list[str]) -> CaptionsSpec | None:
     text = value[source]
     try:
         if not isinstance(text, str):
-            raise CaptionError(f"captions: {source} must be the file's text, got {_shown(text)}")
+            raise CaptionError(f"captions: {source} must be the file's text, got {shown(text)}")
         parse_captions(text, source)
     except CaptionError as exc:
         problems.append(str(exc))

@@ -80,12 +80,14 @@ CRF_BY_QUALITY: dict[str, int] = {"low": 28, "medium": 23, "high": 20}
 # The default x264 preset, chosen over the benchmark corpus (README, Performance).
 DEFAULT_PRESET = "veryfast"
 # The other codecs, per quality: constant-quality values at which each tier reaches the
-# H.264 output's SSIM (within 0.005) with a smaller file, and the speed setting used
-# (x265 presets; libvpx-vp9 cpu-used), fastest first so that a retry takes the next faster.
+# H.264 output's SSIM (within 0.005) with a smaller file, chosen by `bench_formats
+# --calibrate` on cartoon and real camera footage and checked on other classes (README,
+# Formats); and the speed setting used (x265 presets; libvpx-vp9 cpu-used), fastest first
+# so that a retry takes the next faster.
 CRF_BY_CODEC: dict[str, dict[str, int]] = {
     "h264": CRF_BY_QUALITY,
-    "hevc": {"low": 30, "medium": 25, "high": 22},
-    "vp9": {"low": 42, "medium": 36, "high": 32},
+    "hevc": {"low": 31, "medium": 25, "high": 22},
+    "vp9": {"low": 46, "medium": 40, "high": 36},
 }
 SPEEDS: dict[str, tuple[str, ...]] = {
     "h264": X264_PRESETS,

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from export_pipeline.checks import finite_number, shown
 from export_pipeline.media.commands import (
     LIMITER_HEADROOM_DB,
     TRUE_PEAK_CEILING_DB,
@@ -79,23 +80,6 @@ class Soundtrack:
     loop: bool = DEFAULT_LOOP
 
 
-def _number(value: Any) -> float | None:
-    """A finite int or float as a float; None for anything else (bool included)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)  # an int too large for a float raises OverflowError
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _shown(value: Any, limit: int = 80) -> str:
-    """A value for a message, cut short: a request may hold anything."""
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def parse_soundtrack(value: Any) -> tuple[str, Soundtrack]:
     """The request's `soundtrack` object as its url and mix settings.
 
@@ -108,24 +92,24 @@ def parse_soundtrack(value: Any) -> tuple[str, Soundtrack]:
     if not isinstance(value, Mapping):
         raise SoundtrackError(
             f"soundtrack must be an object with url, volume, fade_in, fade_out, loop, "
-            f"got {_shown(value)}"
+            f"got {shown(value)}"
         )
     problems: list[str] = []
     unknown = [key for key in value if key not in KEYS]
     if unknown:
-        names = ", ".join(_shown(key) for key in unknown)
+        names = ", ".join(shown(key) for key in unknown)
         problems.append(f"unknown key {names} (allowed: {', '.join(KEYS)})")
     url = value.get("url")
     if not isinstance(url, str) or not url.strip():
-        problems.append(f"url must be a non-empty string, got {_shown(url)}")
+        problems.append(f"url must be a non-empty string, got {shown(url)}")
 
     def setting(key: str, default: float, high: float, what: str) -> float:
         raw = value.get(key)
         if raw is None:
             return default
-        number = _number(raw)
+        number = finite_number(raw)
         if number is None or not 0 <= number <= high:
-            problems.append(f"{key} must be a number from 0 to {high:g}{what}, got {_shown(raw)}")
+            problems.append(f"{key} must be a number from 0 to {high:g}{what}, got {shown(raw)}")
             return default
         return number
 
@@ -136,7 +120,7 @@ def parse_soundtrack(value: Any) -> tuple[str, Soundtrack]:
     if loop is None:
         loop = DEFAULT_LOOP
     elif not isinstance(loop, bool):
-        problems.append(f"loop must be true or false, got {_shown(loop)}")
+        problems.append(f"loop must be true or false, got {shown(loop)}")
     if problems:
         raise SoundtrackError("soundtrack: " + "; ".join(problems))
     return url.strip(), Soundtrack(volume=volume, fade_in=fade_in, fade_out=fade_out, loop=loop)

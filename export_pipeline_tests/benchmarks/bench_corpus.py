@@ -560,12 +560,15 @@ def ssim_many(outputs: list[Path], clips: list[Path]) -> list[float]:
     inputs = [arg for path in [*outputs, *clips] for arg in ("-i", str(path))]
     n = len(outputs)
     refs = "".join(f"[{n + i}:v]" for i in range(len(clips)))
+    # Frames are paired by number (the same made-up times on both sides), not by their
+    # timestamps: WebM stores times in milliseconds, and 33.333 ms frames rounded to 33 or
+    # 34 made SSIM pair neighbouring frames (a constant 0.997 on flat cartoons at any CRF).
     graph = [
         f"{refs}concat=n={len(clips)}:v=1:a=0,scale=1920:1080,format=yuv420p,"
-        f"setpts=PTS-STARTPTS,split={n}" + "".join(f"[ref{i}]" for i in range(n))
+        f"settb=1/30,setpts=N,split={n}" + "".join(f"[ref{i}]" for i in range(n))
     ]
     for i in range(n):
-        graph.append(f"[{i}:v]format=yuv420p,setpts=PTS-STARTPTS[out{i}]")
+        graph.append(f"[{i}:v]format=yuv420p,settb=1/30,setpts=N[out{i}]")
         graph.append(f"[out{i}][ref{i}]ssim@out{i}")
     done = subprocess.run(
         ["ffmpeg", "-hide_banner", "-nostdin", *inputs, "-filter_complex", ";".join(graph),
