@@ -470,11 +470,11 @@ def audio_filter(
     return ",".join([*head, f"atrim=end_sample={samples}[{out}]"])
 
 
-def _wav_output(audio_out: Path, settings: EncodeSettings) -> list[str]:
-    """The audio segment: the graph's `[a]` as 16-bit stereo PCM WAV."""
+def _wav_output(audio_out: Path, settings: EncodeSettings, label: str = "[a]") -> list[str]:
+    """The audio segment: the graph's `label` as 16-bit stereo PCM WAV."""
     return [
         "-map",
-        "[a]",
+        label,
         "-c:a",
         "pcm_s16le",
         "-ar",
@@ -489,21 +489,60 @@ def _wav_output(audio_out: Path, settings: EncodeSettings) -> list[str]:
     ]
 
 
-def segment_argv(job: SegmentJob, settings: EncodeSettings, ffmpeg: str = "ffmpeg") -> list[str]:
+@dataclass(frozen=True)
+class Tail:
+    """The last `frames` frames of a clip's span, kept from its own segment's run for the
+    transition that follows: fitted, timed and corrected as the segment is, in a lossless
+    intermediate (FFV1 video, PCM audio). The transition then starts from them instead of
+    seeking into the clip again (which decodes it from its last keyframe: most of a 5 s
+    AI clip, which often has only one)."""
+
+    frames: int
+    video_out: Path  # .mkv
+    audio_out: Path  # .wav
+
+
+def segment_argv(
+    job: SegmentJob, settings: EncodeSettings, ffmpeg: str = "ffmpeg", tail: Tail | None = None
+) -> list[str]:
     """One FFmpeg run: the clip's video segment (H.264 MP4) and audio segment (PCM WAV).
 
     The video has exactly `frame_count(job.duration, fps)` frames and the WAV lasts exactly
-    that many frames (to the nearest sample).
+    that many frames (to the nearest sample). With a `tail`, `job` spans the segment and
+    the tail after it, and the run writes both: the segment is the same either way.
     """
     frames = frame_count(job.duration, settings.fps)
-    samples = audio_sample_count(frames, settings)
-    graph = ";".join([video_filter(job, settings, frames), audio_filter(job, settings, samples)])
+    if tail is None:
+        samples = audio_sample_count(frames, settings)
+        graph = ";".join(
+            [video_filter(job, settings, frames), audio_filter(job, settings, samples)]
+        )
+        extra: list[str] = []
+    else:
+        body = frames - tail.frames
+        cut = audio_sample_count(body, settings)
+        graph = ";".join(
+            [
+                video_filter(job, settings, frames, out="all_v"),
+                f"[all_v]split=2[body_v][tail_v];[body_v]trim=end_frame={body}[v];"
+                f"[tail_v]trim=start_frame={body},setpts=PTS-STARTPTS[tv]",
+                audio_filter(job, settings, audio_sample_count(frames, settings), out="all_a"),
+                f"[all_a]asplit=2[body_a][tail_a];[body_a]atrim=end_sample={cut}[a];"
+                f"[tail_a]atrim=start_sample={cut},asetpts=PTS-STARTPTS[ta]",
+            ]
+        )
+        frames = body
+        extra = [
+            "-map", "[tv]", "-c:v", "ffv1", "-map_metadata", "-1", "-f", "matroska",
+            _url(tail.video_out), *_wav_output(tail.audio_out, settings, "[ta]"),
+        ]  # fmt: skip
     return [
         ffmpeg,
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
         *_clip_input(job.source, *_seek(job), max_pixels=_segment_max_pixels(job)),
         *_segment_outputs(graph, frames, job.video_out, job.audio_out, settings),
+        *extra,
     ]
 
 
@@ -520,23 +559,36 @@ def transition_argv(
     audio_out: Path,
     captions: Path | None = None,
     ffmpeg: str = "ffmpeg",
+    a_tail: Tail | None = None,
 ) -> list[str]:
     """One FFmpeg run: the transition segment between the end of one clip (`a`, the span
     the transition overlaps) and the start of the next (`b`, as long as `a`). The pictures
     blend (`crossfade`) or go through black (`fade`) over the whole segment while the sound
     crossfades; each side is fitted, timed and corrected for loudness as its clip's own
     segment is, so the seams on either side are invisible. `captions` (ASS) are drawn over
-    the blend."""
+    the blend. With `a_tail` (written by the previous segment's run) the first side comes
+    from it instead of from `a`'s clip."""
     frames = frame_count(a.duration, settings.fps)
     samples = audio_sample_count(frames, settings)
     a, b = replace(a, captions=None), replace(b, captions=None)
+    if a_tail is None:
+        first = [*_clip_input(a.source, *_seek(a), max_pixels=_segment_max_pixels(a))]
+        a_video = video_filter(a, settings, frames, 0, "va")
+        a_audio = audio_filter(a, settings, samples, 0, "a0")
+        b_index = 1
+    else:  # already fitted and exact: only the time base of the other side to match
+        fmt = f"aformat=sample_fmts=s16:sample_rates={settings.audio_rate}:channel_layouts=stereo"
+        first = [*_input(a_tail.video_out, "matroska"), *_input(a_tail.audio_out, "wav")]
+        a_video = f"[0:v:0]fps={_rate(settings.fps)}:start_time=0,trim=end_frame={frames}[va]"
+        a_audio = f"[1:a:0]{fmt},apad=whole_len={samples},atrim=end_sample={samples}[a0]"
+        b_index = 2
     graph = ";".join(
         [
-            video_filter(a, settings, frames, 0, "va"),
-            video_filter(b, settings, frames, 1, "vb"),
+            a_video,
+            video_filter(b, settings, frames, b_index, "vb"),
             ",".join([_blend(kind, frames, settings.fps), *burn_in(captions)]) + "[v]",
-            audio_filter(a, settings, samples, 0, "a0"),
-            audio_filter(b, settings, samples, 1, "a1"),
+            a_audio,
+            audio_filter(b, settings, samples, b_index, "a1"),
             f"[a0][a1]acrossfade=ns={samples}:c1=tri:c2=tri[a]",
         ]
     )
@@ -544,7 +596,7 @@ def transition_argv(
         ffmpeg,
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
-        *_clip_input(a.source, *_seek(a), max_pixels=_segment_max_pixels(a)),
+        *first,
         *_clip_input(b.source, *_seek(b), max_pixels=_segment_max_pixels(b)),
         *_segment_outputs(graph, frames, video_out, audio_out, settings),
     ]

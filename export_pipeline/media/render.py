@@ -33,6 +33,7 @@ from export_pipeline.media.commands import (
     EncodeSettings,
     Loudness,
     SegmentJob,
+    Tail,
     audio_sample_count,
     available_cpus,
     concat_argv,
@@ -278,13 +279,15 @@ def render_segment(
     stop: threading.Event | None = None,
     level: tuple[float, bool] | None = None,
     captions: Path | None = None,
+    tail: Tail | None = None,
 ) -> int:
     """Encode one clip into its video (.mp4, or .webm for VP9) and audio (.wav) segments;
     return the frames.
     With `copy` (see `can_copy`) the video is stream-copied instead of encoded. Setting
     `stop` kills FFmpeg and raises runner.Stopped. `level` is the clip's loudness correction
     (gain dB, limiter) when known; else, with a target in `settings`, the span is measured.
-    `captions` (an ASS file, times from the segment's start) are burned in.
+    `captions` (an ASS file, times from the segment's start) are burned in. With a `tail`,
+    the clip's frames after the segment are written there too, for the transition.
 
     An FFmpegError raised here carries a note naming the clip.
     """
@@ -294,10 +297,12 @@ def render_segment(
     elif settings.loudness is not None and job.has_audio:
         job = normalized(job, settings.loudness, inp.label, ffmpeg, timeout_s, limits)
     frames = frame_count(job.duration, settings.fps)
+    if tail is not None:  # the same run reads on through the tail (`commands.Tail`)
+        job = replace(job, duration=float(Fraction(frames + tail.frames) / settings.fps))
     argv = (
         copy_segment_argv(job, settings, frames, ffmpeg)
         if copy
-        else segment_argv(job, settings, ffmpeg)
+        else segment_argv(job, settings, ffmpeg, tail)
     )
     try:
         written = run_ffmpeg(
@@ -405,6 +410,8 @@ class _Segment:
     frames: int = 0
     offset_s: float = 0.0
     captions: Path | None = None
+    tail: Tail | None = None  # a clip segment's tail, for the transition after it
+    a_tail: Tail | None = None  # a transition's first side, when its clip's run kept it
 
     @property
     def label(self) -> str:
@@ -566,6 +573,13 @@ def render_video(
             segments.append(segment)
             offset += frames
         total = sum(segment.duration for segment in segments)
+        for body, after in zip(segments, segments[1:], strict=False):
+            if after.b is not None:  # the clip's run keeps its tail for the transition
+                body.tail = after.a_tail = Tail(
+                    after.frames,
+                    scratch / f"segment-{body.index:04d}-tail.mkv",
+                    scratch / f"segment-{body.index:04d}-tail.wav",
+                )
         reused = 0
         pending = []
         for segment in segments:
@@ -574,6 +588,13 @@ def render_video(
                 reused += 1
             else:
                 pending.append(segment)
+        for body, after in zip(segments, segments[1:], strict=False):
+            if body.tail and body not in pending and after in pending:
+                kept = body.key and cache.fetch(
+                    f"{body.key}-tail", body.tail.video_out, body.tail.audio_out
+                )
+                if not kept:  # an older cache entry: the transition reads the clip
+                    after.a_tail = None
         levels = _loudness_levels(inputs, pending, settings, ffmpeg, timeout_s, limits)
         workers = min(segment_workers(parallel), len(pending))
         each = settings
@@ -593,17 +614,22 @@ def render_video(
                 segment.inp, each, segment.video, segment.audio,
                 on_progress=progress, ffmpeg=ffmpeg, timeout_s=timeout_s, copy=copy,
                 limits=limits, stop=stop, level=levels.get(segment.clip),
-                captions=segment.captions,
+                captions=segment.captions, tail=segment.tail,
             )  # fmt: skip
 
         def finished(segment: _Segment) -> None:
             segment.done = 1.0
             if segment.key:
                 cache.store(segment.key, segment.video, segment.audio)
+                if segment.tail:
+                    tail = segment.tail
+                    cache.store(f"{segment.key}-tail", tail.video_out, tail.audio_out)
 
         report()
-        if pending:
-            _encode_all(pending, render, workers, report, finished)
+        # The clips first, then the transitions, which start from the clips' tails.
+        for phase in ([s for s in pending if s.b is None], [s for s in pending if s.b]):
+            if phase:
+                _encode_all(phase, render, min(workers, len(phase)), report, finished)
         frames = offset
         join_segments(
             [segment.video for segment in segments],
@@ -693,7 +719,7 @@ def render_transition(
         jobs.append(replace(job, gain_db=gain, limiter=limiter))
     argv = transition_argv(
         jobs[0], jobs[1], segment.kind, settings, segment.video, segment.audio,
-        segment.captions, ffmpeg,
+        segment.captions, ffmpeg, segment.a_tail,
     )  # fmt: skip
     try:
         run_ffmpeg(

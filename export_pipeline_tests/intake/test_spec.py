@@ -230,3 +230,17 @@ def test_a_bad_soundtrack_or_captions_is_named(fields, message):
     with pytest.raises(InvalidRequest) as info:
         parse_request(row(**fields))
     assert message in str(info.value)
+
+
+def test_the_readme_example_request_is_valid():
+    """README's example request (Finishing) is what the app will copy: it must pass."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("```json\n", readme.index("**Finishing")) + len("```json\n")
+    example = json.loads(readme[start : readme.index("```", start)])
+    spec = parse_request({**example, "aspect_ratio": "16:9", "clips": json.dumps(example["clips"])})
+    assert [c.transition.kind if c.transition else None for c in spec.clips] == [
+        None, "crossfade", "fade"
+    ]  # fmt: skip
+    assert spec.soundtrack.track.volume == 0.3 and spec.captions.burn_in is True

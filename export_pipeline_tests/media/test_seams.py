@@ -121,3 +121,31 @@ def test_every_flash_and_its_beep_start_together_at_their_seam(inputs, tmp_path)
     for beep, start in zip(beeps, heard, strict=True):
         # The beep starts with its flash: within one output frame (33 ms), as before.
         assert abs(beep - float(start)) <= frame, (beep, float(start))
+
+
+def test_flashes_and_beeps_stay_together_across_transitions(tmp_path):
+    """Mixed rates with a crossfade and a fade between them, loudness on: each clip's mark
+    (a flash and a beep in its middle) lands where the timeline arithmetic says, picture
+    and sound within one frame of each other."""
+    from export_pipeline.media.render import Transition
+
+    clips = [Clip("24", 44100, 1.6, marks=(0.8,)), Clip("30", 48000, 1.6, marks=(0.8,)),
+             Clip("25", 22050, 1.6, marks=(0.8,))]  # fmt: skip
+    into = [None, Transition("crossfade", 0.4), Transition("fade", 0.4)]
+    inputs = []
+    for n, (clip, transition) in enumerate(zip(clips, into, strict=True)):
+        path = make(clip, tmp_path / f"clip-{n}.mp4")
+        inputs.append(RenderInput(path, 0.0, None, probe(path), f"clip {n + 1}", None, transition))
+    settings = encode_settings("720p", "16:9", "low", Fraction(30), preset="ultrafast",
+                               loudness=-14.0)  # fmt: skip
+    output = tmp_path / "export.mp4"
+    render_video(inputs, settings, tmp_path / "work", output, parallel=2)
+    frame = 1 / 30
+    # Each clip is 48 frames; each transition overlaps 12: clips start at 0, 36 and 72.
+    expected = [0.8, 36 * frame + 0.8, 72 * frame + 0.8]
+    flashes, beeps = flash_onsets(output, Fraction(30)), beep_onsets(output)
+    # Within a frame: the marks fall between the sources' own frames (24, 30, 25 fps).
+    assert len(flashes) == 3 and len(beeps) == 3, (flashes, beeps)
+    for flash, beep, at in zip(flashes, beeps, expected, strict=True):
+        assert abs(float(flash) - at) <= frame + 1e-9, (flashes, expected)
+        assert abs(beep - float(flash)) <= frame, (beeps, flashes)

@@ -154,7 +154,7 @@ class CountingCache:
     """An in-memory segment cache that counts what had to be rendered."""
 
     def __init__(self, root: Path):
-        self.root, self.stored = root, []
+        self.root, self.stored, self.fetched = root, [], []
         root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str, suffix: str) -> Path:
@@ -164,6 +164,7 @@ class CountingCache:
         video, audio = self._path(key, video_out.suffix), self._path(key, ".wav")
         if not video.exists():
             return False
+        self.fetched.append(key)
         video_out.write_bytes(video.read_bytes())
         audio_out.write_bytes(audio.read_bytes())
         return True
@@ -184,16 +185,23 @@ def test_a_reexport_renders_only_what_touches_the_changed_clip(paths, tmp_path):
     settings = type(settings)(**{**settings.__dict__, "width": W, "height": H})
     first = render_video(inputs(paths, transitions, hashes), settings, tmp_path / "w",
                          tmp_path / "first.mp4", cache=cache)  # fmt: skip
-    assert first.segments == 23 and len(cache.stored) == 23  # 12 clips, 11 transitions
+    rendered = [k for k in cache.stored if not k.endswith("-tail")]
+    assert first.segments == 23 and len(rendered) == 23  # 12 clips, 11 transitions
+    assert len(cache.stored) == 23 + 11  # each clip before a transition keeps its tail
     assert first.duration_s == pytest.approx(12 * 2.0 - 11 * 0.5, abs=0.05)
 
+    keys_of_6 = [k for k in cache.stored if k.startswith("sha-5/") and not k.endswith("-tail")]
     changed = list(paths)
     changed[6] = make_clip(tmp_path / "new.mp4", "gray", 950)
     hashes[6] = "sha-new"
     cache.stored.clear()
     again = render_video(inputs(changed, transitions, hashes), settings, tmp_path / "w",
                          tmp_path / "again.mp4", cache=cache)  # fmt: skip
-    assert len(cache.stored) == 3 and again.reused_segments == 20
+    rendered = [k for k in cache.stored if not k.endswith("-tail")]
+    assert len(rendered) == 3 and again.reused_segments == 20
+    assert rendered[0].startswith("sha-new/")  # then the two transitions touching it
+    # The transition into the new clip starts from clip 6's kept tail, not from its file.
+    assert [k for k in cache.fetched if k.endswith("-tail")] == [f"{keys_of_6[0]}-tail"]
     assert again.duration_s == pytest.approx(first.duration_s, abs=0.01)
     # Elsewhere the picture is what it was; where clip 7 plays alone, it is the new one.
     for at in (0.5, 5.0, first.duration_s - 0.5):
@@ -256,3 +264,26 @@ def test_soundtrack_and_soft_captions_are_added_in_the_join(paths, tmp_path, fmt
     assert start - video_start == pytest.approx(0.5, abs=0.02) and end - start == pytest.approx(1.0)
     # The silent clip now carries the looped music, at about the set volume.
     assert rms_db(output, 2.5, 1.0) > -40
+
+
+def test_without_a_kept_tail_the_transition_reads_the_clip(paths, tmp_path):
+    """A cache filled before tails were kept: the transition seeks into the clip instead,
+    and the picture is the same."""
+    transitions = [Transition("crossfade", 0.5)] * 2
+    hashes = ["sha-a", "sha-b", "sha-c"]
+    cache = CountingCache(tmp_path / "cache")
+    settings = encode_settings("720p", "16:9", "low", FPS, threads=2)
+    settings = type(settings)(**{**settings.__dict__, "width": W, "height": H})
+    first = render_video(inputs(paths[:3], transitions, hashes), settings, tmp_path / "w",
+                         tmp_path / "first.mp4", cache=cache)  # fmt: skip
+    for kept in (cache.root).glob("*-tail*"):
+        kept.unlink()
+    changed = [paths[0], make_clip(tmp_path / "new.mp4", "gray", 950), paths[2]]
+    again = render_video(inputs(changed, transitions, ["sha-a", "sha-new", "sha-c"]), settings,
+                         tmp_path / "w", tmp_path / "again.mp4", cache=cache)  # fmt: skip
+    assert not [k for k in cache.fetched if k.endswith("-tail")]
+    assert again.reused_segments == 2 and again.duration_s == pytest.approx(first.duration_s)
+    fresh = render_video(inputs(changed, transitions), settings, tmp_path / "w",
+                         tmp_path / "fresh.mp4")  # fmt: skip
+    for at in (0.5, 1.6):  # clip 1 alone, then the middle of its crossfade into the new clip
+        assert rgb_at(tmp_path / "again.mp4", at) == rgb_at(fresh.output, at)
