@@ -22,6 +22,7 @@ import json
 import statistics
 import tempfile
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,8 +41,12 @@ TARGET = 0.25
 RESOLUTION = "1080p"
 
 
-def export(settings, store, instance, defs, base_url: str, clips: list[Path]) -> int:
-    """One export of `clips` (served from `base_url`, named by their path under clips_dir)."""
+def export(settings, store, instance, base_url: str, clips: list[Path]) -> int:
+    """One export of `clips` (served from `base_url`, named by their path under clips_dir),
+    with storage of its own: corpus clips repeat their pictures (a recipe's variations
+    cycle), and the segment cache would make a repeated clip free."""
+    own = settings.home / f"storage-{uuid.uuid4().hex[:8]}"
+    defs = build_definitions(replace(settings, storage_root=own))
     request_id = store.insert(
         project_id="bench-eta",
         user_id="bench",
@@ -102,7 +107,6 @@ def main() -> None:
         settings.home.mkdir(parents=True, exist_ok=True)
         store = RequestStore.from_url(settings.db_url)
         store.create_schema()
-        defs = build_definitions(settings)
         instance = DagsterInstance.ephemeral()
 
         # Record every progress write with the ETA it carried, as the app would read the row.
@@ -120,12 +124,12 @@ def main() -> None:
         results = []
         with serve_directory(clips_dir) as base_url:
             for name in classes:  # the history: one recent export of each kind
-                export(settings, store, instance, defs, base_url, footage[name][: args.clips])
+                export(settings, store, instance, base_url, footage[name][: args.clips])
             for name in classes:
                 fresh = footage[name][args.clips :]
                 for clips in (fresh[: args.clips], fresh[args.clips :]):
                     count = len(clips)
-                    request_id = export(settings, store, instance, defs, base_url, clips)
+                    request_id = export(settings, store, instance, base_url, clips)
                     row = store.get(request_id)
                     start = as_utc(row["processing_started_at"]).timestamp()
                     total = as_utc(row["completed_at"]).timestamp() - start
