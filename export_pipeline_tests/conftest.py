@@ -168,3 +168,15 @@ def s3_bucket(s3_client: Any) -> str:
     name = f"test-{uuid.uuid4().hex[:16]}"
     s3_client.create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture
+def s3_settings(settings, s3_server, s3_env, s3_bucket) -> Settings:
+    """The test's settings with S3-compatible storage (moto over loopback) in a new bucket."""
+    return replace(
+        settings,
+        storage_backend="s3",
+        s3_bucket=s3_bucket,
+        s3_endpoint_url=s3_server.endpoint_url,
+        s3_region="us-east-1",
+    )

@@ -36,6 +36,7 @@ from export_pipeline.intake.spec import InvalidRequest, parse_request
 from export_pipeline.resources import AppDatabase
 
 USER_TAG = "export/user_id"
+WAITING = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.QUEUED]
 WAITING_FOR_USER = "waiting for your other exports"
 WAITING_FOR_WORKER = "waiting for a free worker"
 # A new estimate of when a queued export finishes is written only if it moved this much
@@ -159,7 +160,10 @@ def update_queue(instance, store: RequestStore) -> int:
     history = eta.history_from_rows(store.recent_completed())
     active_runs = instance.get_runs(RunsFilter(statuses=ACTIVE_RUN_STATUSES), ascending=True)
     queued_runs = sorted(
-        instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.QUEUED]), ascending=True),
+        # NOT_STARTED: created by a sensor tick and about to be queued. Counting them keeps a
+        # place from rising while a tick's runs are still being submitted one by one (seen
+        # with the daemon: 2, then 3).
+        instance.get_runs(RunsFilter(statuses=WAITING), ascending=True),
         key=_priority,
         reverse=True,  # stable: arrival order within a priority, as the daemon does
     )

@@ -169,15 +169,9 @@ def test_cancel_before_start_launches_nothing(settings, store, instance, cdn):
 
 
 def test_s3_throttling_is_absorbed_and_persistent_refusal_fails_cleanly(
-    settings, store, instance, cdn, s3_server, s3_env, s3_client, s3_bucket
+    s3_settings, store, instance, cdn, s3_server, s3_client, s3_bucket
 ):
-    settings = replace(
-        settings,
-        storage_backend="s3",
-        s3_bucket=s3_bucket,
-        s3_endpoint_url=s3_server.endpoint_url,
-        s3_region="us-east-1",
-    )
+    settings = s3_settings
     # Two throttled uploads: boto3's own retries absorb them.
     s3_server.fail("PutObject", status=503, code="SlowDown", times=2)
     ok_id, ok, _ = export(settings, store, instance, [clip(cdn.url("landscape.mp4"), 1)])

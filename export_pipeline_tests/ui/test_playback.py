@@ -6,8 +6,6 @@ one, where the GPU offers it): there the test checks that `canPlayType` says so 
 picture is shown, which is how the app decides whether to offer `mp4-hevc` (README, Formats).
 """
 
-from dataclasses import replace
-
 import pytest
 
 from export_pipeline_tests.conftest import clip
@@ -45,16 +43,8 @@ LOAD = """async (src) => {
 
 
 @pytest.mark.parametrize("name", sorted(MIME))
-def test_the_published_video_plays_in_chromium(
-    name, browser, settings, store, instance, cdn, s3_server, s3_env, s3_bucket
-):
-    settings = replace(
-        settings,
-        storage_backend="s3",
-        s3_bucket=s3_bucket,
-        s3_endpoint_url=s3_server.endpoint_url,
-        s3_region="us-east-1",
-    )
+def test_the_published_video_plays_in_chromium(name, browser, s3_settings, store, instance, cdn):
+    settings = s3_settings
     clips = [clip(cdn.url("landscape.mp4"), 1, duration=1.5), clip(cdn.url("portrait.mp4"), 2)]
     request_id, result, _ = export(settings, store, instance, clips, format=name)
     assert result.success, result.all_events
