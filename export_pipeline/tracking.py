@@ -23,6 +23,7 @@ from export_pipeline import eta
 from export_pipeline.appdb import status as st
 from export_pipeline.appdb.store import RequestStore, utcnow
 from export_pipeline.intake.partitions import request_id_from_key
+from export_pipeline.intake.queue import update_queue
 from export_pipeline.intake.spec import ExportSpec, InvalidRequest, parse_request
 from export_pipeline.resources.app_db import AppDatabase
 
@@ -201,7 +202,19 @@ def _claim(
             f"export request {request_id} is {current}; it cannot be processed now",
             allow_retries=False,
         )
+    if "processing_started_at" in fields:
+        _move_the_queue_up(context, store)
     return fields.get("processing_started_at", row.get("processing_started_at"))
+
+
+def _move_the_queue_up(context: AssetExecutionContext, store: RequestStore) -> None:
+    """A run that starts moves everyone behind it up now, not at the queue sensor's next
+    tick (which a busy daemon can delay past a short export). Best effort: the sensor
+    writes the same places anyway."""
+    try:
+        update_queue(context.instance, store)
+    except Exception as exc:  # noqa: BLE001 - never fail an export over its queue display
+        context.log.warning(f"queue places not updated at run start: {exc}")
 
 
 @contextmanager

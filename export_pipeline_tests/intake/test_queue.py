@@ -226,3 +226,33 @@ def test_an_unchanged_queue_writes_nothing(settings, store, queued_instance):
     assert places(store, ids)[2] == (1, WORKER)
     assert store.get(ids[2])["eta_s"] is None
     assert evaluate_queue(defs, instance).skip_message == "queue unchanged"
+
+
+def test_a_run_that_starts_moves_the_queue_up_without_waiting_for_the_sensor(
+    settings, store, queued_instance, cdn
+):
+    instance, workspace = queued_instance
+    defs = build_definitions(settings)
+    ids = [
+        store.insert(
+            project_id="p", user_id="ann", resolution="720p", quality="low",
+            clips=[clip(cdn.url("landscape.mp4"), 1)],
+        )
+        for _ in range(3)
+    ]  # fmt: skip
+    tick = evaluate_intake(instance, defs, cursor=None)
+    runs = [submit(instance, workspace, defs, request) for request in tick.run_requests]
+    evaluate_queue(defs, instance)
+    assert places(store, ids) == [(1, WORKER), (2, USER), (3, USER)]
+
+    # The first export runs for real (in process, with ann's tag), taking its queued run's
+    # place; no queue sensor runs from here on.
+    instance.delete_run(runs[0])
+    result = defs.resolve_job_def("export_video_job").execute_in_process(
+        instance=instance,
+        partition_key=tick.run_requests[0].partition_key,
+        tags={"export/user_id": "ann"},
+    )
+    assert result.success and store.get(ids[0])["status"] == st.COMPLETE
+    # Its first step's claim moved the others up while it ran.
+    assert places(store, ids) == [(None, None), (1, USER), (2, USER)]
