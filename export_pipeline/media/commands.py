@@ -490,130 +490,85 @@ def _wav_output(audio_out: Path, settings: EncodeSettings, label: str = "[a]") -
 
 
 @dataclass(frozen=True)
-class Tail:
-    """The last `frames` frames of a clip's span, kept from its own segment's run for the
-    transition that follows: fitted, timed and corrected as the segment is, in a lossless
-    intermediate (FFV1 video, PCM audio). The transition then starts from them instead of
-    seeking into the clip again (which decodes it from its last keyframe: most of a 5 s
-    AI clip, which often has only one)."""
+class TransitionOut:
+    """How a segment ends when a transition follows it: its last frames blend (`kind`,
+    commands.TRANSITIONS) with `into`, the first frames of the next clip's span, as many as
+    the transition lasts. The next clip's own segment starts after them."""
 
-    frames: int
-    video_out: Path  # .mkv
-    audio_out: Path  # .wav
+    kind: str
+    into: SegmentJob
 
 
 def segment_argv(
-    job: SegmentJob, settings: EncodeSettings, ffmpeg: str = "ffmpeg", tail: Tail | None = None
+    job: SegmentJob,
+    settings: EncodeSettings,
+    ffmpeg: str = "ffmpeg",
+    out: TransitionOut | None = None,
 ) -> list[str]:
     """One FFmpeg run: the clip's video segment (H.264 MP4) and audio segment (PCM WAV).
 
     The video has exactly `frame_count(job.duration, fps)` frames and the WAV lasts exactly
-    that many frames (to the nearest sample). With a `tail`, `job` spans the segment and
-    the tail after it, and the run writes both: the segment is the same either way.
+    that many frames (to the nearest sample). With `out`, the segment's last frames are the
+    transition into the next clip: the pictures blend (`crossfade`) or go through black
+    (`fade`) while the sound crossfades; the next clip's side is fitted, timed and corrected
+    for loudness as its own segment is, so the seams on either side are invisible. Captions
+    (`job.captions`) are drawn over the blend.
     """
     frames = frame_count(job.duration, settings.fps)
-    if tail is None:
-        samples = audio_sample_count(frames, settings)
+    samples = audio_sample_count(frames, settings)
+    inputs = _clip_input(job.source, *_seek(job), max_pixels=_segment_max_pixels(job))
+    if out is None:
         graph = ";".join(
             [video_filter(job, settings, frames), audio_filter(job, settings, samples)]
         )
-        extra: list[str] = []
     else:
-        body = frames - tail.frames
-        cut = audio_sample_count(body, settings)
+        b = replace(out.into, captions=None)
+        overlap = frame_count(b.duration, settings.fps)
+        overlap_samples = audio_sample_count(overlap, settings)
         graph = ";".join(
             [
-                video_filter(job, settings, frames, out="all_v"),
-                f"[all_v]split=2[body_v][tail_v];[body_v]trim=end_frame={body}[v];"
-                f"[tail_v]trim=start_frame={body},setpts=PTS-STARTPTS[tv]",
-                audio_filter(job, settings, audio_sample_count(frames, settings), out="all_a"),
-                f"[all_a]asplit=2[body_a][tail_a];[body_a]atrim=end_sample={cut}[a];"
-                f"[tail_a]atrim=start_sample={cut},asetpts=PTS-STARTPTS[ta]",
+                video_filter(replace(job, captions=None), settings, frames, 0, "va"),
+                video_filter(b, settings, overlap, 1, "vb"),
+                ",".join(
+                    [_blend(out.kind, overlap, settings.fps, frames - overlap),
+                     *burn_in(job.captions)]
+                ) + "[v]",
+                audio_filter(job, settings, samples, 0, "a0"),
+                audio_filter(b, settings, overlap_samples, 1, "a1"),
+                f"[a0][a1]acrossfade=ns={overlap_samples}:c1=tri:c2=tri[a]",
             ]
-        )
-        frames = body
-        extra = [
-            "-map", "[tv]", "-c:v", "ffv1", "-map_metadata", "-1", "-f", "matroska",
-            _url(tail.video_out), *_wav_output(tail.audio_out, settings, "[ta]"),
-        ]  # fmt: skip
+        )  # fmt: skip
+        inputs += _clip_input(b.source, *_seek(b), max_pixels=_segment_max_pixels(b))
     return [
         ffmpeg,
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
-        *_clip_input(job.source, *_seek(job), max_pixels=_segment_max_pixels(job)),
+        *inputs,
         *_segment_outputs(graph, frames, job.video_out, job.audio_out, settings),
-        *extra,
     ]
 
 
-# Transitions that have a segment of their own ("cut", the default, has none).
+# Transitions that blend one clip into the next ("cut", the default, blends nothing).
 TRANSITIONS = ("crossfade", "fade")
 
 
-def transition_argv(
-    a: SegmentJob,
-    b: SegmentJob,
-    kind: str,
-    settings: EncodeSettings,
-    video_out: Path,
-    audio_out: Path,
-    captions: Path | None = None,
-    ffmpeg: str = "ffmpeg",
-    a_tail: Tail | None = None,
-) -> list[str]:
-    """One FFmpeg run: the transition segment between the end of one clip (`a`, the span
-    the transition overlaps) and the start of the next (`b`, as long as `a`). The pictures
-    blend (`crossfade`) or go through black (`fade`) over the whole segment while the sound
-    crossfades; each side is fitted, timed and corrected for loudness as its clip's own
-    segment is, so the seams on either side are invisible. `captions` (ASS) are drawn over
-    the blend. With `a_tail` (written by the previous segment's run) the first side comes
-    from it instead of from `a`'s clip."""
-    frames = frame_count(a.duration, settings.fps)
-    samples = audio_sample_count(frames, settings)
-    a, b = replace(a, captions=None), replace(b, captions=None)
-    if a_tail is None:
-        first = [*_clip_input(a.source, *_seek(a), max_pixels=_segment_max_pixels(a))]
-        a_video = video_filter(a, settings, frames, 0, "va")
-        a_audio = audio_filter(a, settings, samples, 0, "a0")
-        b_index = 1
-    else:  # already fitted and exact: only the time base of the other side to match
-        fmt = f"aformat=sample_fmts=s16:sample_rates={settings.audio_rate}:channel_layouts=stereo"
-        first = [*_input(a_tail.video_out, "matroska"), *_input(a_tail.audio_out, "wav")]
-        a_video = f"[0:v:0]fps={_rate(settings.fps)}:start_time=0,trim=end_frame={frames}[va]"
-        a_audio = f"[1:a:0]{fmt},apad=whole_len={samples},atrim=end_sample={samples}[a0]"
-        b_index = 2
-    graph = ";".join(
-        [
-            a_video,
-            video_filter(b, settings, frames, b_index, "vb"),
-            ",".join([_blend(kind, frames, settings.fps), *burn_in(captions)]) + "[v]",
-            a_audio,
-            audio_filter(b, settings, samples, b_index, "a1"),
-            f"[a0][a1]acrossfade=ns={samples}:c1=tri:c2=tri[a]",
-        ]
-    )
-    return [
-        ffmpeg,
-        *_COMMON_FLAGS,
-        *_PROGRESS_FLAGS,
-        *first,
-        *_clip_input(b.source, *_seek(b), max_pixels=_segment_max_pixels(b)),
-        *_segment_outputs(graph, frames, video_out, audio_out, settings),
-    ]
-
-
-def _blend(kind: str, frames: int, fps: Fraction) -> str:
-    """The pictures of a transition from `[va]` to `[vb]` (both `frames` long): a crossfade
-    (xfade) over all of them, or a fade to black over the first half and from black over
-    the second, black at the middle (xfade's own `fadeblack` is darkest a fifth of the way in).
-    """
+def _blend(kind: str, frames: int, fps: Fraction, before: int = 0) -> str:
+    """The pictures of `[va]` (`before` + `frames` frames) turning into `[vb]` (`frames`)
+    over its last `frames`: a crossfade (xfade), or a fade to black over the first half and
+    from black over the second, black at the middle (xfade's own `fadeblack` is darkest a
+    fifth of the way in). The result is as long as `[va]`."""
+    total = before + frames
     if kind == "crossfade":
-        seconds = _seconds(float(Fraction(frames) / fps))
-        return f"[va][vb]xfade=transition=fade:duration={seconds}:offset=0,trim=end_frame={frames}"
+        length = _seconds(float(Fraction(frames) / fps))
+        offset = _seconds(float(Fraction(before) / fps))
+        return (
+            f"[va][vb]xfade=transition=fade:duration={length}:offset={offset},"
+            f"trim=end_frame={total}"
+        )
     if kind == "fade":
         half = frames // 2
         return (
-            f"[va]trim=end_frame={half},fade=t=out:s=0:n={half}[fa];"
+            f"[va]trim=end_frame={before + half},fade=t=out:s={before}:n={half}[fa];"
             f"[vb]trim=start_frame={half},setpts=PTS-STARTPTS,fade=t=in:s=0:n={frames - half}[fb];"
             "[fa][fb]concat=n=2:v=1:a=0"
         )

@@ -33,7 +33,7 @@ from export_pipeline.media.commands import (
     EncodeSettings,
     Loudness,
     SegmentJob,
-    Tail,
+    TransitionOut,
     audio_sample_count,
     available_cpus,
     concat_argv,
@@ -44,7 +44,6 @@ from export_pipeline.media.commands import (
     loudness_gain,
     parse_loudness,
     segment_argv,
-    transition_argv,
 )
 from export_pipeline.media.probe import MediaInfo, probe
 from export_pipeline.media.runner import (
@@ -58,8 +57,9 @@ from export_pipeline.media.soundtrack import Soundtrack, mix_filter, mix_inputs
 
 Progress = Callable[[float], None]
 
-# Share of the overall progress given to encoding the segments; the join gets the rest.
-SEGMENTS_SHARE = 0.9
+# Share of the overall progress given to encoding the segments; the join (a stream copy)
+# gets the rest: about its share of the time (bench_eta: 1.2-1.4 s of a 35-50 s encode).
+SEGMENTS_SHARE = 0.96
 # Measurements of a limited clip's loudness after its correction (see `normalized`).
 LIMITED_PASSES = 2
 # How often progress is reported while segments are being encoded.
@@ -265,6 +265,17 @@ def normalized(
     return job
 
 
+def transition_out(
+    kind: str, into: RenderInput, level: tuple[float, bool] | None = None
+) -> TransitionOut:
+    """A `kind` transition into `into` (the next clip's first frames, as long as the
+    transition), corrected for loudness by `level` (gain dB, limiter) as its clip is."""
+    head = segment_job(into, into.path, into.path)  # its outputs are unused: an input
+    if level is not None:
+        head = replace(head, gain_db=level[0], limiter=level[1])
+    return TransitionOut(kind, head)
+
+
 def render_segment(
     inp: RenderInput,
     settings: EncodeSettings,
@@ -279,15 +290,15 @@ def render_segment(
     stop: threading.Event | None = None,
     level: tuple[float, bool] | None = None,
     captions: Path | None = None,
-    tail: Tail | None = None,
+    out: TransitionOut | None = None,
 ) -> int:
     """Encode one clip into its video (.mp4, or .webm for VP9) and audio (.wav) segments;
     return the frames.
     With `copy` (see `can_copy`) the video is stream-copied instead of encoded. Setting
     `stop` kills FFmpeg and raises runner.Stopped. `level` is the clip's loudness correction
     (gain dB, limiter) when known; else, with a target in `settings`, the span is measured.
-    `captions` (an ASS file, times from the segment's start) are burned in. With a `tail`,
-    the clip's frames after the segment are written there too, for the transition.
+    `captions` (an ASS file, times from the segment's start) are burned in. With `out`
+    (`transition_out`) the segment ends in the transition into the next clip.
 
     An FFmpegError raised here carries a note naming the clip.
     """
@@ -297,12 +308,10 @@ def render_segment(
     elif settings.loudness is not None and job.has_audio:
         job = normalized(job, settings.loudness, inp.label, ffmpeg, timeout_s, limits)
     frames = frame_count(job.duration, settings.fps)
-    if tail is not None:  # the same run reads on through the tail (`commands.Tail`)
-        job = replace(job, duration=float(Fraction(frames + tail.frames) / settings.fps))
     argv = (
         copy_segment_argv(job, settings, frames, ffmpeg)
         if copy
-        else segment_argv(job, settings, ffmpeg, tail)
+        else segment_argv(job, settings, ffmpeg, out)
     )
     try:
         written = run_ffmpeg(
@@ -393,9 +402,9 @@ def segment_workers(requested: int = 0) -> int:
 
 @dataclass
 class _Segment:
-    """One segment of a render: a span of one clip (`b` None), or a transition between the
-    end of `inp` and the start of `b`; where it goes, where it starts on the timeline, its
-    share of the progress, its cache key."""
+    """One segment of a render: a span of one clip, ending in the transition into the next
+    clip's first frames `b` when there is one; where it goes, where it starts on the
+    timeline, its share of the progress, its cache key."""
 
     index: int
     inp: RenderInput
@@ -405,17 +414,17 @@ class _Segment:
     key: str | None
     done: float = 0.0  # fraction encoded, written by the thread encoding it
     b: RenderInput | None = None
-    kind: str = "clip"  # or the transition's kind
+    kind: str = "cut"  # of the transition at its end
     clip: int = 0  # which clip of the render `inp` is a span of (0-based)
     frames: int = 0
     offset_s: float = 0.0
     captions: Path | None = None
-    tail: Tail | None = None  # a clip segment's tail, for the transition after it
-    a_tail: Tail | None = None  # a transition's first side, when its clip's run kept it
 
     @property
     def label(self) -> str:
-        return self.inp.label if self.b is None else f"the {self.kind} into {self.b.label}"
+        if self.b is None:
+            return self.inp.label
+        return f"{self.inp.label} and the {self.kind} into {self.b.label}"
 
 
 def _span(inp: RenderInput, start: int, frames: int, fps: Fraction) -> RenderInput:
@@ -427,20 +436,22 @@ def _span(inp: RenderInput, start: int, frames: int, fps: Fraction) -> RenderInp
 
 @dataclass(frozen=True)
 class Part:
-    """One segment of the timeline, planned: `span` of clip number `clip` (0-based) playing
-    alone, or, with `b`, a transition from `span` (the end of clip `clip`) to `b` (the start
-    of the next clip)."""
+    """One segment of the timeline, planned: `span` of clip number `clip` (0-based), and,
+    with `b` (the next clip's first frames), the transition from the end of `span` into it."""
 
     span: RenderInput
     clip: int
     b: RenderInput | None = None
-    kind: str = "clip"
+    kind: str = "cut"
 
 
 def plan_segments(inputs: list[RenderInput], fps: Fraction) -> list[Part]:
-    """The timeline as segments, in order. A transition of d seconds overlaps the two clips
-    by d (rounded to whole frames), so the video is d shorter than its clips; a clip without
-    transitions is one segment, exactly as it was before transitions existed (same key).
+    """The timeline as segments, in order: one per clip. A transition of d seconds overlaps
+    the two clips by d (rounded to whole frames), so the video is d shorter than its clips:
+    the first clip's segment ends blending into the next clip's first d, and the next
+    clip's segment starts after them. Each segment is rendered on its own (no segment
+    needs another's frames), and a clip without transitions is one segment, exactly as it
+    was before transitions existed (same key).
     Raises ClipError when a clip's transitions leave none of it to play alone."""
     frames = [frame_count(effective_duration(inp), fps) for inp in inputs]
     overlap = [0]
@@ -458,23 +469,22 @@ def plan_segments(inputs: list[RenderInput], fps: Fraction) -> list[Part]:
                 f"its transitions ({_secs(float((head + tail) / fps))} s) take all of its "
                 f"{_secs(float(frames[n] / fps))} s: shorten them or the clip",
             )
-        parts.append(Part(_span(inp, head, alone, fps) if head or tail else inp, n))
+        span = _span(inp, head, frames[n] - head, fps) if head else inp
         if tail:
             after = inputs[n + 1]
-            parts.append(
-                Part(_span(inp, frames[n] - tail, tail, fps), n, _span(after, 0, tail, fps),
-                     after.transition.kind)
-            )  # fmt: skip
+            parts.append(Part(span, n, _span(after, 0, tail, fps), after.transition.kind))
+        else:
+            parts.append(Part(span, n))
     return parts
 
 
-def _transition_key(a: str | None, b: str | None, kind: str) -> str | None:
-    """A transition's cache key: its kind and both sides' segment keys (each covers its
-    clip's content, span and the settings)."""
-    if not a or not b:
+def _with_transition(key: str | None, b_key: str | None, kind: str) -> str | None:
+    """The cache key of a segment ending in a transition: its own span's key, the kind, and
+    the key of the next clip's frames it blends into (a change to either re-renders it)."""
+    if not key or not b_key:
         return None
-    digest = hashlib.sha256(f"{a}|{b}|{kind}".encode()).hexdigest()[:32]
-    return f"transitions/{digest}"
+    digest = hashlib.sha256(f"{b_key}|{kind}".encode()).hexdigest()[:16]
+    return f"{key}-{kind}-{digest}"
 
 
 def _encode_all(
@@ -536,13 +546,14 @@ def render_video(
     subtitles: tuple[Cue, ...] | None = None,
 ) -> RenderResult:
     """Render `inputs` in order into `output`; `timeout_s` applies per FFmpeg run.
-    Segments (`plan_segments`: clips, and transitions between them) not in `cache` are
-    encoded `parallel` at once (0: `segment_workers()`). `captions` are burned into the
-    segments they fall on (and are part of those segments' cache keys); `music` is mixed
-    under the clips' audio and `subtitles` added as a soft caption track, both in the join.
+    Segments (`plan_segments`: one per clip, each ending in the transition into the next
+    clip when there is one) not in `cache` are encoded `parallel` at once (0:
+    `segment_workers()`). `captions` are burned into the segments they fall on (and are
+    part of those segments' cache keys); `music` is mixed under the clips' audio and
+    `subtitles` added as a soft caption track, both in the join.
 
-    Progress: encoding the segments is 90 % of the work, shared by duration; the join
-    is the last 10 %. Intermediate files live in a scratch directory inside `work_dir` that
+    Progress: encoding the segments is 96 % of the work, shared by duration; the join
+    is the last 4 %. Intermediate files live in a scratch directory inside `work_dir` that
     is removed at the end, whether the render succeeded or not.
     """
     if not inputs:
@@ -560,7 +571,7 @@ def render_video(
             frames = frame_count(effective_duration(inp), settings.fps)
             key = segment_key(inp, settings, copy) if cache else None
             if b is not None:
-                key = _transition_key(key, segment_key(b, settings, copy) if cache else None, kind)
+                key = _with_transition(key, segment_key(b, settings, copy) if cache else None, kind)
             segment = _Segment(
                 index, inp, float(frames / settings.fps),
                 scratch / f"segment-{index:04d}.{settings.container}",
@@ -573,13 +584,6 @@ def render_video(
             segments.append(segment)
             offset += frames
         total = sum(segment.duration for segment in segments)
-        for body, after in zip(segments, segments[1:], strict=False):
-            if after.b is not None:  # the clip's run keeps its tail for the transition
-                body.tail = after.a_tail = Tail(
-                    after.frames,
-                    scratch / f"segment-{body.index:04d}-tail.mkv",
-                    scratch / f"segment-{body.index:04d}-tail.wav",
-                )
         reused = 0
         pending = []
         for segment in segments:
@@ -588,13 +592,6 @@ def render_video(
                 reused += 1
             else:
                 pending.append(segment)
-        for body, after in zip(segments, segments[1:], strict=False):
-            if body.tail and body not in pending and after in pending:
-                kept = body.key and cache.fetch(
-                    f"{body.key}-tail", body.tail.video_out, body.tail.audio_out
-                )
-                if not kept:  # an older cache entry: the transition reads the clip
-                    after.a_tail = None
         levels = _loudness_levels(inputs, pending, settings, ffmpeg, timeout_s, limits)
         workers = min(segment_workers(parallel), len(pending))
         each = settings
@@ -606,30 +603,29 @@ def render_video(
                 on_progress(SEGMENTS_SHARE * sum(s.done * s.duration for s in segments) / total)
 
         def render(segment: _Segment, progress: Progress, stop: threading.Event) -> int:
+            out = None
             if segment.b is not None:
-                return render_transition(
-                    segment, each, levels, progress, ffmpeg, timeout_s, limits, stop
-                )
-            return render_segment(
-                segment.inp, each, segment.video, segment.audio,
-                on_progress=progress, ffmpeg=ffmpeg, timeout_s=timeout_s, copy=copy,
-                limits=limits, stop=stop, level=levels.get(segment.clip),
-                captions=segment.captions, tail=segment.tail,
-            )  # fmt: skip
+                out = transition_out(segment.kind, segment.b, levels.get(segment.clip + 1))
+            try:
+                return render_segment(
+                    segment.inp, each, segment.video, segment.audio,
+                    on_progress=progress, ffmpeg=ffmpeg, timeout_s=timeout_s, copy=copy,
+                    limits=limits, stop=stop, level=levels.get(segment.clip),
+                    captions=segment.captions, out=out,
+                )  # fmt: skip
+            except FFmpegError as error:
+                if segment.b is not None:
+                    error.add_note(f"with the {segment.kind} into {segment.b.label}")
+                raise
 
         def finished(segment: _Segment) -> None:
             segment.done = 1.0
             if segment.key:
                 cache.store(segment.key, segment.video, segment.audio)
-                if segment.tail:
-                    tail = segment.tail
-                    cache.store(f"{segment.key}-tail", tail.video_out, tail.audio_out)
 
         report()
-        # The clips first, then the transitions, which start from the clips' tails.
-        for phase in ([s for s in pending if s.b is None], [s for s in pending if s.b]):
-            if phase:
-                _encode_all(phase, render, min(workers, len(phase)), report, finished)
+        if pending:
+            _encode_all(pending, render, workers, report, finished)
         frames = offset
         join_segments(
             [segment.video for segment in segments],
@@ -698,35 +694,3 @@ def _loudness_levels(
             job = normalized(job, settings.loudness, inp.label, ffmpeg, timeout_s, limits)
             levels[n] = (job.gain_db, job.limiter)
     return levels
-
-
-def render_transition(
-    segment: _Segment,
-    settings: EncodeSettings,
-    levels: dict[int, tuple[float, bool]],
-    on_progress: Progress | None,
-    ffmpeg: str,
-    timeout_s: float | None,
-    limits: Limits,
-    stop: threading.Event | None,
-) -> int:
-    """Encode a transition segment (`commands.transition_argv`); returns its frames."""
-    assert segment.b is not None
-    jobs = []
-    for clip, inp in ((segment.clip, segment.inp), (segment.clip + 1, segment.b)):
-        job = segment_job(inp, segment.video, segment.audio)
-        gain, limiter = levels.get(clip, (0.0, False))
-        jobs.append(replace(job, gain_db=gain, limiter=limiter))
-    argv = transition_argv(
-        jobs[0], jobs[1], segment.kind, settings, segment.video, segment.audio,
-        segment.captions, ffmpeg, segment.a_tail,
-    )  # fmt: skip
-    try:
-        run_ffmpeg(
-            argv, duration_s=segment.duration, on_progress=on_progress, timeout_s=timeout_s,
-            limits=limits, stop=stop,
-        )  # fmt: skip
-    except FFmpegError as error:
-        error.add_note(f"while encoding {segment.label}")
-        raise
-    return segment.frames

@@ -91,13 +91,14 @@ def render(tmp_path, clips, **kwargs):
 def test_the_plan_overlaps_clips_by_each_transition(paths):
     clips = inputs(paths[:3], [Transition("crossfade", 0.5), Transition("cut", 0.5)])
     parts = plan_segments(clips, FPS)
-    # clip 1 alone, crossfade 1 -> 2, clip 2 alone, clip 3 (a cut has no segment)
-    assert [(p.clip, p.kind) for p in parts] == [(0, "clip"), (0, "crossfade"), (1, "clip"),
-                                                 (2, "clip")]  # fmt: skip
-    assert [round(p.span.duration or 2.0, 3) for p in parts] == [1.5, 0.5, 1.5, 2.0]
-    assert parts[1].span.trim_start == 1.5 and parts[1].b.trim_start == 0.0
-    assert parts[2].span.trim_start == 0.5
-    assert parts[3].span is clips[2]  # untouched: the same segment (and key) as without any
+    # One segment per clip: clip 1 ends crossfading into clip 2's first 0.5 s, clip 2
+    # starts after them; a cut blends nothing.
+    assert [(p.clip, p.kind) for p in parts] == [(0, "crossfade"), (1, "cut"), (2, "cut")]
+    assert parts[0].span is clips[0]  # all of clip 1, its last 0.5 s blending
+    assert (parts[0].b.trim_start, parts[0].b.duration) == (0.0, 0.5)
+    assert (parts[1].span.trim_start, parts[1].span.duration) == (0.5, 1.5)
+    assert parts[1].b is None
+    assert parts[2].span is clips[2]  # untouched: the same segment (and key) as without any
 
 
 def test_a_transition_longer_than_its_clip_is_named():
@@ -177,7 +178,7 @@ class CountingCache:
 
 def test_a_reexport_renders_only_what_touches_the_changed_clip(paths, tmp_path):
     """Twelve clips, eleven crossfades, loudness on: clip 7 regenerated renders its own
-    segment and the two transitions touching it, nothing else."""
+    segment and clip 6's, which ends blending into it; nothing else."""
     transitions = [Transition("crossfade", 0.5)] * 11
     hashes = [f"sha-{n}" for n in range(12)]
     cache = CountingCache(tmp_path / "cache")
@@ -185,23 +186,17 @@ def test_a_reexport_renders_only_what_touches_the_changed_clip(paths, tmp_path):
     settings = type(settings)(**{**settings.__dict__, "width": W, "height": H})
     first = render_video(inputs(paths, transitions, hashes), settings, tmp_path / "w",
                          tmp_path / "first.mp4", cache=cache)  # fmt: skip
-    rendered = [k for k in cache.stored if not k.endswith("-tail")]
-    assert first.segments == 23 and len(rendered) == 23  # 12 clips, 11 transitions
-    assert len(cache.stored) == 23 + 11  # each clip before a transition keeps its tail
+    assert first.segments == 12 and len(cache.stored) == 12  # one per clip
     assert first.duration_s == pytest.approx(12 * 2.0 - 11 * 0.5, abs=0.05)
 
-    keys_of_6 = [k for k in cache.stored if k.startswith("sha-5/") and not k.endswith("-tail")]
     changed = list(paths)
     changed[6] = make_clip(tmp_path / "new.mp4", "gray", 950)
     hashes[6] = "sha-new"
     cache.stored.clear()
     again = render_video(inputs(changed, transitions, hashes), settings, tmp_path / "w",
                          tmp_path / "again.mp4", cache=cache)  # fmt: skip
-    rendered = [k for k in cache.stored if not k.endswith("-tail")]
-    assert len(rendered) == 3 and again.reused_segments == 20
-    assert rendered[0].startswith("sha-new/")  # then the two transitions touching it
-    # The transition into the new clip starts from clip 6's kept tail, not from its file.
-    assert [k for k in cache.fetched if k.endswith("-tail")] == [f"{keys_of_6[0]}-tail"]
+    assert again.reused_segments == 10
+    assert sorted(k.split("/")[0] for k in cache.stored) == ["sha-5", "sha-new"]
     assert again.duration_s == pytest.approx(first.duration_s, abs=0.01)
     # Elsewhere the picture is what it was; where clip 7 plays alone, it is the new one.
     for at in (0.5, 5.0, first.duration_s - 0.5):
@@ -264,26 +259,3 @@ def test_soundtrack_and_soft_captions_are_added_in_the_join(paths, tmp_path, fmt
     assert start - video_start == pytest.approx(0.5, abs=0.02) and end - start == pytest.approx(1.0)
     # The silent clip now carries the looped music, at about the set volume.
     assert rms_db(output, 2.5, 1.0) > -40
-
-
-def test_without_a_kept_tail_the_transition_reads_the_clip(paths, tmp_path):
-    """A cache filled before tails were kept: the transition seeks into the clip instead,
-    and the picture is the same."""
-    transitions = [Transition("crossfade", 0.5)] * 2
-    hashes = ["sha-a", "sha-b", "sha-c"]
-    cache = CountingCache(tmp_path / "cache")
-    settings = encode_settings("720p", "16:9", "low", FPS, threads=2)
-    settings = type(settings)(**{**settings.__dict__, "width": W, "height": H})
-    first = render_video(inputs(paths[:3], transitions, hashes), settings, tmp_path / "w",
-                         tmp_path / "first.mp4", cache=cache)  # fmt: skip
-    for kept in (cache.root).glob("*-tail*"):
-        kept.unlink()
-    changed = [paths[0], make_clip(tmp_path / "new.mp4", "gray", 950), paths[2]]
-    again = render_video(inputs(changed, transitions, ["sha-a", "sha-new", "sha-c"]), settings,
-                         tmp_path / "w", tmp_path / "again.mp4", cache=cache)  # fmt: skip
-    assert not [k for k in cache.fetched if k.endswith("-tail")]
-    assert again.reused_segments == 2 and again.duration_s == pytest.approx(first.duration_s)
-    fresh = render_video(inputs(changed, transitions), settings, tmp_path / "w",
-                         tmp_path / "fresh.mp4")  # fmt: skip
-    for at in (0.5, 1.6):  # clip 1 alone, then the middle of its crossfade into the new clip
-        assert rgb_at(tmp_path / "again.mp4", at) == rgb_at(fresh.output, at)
