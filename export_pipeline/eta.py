@@ -1,9 +1,12 @@
 """How long an export has left: what the app shows a waiting creator (`eta_s`).
 
 Pure functions. Before a run starts, the estimate comes from recent completed exports of
-the same resolution, format and a similar length (`prior_seconds`); during the run it comes from
-the run's own pace, progress per second since processing started, blended with that prior
-while little progress exists (`remaining_seconds`). Unknown is `None`, never a guess.
+the same resolution, format and a similar length (`prior_seconds`). During the run it comes
+from the pace of the step that is running (`Step`): the bar is cut into one band per step
+(download, encode, publish), each about the share of the time that step takes, and the
+step's own progress per second says how long the rest of it takes, blended with the prior
+until a fifth of the step is done; the steps after it are their share of the prior
+(`remaining_seconds`). Unknown is `None`, never a guess.
 """
 
 from __future__ import annotations
@@ -18,6 +21,24 @@ from typing import Any
 SIMILAR_LENGTH = 2.0
 # Below this much progress the run's own pace says nothing yet (mostly startup).
 MIN_MEASURED_FRACTION = 0.05
+# Once this much of a step is done, its own pace alone says how long the rest of it takes:
+# footage two exports of the same length share little else (a cartoon encodes four times
+# as fast as film grain), so the prior only bridges the step's first moments.
+STEP_TRUSTED_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class Step:
+    """The step a run is in: its band of the progress bar (percent), how much of the step
+    is done (0..1) and for how long it has run; `first` is (fraction, seconds ago) of its
+    first report of work done, so the pace leaves out what the step does before any
+    (starting, fetching and measuring its inputs)."""
+
+    low: int
+    high: int
+    fraction: float
+    elapsed_s: float
+    first: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,19 +116,41 @@ def prior_for(history: Sequence[Finished], spec: Any) -> float | None:
 
 
 def remaining_seconds(
-    fraction: float, elapsed_s: float, prior_s: float | None = None
+    fraction: float, elapsed_s: float, prior_s: float | None = None, step: Step | None = None
 ) -> float | None:
-    """Seconds left of a run that has done `fraction` (0..1) of its work in `elapsed_s`.
-
-    Measured: elapsed x (1 - f) / f, the run's own pace. Prior: what the history expects
-    to be left, `prior - elapsed`, but never less than the prior's share of the work left
-    (`prior x (1 - f)`: a run slower than usual is not nearly done). The two are blended
-    with the measured weight growing with progress (weight f), since early progress
-    (downloads) says little about the encode that follows.
-    """
+    """Seconds left of a run that has done `fraction` (0..1) of its work in `elapsed_s`,
+    `step` being the step it is in (None: the run's pace as a whole, `_run_pace`)."""
     f = max(0.0, min(1.0, fraction))
     if f >= 1.0:
         return 0.0
+    if step is None or step.high <= step.low:
+        return _run_pace(f, elapsed_s, prior_s)
+    share, later_share = (step.high - step.low) / 100, (100 - step.high) / 100
+    g = max(0.0, min(1.0, step.fraction))
+    elapsed = max(0.0, step.elapsed_s)
+    g0, since = step.first if step.first and step.first[0] < g else (0.0, elapsed)
+    measured = since * (1 - g) / (g - g0) if g > g0 and since > 0 else None
+    if prior_s is None:
+        if measured is None:
+            return None
+        # Without history the bands are the best guess of the later steps' share.
+        return measured + (elapsed + measured) * later_share / share
+    expected = max(prior_s * share - elapsed, prior_s * share * (1 - g))
+    if measured is None:
+        return expected + prior_s * later_share
+    # The steps after this one scale with its pace too (a cartoon's small video uploads
+    # sooner than film grain's), once that pace is trusted.
+    weight = min(1.0, g / STEP_TRUSTED_FRACTION)
+    this_step = weight * measured + (1 - weight) * expected
+    later = (elapsed + measured) * later_share / share
+    return this_step + weight * later + (1 - weight) * prior_s * later_share
+
+
+def _run_pace(f: float, elapsed_s: float, prior_s: float | None) -> float | None:
+    """Measured: elapsed x (1 - f) / f, the run's own pace. Prior: what the history expects
+    to be left, `prior - elapsed`, but never less than the prior's share of the work left
+    (`prior x (1 - f)`: a run slower than usual is not nearly done). The two are blended
+    with the measured weight growing with progress (weight f)."""
     elapsed_s = max(0.0, elapsed_s)
     measured = elapsed_s * (1 - f) / f if f >= MIN_MEASURED_FRACTION and elapsed_s > 0 else None
     expected = max(prior_s - elapsed_s, prior_s * (1 - f)) if prior_s is not None else None

@@ -75,6 +75,8 @@ class ExportStep:
     # for the time left: when this run started processing, and what the history expects
     started_at: datetime | None = None
     prior_s: float | None = None
+    step_started: float = field(default_factory=time.monotonic)  # this step, this attempt
+    _first: tuple[float, float] | None = None  # (fraction, monotonic) of the first report
     _written: int = -1
     _written_at: float = 0.0
     _logged: int = -10
@@ -91,9 +93,12 @@ class ExportStep:
     def progress(self, fraction: float) -> None:
         """Report that `fraction` (0..1) of this step is done. Thread-safe, throttled."""
         low, high = self.band
-        pct = int(low + (high - low) * max(0.0, min(1.0, fraction)))
+        fraction = max(0.0, min(1.0, fraction))
+        pct = int(low + (high - low) * fraction)
         now = time.monotonic()
         with self._lock:
+            if self._first is None and 0 < fraction < 1:
+                self._first = (fraction, now)
             if pct <= self._written:
                 return
             if pct < high and now - self._written_at < PROGRESS_INTERVAL_S:
@@ -102,7 +107,7 @@ class ExportStep:
             log_it = pct >= self._logged + 10 or pct == high
             if log_it:
                 self._logged = pct
-        eta_s, finish_at = self.time_left(pct)
+        eta_s, finish_at = self.time_left(pct, fraction)
         self.store.set_progress(
             self.request_id,
             pct,
@@ -113,11 +118,15 @@ class ExportStep:
         if log_it:
             self.context.log.info(f"{self.partition_key}: {pct}% done")
 
-    def time_left(self, pct: int) -> tuple[int | None, datetime | None]:
-        """`eta_s` and `estimated_finish_at` at `pct` % done (None, None: unknown)."""
+    def time_left(self, pct: int, fraction: float) -> tuple[int | None, datetime | None]:
+        """`eta_s` and `estimated_finish_at` at `pct` % done, `fraction` of this step
+        (None, None: unknown)."""
         now = utcnow()
         elapsed = (now - eta.as_utc(self.started_at)).total_seconds() if self.started_at else 0.0
-        eta_s = eta.eta_seconds(eta.remaining_seconds(pct / 100, elapsed, self.prior_s))
+        moment = time.monotonic()
+        first = None if self._first is None else (self._first[0], moment - self._first[1])
+        step = eta.Step(*self.band, fraction, moment - self.step_started, first)
+        eta_s = eta.eta_seconds(eta.remaining_seconds(pct / 100, elapsed, self.prior_s, step))
         return eta_s, (now + timedelta(seconds=eta_s) if eta_s is not None else None)
 
 

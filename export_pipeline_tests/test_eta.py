@@ -124,3 +124,51 @@ def test_history_rows_carry_their_format_and_null_reads_as_mp4():
          "processing_started_at": start, "completed_at": start + timedelta(seconds=2)},
     ]  # fmt: skip
     assert [h.format for h in eta.history_from_rows(rows)] == ["webm", "mp4"]
+
+
+def step(low, high, fraction, elapsed):
+    return eta.Step(low, high, fraction, elapsed)
+
+
+@pytest.mark.parametrize(
+    ("fraction", "prior", "current", "expected"),
+    [
+        # nothing of the step done yet: its share of the prior, and the later steps' share
+        (0.10, 100.0, step(10, 95, 0.0, 0.5), 85.0 + 5.0),
+        # a fifth of the step done: its own pace alone (12 s for a fifth: 48 s to go), and
+        # the later steps at that pace too (5/85 of the step's 60 s)
+        (0.27, 100.0, step(10, 95, 0.2, 12.0), 48.0 + 60.0 * 5 / 85),
+        # a tenth: half its pace (18 s to go), half the prior's share (85 - 2 = 83 s); the
+        # later steps half at its pace, half at the prior's
+        (0.185, 100.0, step(10, 95, 0.1, 2.0),
+         0.5 * 18.0 + 0.5 * 83.0 + 0.5 * 20.0 * 5 / 85 + 0.5 * 5.0),
+        # no history: the same
+        (0.27, None, step(10, 95, 0.2, 12.0), 48.0 + 60.0 * 5 / 85),
+        (0.10, None, step(10, 95, 0.0, 0.0), None),
+        # 6 s of set-up before its first report (a tenth done, 4 s ago): the pace since
+        # then, 4 s per fifth, leaves 14 s
+        (0.355, 100.0, eta.Step(10, 95, 0.3, 10.0, (0.1, 4.0)), 14.0 + 24.0 * 5 / 85),
+        # the last step: nothing after it
+        (0.975, 100.0, step(95, 100, 0.5, 1.0), 1.0),
+        (1.0, 100.0, step(95, 100, 1.0, 2.0), 0.0),
+    ],
+)  # fmt: skip
+def test_the_running_steps_pace_says_how_long_the_rest_takes(fraction, prior, current, expected):
+    got = eta.remaining_seconds(fraction, 30.0, prior, current)
+    assert got == (None if expected is None else pytest.approx(expected))
+
+
+@pytest.mark.parametrize("slowdown", [0.5, 1.0, 2.0])
+def test_footage_slower_or_faster_than_the_history_is_caught_within_a_fifth_of_the_encode(
+    slowdown,
+):
+    # The history expects 60 s (download 6, encode 51, publish 3 = the bands); this footage
+    # encodes `slowdown` times as slowly, at a steady pace, and publishes in the same 3 s.
+    prior, download, publish = 60.0, 6.0, 3.0
+    encode = 51.0 * slowdown
+    for g in (0.2, 0.5, 0.8):
+        pct = 10 + 85 * g
+        got = eta.remaining_seconds(pct / 100, download + g * encode, prior,
+                                    step(10, 95, g, g * encode))  # fmt: skip
+        actual = (1 - g) * encode + publish
+        assert abs(got - actual) <= 0.25 * actual, (g, got, actual)

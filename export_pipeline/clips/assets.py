@@ -36,7 +36,7 @@ from export_pipeline.resources import AppDatabase, ClipDownloads, MediaTools, St
 from export_pipeline.storage import Storage
 from export_pipeline.tracking import ExportError, ExportStep, export_step
 
-PROGRESS_BAND = (0, 25)
+PROGRESS_BAND = (0, 10)
 
 
 def manifest_key(partition_key: str) -> str:

@@ -34,7 +34,7 @@ from export_pipeline.resources import AppDatabase, MediaTools, StorageResource
 from export_pipeline.storage import ObjectNotFound, Storage
 from export_pipeline.tracking import ExportError, ExportStep, export_step
 
-PROGRESS_BAND = (25, 90)
+PROGRESS_BAND = (10, 97)
 
 
 def encoded_key(partition_key: str, extension: str = "mp4") -> str:

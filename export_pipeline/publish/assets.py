@@ -33,7 +33,7 @@ from export_pipeline.resources import AppDatabase, MediaTools, StorageResource
 from export_pipeline.storage import ObjectNotFound, Storage
 from export_pipeline.tracking import ExportError, ExportStep, check_not_canceled, export_step
 
-PROGRESS_BAND = (90, 100)
+PROGRESS_BAND = (97, 100)
 
 
 def video_key(partition_key: str, extension: str = "mp4") -> str:
