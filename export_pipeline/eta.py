@@ -138,10 +138,12 @@ def remaining_seconds(
     expected = max(prior_s * share - elapsed, prior_s * share * (1 - g))
     if measured is None:
         return expected + prior_s * later_share
-    # The steps after this one scale with its pace too (a cartoon's small video uploads
-    # sooner than film grain's), once that pace is trusted.
     weight = min(1.0, g / STEP_TRUSTED_FRACTION)
     this_step = weight * measured + (1 - weight) * expected
+    if share < later_share:  # a short step (the downloads) says nothing of the encode
+        return this_step + prior_s * later_share
+    # The steps after the bulk of the work scale with its pace (a cartoon's small video
+    # uploads sooner than film grain's), once that pace is trusted.
     later = (elapsed + measured) * later_share / share
     return this_step + weight * later + (1 - weight) * prior_s * later_share
 
