@@ -84,6 +84,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("bench-finishing.json"))
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="a comma-separated subset (plain first)"
+    )
     args = parser.parse_args()
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     if variants[:1] != ["plain"]:
