@@ -8,15 +8,20 @@ same for the embedded default and production, only the resources' values differ.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import yaml
 from dagster import (
     AssetSelection,
     Backoff,
     Definitions,
+    ExecutorDefinition,
     Jitter,
     PartitionedConfig,
     RetryPolicy,
     define_asset_job,
     in_process_executor,
+    multiprocess_executor,
 )
 
 from export_pipeline.clips.assets import build_downloaded_clips
@@ -30,6 +35,7 @@ from export_pipeline.intake.supervision import (
     build_export_failure_sensor,
     build_export_sweeper_sensor,
 )
+from export_pipeline.media.commands import available_cpus
 from export_pipeline.notify import build_export_webhook_sensor
 from export_pipeline.ops import build_export_metrics, build_retention_defs
 from export_pipeline.publish.assets import build_published_video
@@ -37,8 +43,29 @@ from export_pipeline.resources import AppDatabase, ClipDownloads, MediaTools, St
 from export_pipeline.settings import Settings
 
 
+def build_io_manager(settings: Settings) -> dict:
+    """Where Dagster keeps what steps hand each other (which segments to render: small
+    values; the media itself goes through our storage). Dagster's default, files under
+    $DAGSTER_HOME, serves the steps of one machine; with S3 storage they go to the same
+    bucket (dagster-aws), so steps on other machines (docker, k8s executors) and the
+    re-execution of a run elsewhere read them too."""
+    if settings.storage_backend != "s3":
+        return {}
+    from dagster_aws.s3 import S3PickleIOManager, S3Resource
+
+    s3 = S3Resource(endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region)
+    # Beside the pipeline's objects, not among them (quota, retention and the app's keys
+    # are the pipeline's; these are Dagster's, like its step logs under dagster/).
+    return {
+        "io_manager": S3PickleIOManager(
+            s3_resource=s3, s3_bucket=settings.s3_bucket or "", s3_prefix="dagster/io"
+        )
+    }
+
+
 def build_resources(settings: Settings) -> dict:
     return {
+        **build_io_manager(settings),
         "app_db": AppDatabase(url=settings.db_url, heartbeat_s=settings.heartbeat_s),
         "storage": StorageResource(
             backend=settings.storage_backend,
@@ -56,6 +83,8 @@ def build_resources(settings: Settings) -> dict:
             x264_preset=settings.x264_preset,
             max_fps=settings.max_fps,
             segment_workers=settings.segment_workers,
+            max_segment_s=settings.segment_max_s,
+            segments_per_step=settings.segments_in_a_step,
             loudness_lufs=settings.loudness_lufs,
             work_dir=str(settings.work_dir) if settings.work_dir else None,
             ffmpeg_timeout_s=settings.ffmpeg_timeout_s,
@@ -80,6 +109,41 @@ def build_resources(settings: Settings) -> dict:
             private_networks=list(settings.private_networks),
         ),
     }
+
+
+EXECUTORS = ("in_process", "multiprocess", "docker", "k8s")
+
+
+def build_executor(settings: Settings) -> ExecutorDefinition:
+    """Where a run's steps run (`EXPORT_EXECUTOR`), the segments of an export above all:
+    in the run's own process, one after another (the default: nothing to start, the
+    fastest for short exports); in processes of their own on the run's machine
+    (`multiprocess`, `EXPORT_MAX_CONCURRENT_STEPS` at once, default one per CPU); or across
+    machines, a container per step (`docker`, dagster-docker) or a Kubernetes job per step
+    (`k8s`, dagster-k8s), configured by the YAML file `EXPORT_EXECUTOR_CONFIG` (examples
+    in docker/). Dagster's own executors: no scheduler of ours."""
+    name = settings.executor
+    limit = settings.max_concurrent_steps
+    if name == "in_process":
+        return in_process_executor
+    if name == "multiprocess":
+        return multiprocess_executor.configured(
+            {"max_concurrent": limit or available_cpus()}, name="multiprocess"
+        )
+    config = {}
+    if settings.executor_config:
+        config = yaml.safe_load(Path(settings.executor_config).read_text()) or {}
+    if limit:
+        config["max_concurrent"] = limit
+    if name == "docker":
+        from dagster_docker import docker_executor
+
+        return docker_executor.configured(config, name="docker")
+    if name == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor.configured(config, name="k8s")
+    raise ValueError(f"EXPORT_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {name!r}")
 
 
 def build_definitions(settings: Settings) -> Definitions:
@@ -107,8 +171,7 @@ def build_definitions(settings: Settings) -> Definitions:
             run_config_for_partition_key_fn=lambda _key: {},
             tags_for_partition_key_fn=partition_tags(settings.db_url),
         ),
-        # The three steps run one after another; one process per run starts faster.
-        executor_def=in_process_executor,
+        executor_def=build_executor(settings),
         description="Export one request: download clips, encode, publish.",
     )
     sensors = [

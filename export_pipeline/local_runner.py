@@ -25,8 +25,10 @@ def evaluate_intake(
 ) -> SensorResult:
     """One tick of `export_requests_sensor`; partitions it asks for are added."""
     sensor_def = defs.resolve_sensor_def("export_requests_sensor")
+    # The sensor's own resources (not the run's I/O manager, which only steps use).
+    resources = {k: v for k, v in defs.resources.items() if k != "io_manager"}
     context = build_sensor_context(
-        instance=instance, cursor=cursor, definitions=defs, resources=dict(defs.resources)
+        instance=instance, cursor=cursor, definitions=defs, resources=resources
     )
     result = sensor_def(context)
     if not isinstance(result, SensorResult):

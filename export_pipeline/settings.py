@@ -15,6 +15,10 @@ from pathlib import Path
 from export_pipeline.media.commands import DEFAULT_LOUDNESS_LUFS, DEFAULT_PRESET
 
 
+def _auto_int(value: str) -> int | None:
+    return None if value.strip().lower() in ("", "auto", "0") else int(value)
+
+
 def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
@@ -42,6 +46,11 @@ class Settings:
     x264_preset: str = DEFAULT_PRESET
     max_fps: int = 60
     segment_workers: int = 0
+    segment_max_s: float = 10.0
+    executor: str = "in_process"
+    max_concurrent_steps: int = 0
+    segments_per_step: int | None = None  # None: all in one step in process, else one each
+    executor_config: str | None = None
     loudness_lufs: float = DEFAULT_LOUDNESS_LUFS
     download_concurrency: int = 4
     max_clip_bytes: int = 2 * 1024**3
@@ -81,6 +90,16 @@ class Settings:
     sensor_interval_s: int = 5
 
     @property
+    def segments_in_a_step(self) -> int:
+        """Segments one segment step renders (0: all of them). In process, steps run one
+        after another, so one step renders them all, two FFmpeg at once as before the
+        fan-out (the fastest on one machine); under any other executor, one each, so the
+        executor spreads them."""
+        if self.segments_per_step is not None:
+            return max(1, self.segments_per_step)
+        return 0 if self.executor == "in_process" else 1
+
+    @property
     def local_storage_root(self) -> Path:
         return self.storage_root or self.home / "storage"
 
@@ -113,6 +132,11 @@ class Settings:
             x264_preset=get("EXPORT_X264_PRESET", DEFAULT_PRESET),
             max_fps=int(get("EXPORT_MAX_FPS", "60")),
             segment_workers=int(get("EXPORT_SEGMENT_WORKERS", "0")),
+            segment_max_s=float(get("EXPORT_SEGMENT_MAX_S", "10")),
+            executor=get("EXPORT_EXECUTOR", "in_process").lower().replace("-", "_"),
+            max_concurrent_steps=int(get("EXPORT_MAX_CONCURRENT_STEPS", "0")),
+            segments_per_step=_auto_int(get("EXPORT_SEGMENTS_PER_STEP", "auto")),
+            executor_config=opt("EXPORT_EXECUTOR_CONFIG"),
             loudness_lufs=float(get("EXPORT_LOUDNESS_LUFS", str(DEFAULT_LOUDNESS_LUFS))),
             download_concurrency=int(get("EXPORT_DOWNLOAD_CONCURRENCY", "4")),
             max_clip_bytes=int(get("EXPORT_MAX_CLIP_MB", "2048")) * 1024**2,

@@ -233,6 +233,7 @@ def export_step(
     step_name: str,
     band: tuple[int, int],
     max_retries: int,
+    fills_band: bool = True,
 ) -> Iterator[ExportStep]:
     store = app_db.store()
     request_id = request_id_from_key(context.partition_key)
@@ -259,7 +260,8 @@ def export_step(
             # The server said when to come back (HTTP 429/503 Retry-After): honour it.
             raise RetryRequested(max_retries, seconds_to_wait=exc.retry_after_s) from exc
         raise
-    step.progress(1.0)
+    if fills_band:
+        step.progress(1.0)
 
 
 def _record_failure(

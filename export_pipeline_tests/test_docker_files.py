@@ -510,7 +510,10 @@ def test_runs_launch_from_the_user_code_image_on_the_compose_network():
 
 def test_run_scratch_volume_is_the_work_dir():
     config = launcher_config()
-    ((volume, mount),) = config["container_kwargs"]["volumes"].items()
+    volumes = dict(config["container_kwargs"]["volumes"])
+    # The run starts its steps' containers through the host's Docker socket.
+    assert volumes.pop("/var/run/docker.sock") == {"bind": "/var/run/docker.sock", "mode": "rw"}
+    ((volume, mount),) = volumes.items()
     declared = {v.get("name") for v in compose()["volumes"].values() if v}
     assert volume in declared, f"{volume} is not a named volume of the compose file"
     work_dir = compose()["x-run-env"]["EXPORT_WORK_DIR"]
@@ -542,9 +545,61 @@ def test_run_container_kwargs_are_accepted_by_docker_py():
     assert host["Init"] is True
     assert host["NanoCpus"] == 2 * 10**9
     assert host["Memory"] == 4 * 1024**3
-    assert host["Binds"] == [
-        f"export-pipeline-scratch:{compose()['x-run-env']['EXPORT_WORK_DIR']}:rw"
-    ]
+    assert sorted(host["Binds"]) == sorted([
+        f"export-pipeline-scratch:{compose()['x-run-env']['EXPORT_WORK_DIR']}:rw",
+        "/var/run/docker.sock:/var/run/docker.sock:rw",
+    ])  # fmt: skip
+
+
+# ---- the step executors (EXPORT_EXECUTOR) -------------------------------------------------
+
+
+def executor_config(name: str) -> dict[str, Any]:
+    return load_yaml(DOCKER / f"executor-{name}.yaml")
+
+
+def test_compose_runs_steps_with_the_docker_executor_config_in_the_image():
+    run_env = compose()["x-run-env"]
+    assert run_env["EXPORT_EXECUTOR"].startswith("${EXPORT_EXECUTOR:-docker}")
+    path = run_env["EXPORT_EXECUTOR_CONFIG"]
+    assert path == "/opt/dagster/app/docker/executor-docker.yaml"
+    dockerfile = (DOCKER / "Dockerfile_user_code").read_text()
+    assert "COPY docker/executor-docker.yaml docker/executor-k8s.yaml ./docker/" in dockerfile
+    assert "WORKDIR /opt/dagster/app" in dockerfile
+
+
+@pytest.mark.parametrize("name", ["docker", "k8s"])
+def test_executor_configs_are_valid_for_their_executor(name):
+    from dagster._config import validate_config
+
+    if name == "docker":
+        from dagster_docker import docker_executor as executor
+    else:
+        from dagster_k8s import k8s_job_executor as executor
+    result = validate_config(executor.config_schema.config_type, executor_config(name))
+    assert result.success, [e.message for e in result.errors]
+
+
+def test_step_containers_get_the_run_environment():
+    config = executor_config("docker")
+    assert config["env_vars"] == launcher_config()["env_vars"]
+    assert config["network"] == launcher_config()["network"]
+    scratch = compose()["x-run-env"]["EXPORT_WORK_DIR"]
+    assert config["container_kwargs"]["volumes"]["export-pipeline-scratch"]["bind"] == scratch
+
+
+def test_k8s_segment_steps_get_their_own_resources():
+    config = executor_config("k8s")
+    from export_pipeline.definitions import defs
+
+    ops = {node.name for node in defs.resolve_job_def("export_video_job").graph.nodes}
+    nested = defs.resolve_job_def("export_video_job").graph.node_named("encoded_video")
+    ops |= {node.name for node in nested.definition.nodes}
+    for op_name, override in config["per_step_k8s_config"].items():
+        assert op_name in ops, f"{op_name} is not an op of the export job"
+        assert override["container_config"]["resources"]["requests"]["cpu"]
+    segment = config["per_step_k8s_config"]["encoded_video_segment"]["container_config"]
+    assert segment["resources"]["limits"]["cpu"] == "2"
 
 
 # ---- dagster.yaml: loaded by Dagster -----------------------------------------------------
@@ -790,10 +845,6 @@ def test_readme_quick_start_uses_these_files():
 def test_readme_run_launcher_snippets_are_valid_config(snippet):
     from dagster._config import validate_config
 
-    if snippet["module"] == "dagster_k8s":
-        # Not a project dependency (its kubernetes client is large); dagster-docker and
-        # dagster-aws are, so their snippets are always checked.
-        pytest.importorskip("dagster_k8s", reason="pip install dagster-k8s==0.29.27 to check")
     module = importlib.import_module(snippet["module"])
     launcher_class = getattr(module, snippet["class"])
     result = validate_config(launcher_class.config_type(), snippet["config"])

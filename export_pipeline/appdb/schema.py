@@ -81,6 +81,20 @@ export_requests = Table(
 )
 
 
+# The pipeline's own bookkeeping, not part of the app's contract: how far each segment of
+# an export being encoded has got, so steps on different workers (the fan-out of
+# `encoded_video`) add up to one progress on the request row. Rows of an export are
+# replaced when its encode is planned again and deleted when the encode ends.
+export_segments = Table(
+    "export_segments",
+    metadata,
+    Column("request_id", Integer, primary_key=True, autoincrement=False),
+    Column("segment", Integer, primary_key=True, autoincrement=False),
+    Column("seconds", Float, nullable=False),
+    Column("done", Float, nullable=False, server_default=text("0")),
+)
+
+
 def create_schema(engine: Engine) -> None:
     """Create the table and its indexes if they are missing (idempotent), and add columns
     that newer versions of the pipeline introduced to a table an older version created."""

@@ -8,11 +8,22 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Text, and_, cast, create_engine, func, insert, or_, select, update
+from sqlalchemy import (
+    Text,
+    and_,
+    cast,
+    create_engine,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
 
 from export_pipeline.appdb import status as st
-from export_pipeline.appdb.schema import create_schema, export_requests
+from export_pipeline.appdb.schema import create_schema, export_requests, export_segments
 
 T = export_requests
 
@@ -210,6 +221,41 @@ class RequestStore:
             )
             result = conn.execute(query.values(**values))
             return result.rowcount == 1
+
+    # ---- segments of an encode spread over steps (`encode.assets`)
+    def start_segments(self, request_id: int, seconds: list[float], done: list[float]) -> None:
+        """The segments of the request's encode: their lengths and how much of each is done
+        (1 for one already in the cache); replaces what an earlier plan wrote."""
+        S = export_segments
+        rows = [
+            {"request_id": request_id, "segment": n, "seconds": length, "done": fraction}
+            for n, (length, fraction) in enumerate(zip(seconds, done, strict=True))
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(delete(S).where(S.c.request_id == request_id))
+            if rows:
+                conn.execute(insert(S), rows)
+
+    def segment_progress(self, request_id: int, segment: int, fraction: float) -> float | None:
+        """Record that `fraction` of one segment is done; returns the fraction of the whole
+        encode done (by length), None if no plan is recorded."""
+        S = export_segments
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(S)
+                .where(S.c.request_id == request_id, S.c.segment == segment)
+                .values(done=max(0.0, min(1.0, fraction)))
+            )
+            done, total = conn.execute(
+                select(func.sum(S.c.seconds * S.c.done), func.sum(S.c.seconds)).where(
+                    S.c.request_id == request_id
+                )
+            ).one()
+        return None if not total else float(done) / float(total)
+
+    def end_segments(self, request_id: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(export_segments).where(export_segments.c.request_id == request_id))
 
     def touch(self, request_id: int, run_id: str) -> bool:
         """Heartbeat: refresh `updated_at` while `run_id` is working on the row."""

@@ -401,10 +401,11 @@ def segment_workers(requested: int = 0) -> int:
 
 
 @dataclass
-class _Segment:
-    """One segment of a render: a span of one clip, ending in the transition into the next
-    clip's first frames `b` when there is one; where it goes, where it starts on the
-    timeline, its share of the progress, its cache key."""
+class Segment:
+    """One segment of a render: a span of one clip (all of it, or a chunk of a long one),
+    ending in the transition into the next clip's first frames `b` when there is one; where
+    it goes, where it starts on the timeline, its share of the progress, its cache key
+    (None: not cacheable, the clip's content hash is unknown)."""
 
     index: int
     inp: RenderInput
@@ -445,13 +446,17 @@ class Part:
     kind: str = "cut"
 
 
-def plan_segments(inputs: list[RenderInput], fps: Fraction) -> list[Part]:
-    """The timeline as segments, in order: one per clip. A transition of d seconds overlaps
-    the two clips by d (rounded to whole frames), so the video is d shorter than its clips:
-    the first clip's segment ends blending into the next clip's first d, and the next
-    clip's segment starts after them. Each segment is rendered on its own (no segment
-    needs another's frames), and a clip without transitions is one segment, exactly as it
-    was before transitions existed (same key).
+def plan_segments(
+    inputs: list[RenderInput], fps: Fraction, max_segment_s: float | None = None
+) -> list[Part]:
+    """The timeline as segments, in order: one per clip, or per chunk of a clip longer than
+    `max_segment_s` (its span cut evenly on the output frame grid into the fewest chunks of
+    at most that length, so one long clip spreads over many workers too). A transition of
+    d seconds overlaps the two clips by d (rounded to whole frames), so the video is d
+    shorter than its clips: the first clip's (last) segment ends blending into the next
+    clip's first d, and the next clip's segment starts after them. Each segment is rendered
+    on its own (no segment needs another's frames), and a short clip without transitions is
+    one segment, exactly as it was before transitions and chunks existed (same key).
     Raises ClipError when a clip's transitions leave none of it to play alone."""
     frames = [frame_count(effective_duration(inp), fps) for inp in inputs]
     overlap = [0]
@@ -459,6 +464,7 @@ def plan_segments(inputs: list[RenderInput], fps: Fraction) -> list[Part]:
         fades = inp.transition is not None and inp.transition.kind in TRANSITIONS
         overlap.append(frame_count(inp.transition.duration, fps) if fades else 0)
     overlap.append(0)
+    longest = frame_count(max_segment_s, fps) if max_segment_s and max_segment_s > 0 else 0
     parts: list[Part] = []
     for n, inp in enumerate(inputs):
         head, tail = overlap[n], overlap[n + 1]
@@ -469,12 +475,21 @@ def plan_segments(inputs: list[RenderInput], fps: Fraction) -> list[Part]:
                 f"its transitions ({_secs(float((head + tail) / fps))} s) take all of its "
                 f"{_secs(float(frames[n] / fps))} s: shorten them or the clip",
             )
-        span = _span(inp, head, frames[n] - head, fps) if head else inp
-        if tail:
-            after = inputs[n + 1]
-            parts.append(Part(span, n, _span(after, 0, tail, fps), after.transition.kind))
-        else:
-            parts.append(Part(span, n))
+        own = frames[n] - head  # the frames this clip's segments cover
+        chunks = max(1, -(-own // longest)) if longest else 1
+        while chunks > 1 and own // chunks <= tail:  # the last chunk holds the transition
+            chunks -= 1
+        after = inputs[n + 1] if tail else None
+        start = head
+        for k in range(chunks):
+            length = own // chunks + (1 if k < own % chunks else 0)
+            whole = chunks == 1 and not head
+            span = inp if whole else _span(inp, start, length, fps)
+            if after is not None and k == chunks - 1:
+                parts.append(Part(span, n, _span(after, 0, tail, fps), after.transition.kind))
+            else:
+                parts.append(Part(span, n))
+            start += length
     return parts
 
 
@@ -488,11 +503,11 @@ def _with_transition(key: str | None, b_key: str | None, kind: str) -> str | Non
 
 
 def _encode_all(
-    pending: list[_Segment],
-    render: Callable[[_Segment, Progress, threading.Event], int],
+    pending: list[Segment],
+    render: Callable[[Segment, Progress, threading.Event], int],
     workers: int,
     report: Callable[[], None],
-    finished: Callable[[_Segment], None],
+    finished: Callable[[Segment], None],
 ) -> None:
     """Encode `pending` with up to `workers` at once. `render(segment, on_progress, stop)`
     runs on a pool thread; `report` (progress) and `finished` (the cache) run here, on the
@@ -501,7 +516,7 @@ def _encode_all(
     (a canceled run's DagsterExecutionInterruptedError)."""
     stop = threading.Event()
 
-    def work(segment: _Segment) -> int:
+    def work(segment: Segment) -> int:
         def on_progress(fraction: float) -> None:
             segment.done = fraction
 
@@ -528,6 +543,156 @@ def _share(on_progress: Progress | None, start: float, span: float) -> Progress 
     return lambda fraction: on_progress(min(1.0, start + span * fraction))
 
 
+@dataclass
+class RenderPlan:
+    """An export's timeline as segments (`plan_segments`), each with its file names in a
+    scratch directory, its place on the timeline and its cache key: what `render_video`
+    renders in one process, and what the fan-out (`encode.assets`) spreads over steps,
+    each step planning the same segments from the same inputs."""
+
+    inputs: list[RenderInput]
+    settings: EncodeSettings
+    segments: list[Segment]
+    copy: bool  # every clip's video goes in untouched (`copy_path`)
+
+    @property
+    def frames(self) -> int:
+        return sum(segment.frames for segment in self.segments)
+
+
+def plan_render(
+    inputs: list[RenderInput],
+    settings: EncodeSettings,
+    scratch: Path,
+    *,
+    captions: BurnIn | None = None,
+    max_segment_s: float | None = None,
+) -> RenderPlan:
+    """Plan the render of `inputs`: the segments (raises ClipError for a clip that cannot
+    be rendered), their files in `scratch`, and the captions to burn into each (written
+    there, and part of the segment's key)."""
+    if not inputs:
+        raise ValueError("nothing to render: no clips")
+    parts = plan_segments(inputs, settings.fps, max_segment_s)
+    transitions = any(part.b is not None for part in parts)
+    copy = not transitions and not captions and copy_path(inputs, settings)
+    segments: list[Segment] = []
+    offset = 0
+    for index, part in enumerate(parts):
+        inp, b, kind = part.span, part.b, part.kind
+        frames = frame_count(effective_duration(inp), settings.fps)
+        key = segment_key(inp, settings, copy)
+        if b is not None:
+            key = _with_transition(key, segment_key(b, settings, copy), kind)
+        segment = Segment(
+            index, inp, float(frames / settings.fps),
+            scratch / f"segment-{index:04d}.{settings.container}",
+            scratch / f"segment-{index:04d}.wav",
+            key, b=b, kind=kind, clip=part.clip, frames=frames,
+            offset_s=float(offset / settings.fps),
+        )  # fmt: skip
+        if captions:
+            _attach_captions(segment, captions, settings, scratch)
+        segments.append(segment)
+        offset += frames
+    return RenderPlan(inputs, settings, segments, copy)
+
+
+def render_planned(
+    plan: RenderPlan,
+    segment: Segment,
+    levels: dict[int, tuple[float, bool]],
+    *,
+    settings: EncodeSettings | None = None,
+    on_progress: Progress | None = None,
+    ffmpeg: str = "ffmpeg",
+    timeout_s: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    stop: threading.Event | None = None,
+) -> int:
+    """Render one segment of `plan` into its files (`settings`: the plan's, or the same
+    with fewer threads when segments are rendered side by side); returns its frames.
+    `levels` are the clips' loudness corrections (`loudness_levels`)."""
+    out = None
+    if segment.b is not None:
+        out = transition_out(segment.kind, segment.b, levels.get(segment.clip + 1))
+    try:
+        return render_segment(
+            segment.inp, settings or plan.settings, segment.video, segment.audio,
+            on_progress=on_progress, ffmpeg=ffmpeg, timeout_s=timeout_s, copy=plan.copy,
+            limits=limits, stop=stop, level=levels.get(segment.clip),
+            captions=segment.captions, out=out,
+        )  # fmt: skip
+    except FFmpegError as error:
+        if segment.b is not None:
+            error.add_note(f"with the {segment.kind} into {segment.b.label}")
+        raise
+
+
+def join_planned(
+    plan: RenderPlan,
+    output: Path,
+    *,
+    on_progress: Progress | None = None,
+    ffmpeg: str = "ffmpeg",
+    timeout_s: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    music: Music | None = None,
+    subtitles: tuple[Cue, ...] | None = None,
+) -> None:
+    """Join the plan's rendered segments (all in their files) into `output`."""
+    join_segments(
+        [segment.video for segment in plan.segments],
+        [segment.audio for segment in plan.segments],
+        output,
+        plan.settings,
+        duration_s=plan.frames / plan.settings.fps,
+        on_progress=on_progress,
+        ffmpeg=ffmpeg,
+        timeout_s=timeout_s,
+        limits=limits,
+        music=music,
+        subtitles=subtitles,
+    )
+
+
+def render_segments(
+    plan: RenderPlan,
+    segments: list[Segment],
+    levels: dict[int, tuple[float, bool]],
+    *,
+    parallel: int = 0,
+    report: Callable[[], None] | None = None,
+    finished: Callable[[Segment], None] | None = None,
+    ffmpeg: str = "ffmpeg",
+    timeout_s: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+) -> None:
+    """Render `segments` of `plan`, `parallel` at once (0: `segment_workers()`), sharing the
+    encoder threads one would have. Each segment's `done` follows its progress; `report`
+    is called as it moves and `finished(segment)` once a segment is complete, both on this
+    thread. The first error (or an interrupt of this thread) stops the other FFmpeg."""
+    if not segments:
+        return
+    workers = min(segment_workers(parallel), len(segments))
+    settings = plan.settings
+    if workers > 1 and settings.threads > 0:
+        settings = replace(settings, threads=math.ceil(settings.threads / workers))
+
+    def render(segment: Segment, progress: Progress, stop: threading.Event) -> int:
+        return render_planned(
+            plan, segment, levels, settings=settings, on_progress=progress, ffmpeg=ffmpeg,
+            timeout_s=timeout_s, limits=limits, stop=stop,
+        )  # fmt: skip
+
+    def done(segment: Segment) -> None:
+        segment.done = 1.0
+        if finished:
+            finished(segment)
+
+    _encode_all(segments, render, workers, report or (lambda: None), done)
+
+
 def render_video(
     inputs: list[RenderInput],
     settings: EncodeSettings,
@@ -544,10 +709,10 @@ def render_video(
     captions: BurnIn | None = None,
     music: Music | None = None,
     subtitles: tuple[Cue, ...] | None = None,
+    max_segment_s: float | None = None,
 ) -> RenderResult:
-    """Render `inputs` in order into `output`; `timeout_s` applies per FFmpeg run.
-    Segments (`plan_segments`: one per clip, each ending in the transition into the next
-    clip when there is one) not in `cache` are encoded `parallel` at once (0:
+    """Render `inputs` in order into `output`, in this process; `timeout_s` applies per
+    FFmpeg run. Segments (`plan_render`) not in `cache` are encoded `parallel` at once (0:
     `segment_workers()`). `captions` are burned into the segments they fall on (and are
     part of those segments' cache keys); `music` is mixed under the clips' audio and
     `subtitles` added as a soft caption track, both in the join.
@@ -558,88 +723,43 @@ def render_video(
     """
     if not inputs:
         raise ValueError("nothing to render: no clips")
-    parts = plan_segments(inputs, settings.fps)  # ClipError before any work
-    transitions = any(part.b is not None for part in parts)
-    copy = not transitions and not captions and copy_path(inputs, settings)
+    plan_segments(inputs, settings.fps, max_segment_s)  # ClipError before any work
     work_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="render-", dir=work_dir))
     try:
-        segments: list[_Segment] = []
-        offset = 0
-        for index, part in enumerate(parts):
-            inp, b, kind = part.span, part.b, part.kind
-            frames = frame_count(effective_duration(inp), settings.fps)
-            key = segment_key(inp, settings, copy) if cache else None
-            if b is not None:
-                key = _with_transition(key, segment_key(b, settings, copy) if cache else None, kind)
-            segment = _Segment(
-                index, inp, float(frames / settings.fps),
-                scratch / f"segment-{index:04d}.{settings.container}",
-                scratch / f"segment-{index:04d}.wav",
-                key, b=b, kind=kind, clip=part.clip, frames=frames,
-                offset_s=float(offset / settings.fps),
-            )  # fmt: skip
-            if captions:
-                _attach_captions(segment, captions, settings, scratch)
-            segments.append(segment)
-            offset += frames
+        plan = plan_render(
+            inputs, settings, scratch, captions=captions, max_segment_s=max_segment_s
+        )
+        segments = plan.segments
         total = sum(segment.duration for segment in segments)
         reused = 0
         pending = []
         for segment in segments:
-            if segment.key and cache.fetch(segment.key, segment.video, segment.audio):
+            if cache and segment.key and cache.fetch(segment.key, segment.video, segment.audio):
                 segment.done = 1.0
                 reused += 1
             else:
                 pending.append(segment)
-        levels = _loudness_levels(inputs, pending, settings, ffmpeg, timeout_s, limits)
-        workers = min(segment_workers(parallel), len(pending))
-        each = settings
-        if workers > 1 and settings.threads > 0:  # side by side, they share one's threads
-            each = replace(settings, threads=math.ceil(settings.threads / workers))
+        levels = loudness_levels(plan, pending, ffmpeg, timeout_s, limits)
 
         def report() -> None:
             if on_progress:
                 on_progress(SEGMENTS_SHARE * sum(s.done * s.duration for s in segments) / total)
 
-        def render(segment: _Segment, progress: Progress, stop: threading.Event) -> int:
-            out = None
-            if segment.b is not None:
-                out = transition_out(segment.kind, segment.b, levels.get(segment.clip + 1))
-            try:
-                return render_segment(
-                    segment.inp, each, segment.video, segment.audio,
-                    on_progress=progress, ffmpeg=ffmpeg, timeout_s=timeout_s, copy=copy,
-                    limits=limits, stop=stop, level=levels.get(segment.clip),
-                    captions=segment.captions, out=out,
-                )  # fmt: skip
-            except FFmpegError as error:
-                if segment.b is not None:
-                    error.add_note(f"with the {segment.kind} into {segment.b.label}")
-                raise
-
-        def finished(segment: _Segment) -> None:
-            segment.done = 1.0
-            if segment.key:
+        def finished(segment: Segment) -> None:
+            if cache and segment.key:
                 cache.store(segment.key, segment.video, segment.audio)
 
         report()
-        if pending:
-            _encode_all(pending, render, workers, report, finished)
-        frames = offset
-        join_segments(
-            [segment.video for segment in segments],
-            [segment.audio for segment in segments],
-            output,
-            settings,
-            duration_s=frames / settings.fps,
+        render_segments(
+            plan, pending, levels, parallel=parallel, report=report, finished=finished,
+            ffmpeg=ffmpeg, timeout_s=timeout_s, limits=limits,
+        )  # fmt: skip
+        join_planned(
+            plan, output,
             on_progress=_share(on_progress, SEGMENTS_SHARE, 1 - SEGMENTS_SHARE),
-            ffmpeg=ffmpeg,
-            timeout_s=timeout_s,
-            limits=limits,
-            music=music,
-            subtitles=subtitles,
-        )
+            ffmpeg=ffmpeg, timeout_s=timeout_s, limits=limits, music=music, subtitles=subtitles,
+        )  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     info = probe(output, ffprobe, limits)
@@ -647,16 +767,16 @@ def render_video(
         output=output,
         duration_s=info.duration,
         size_bytes=output.stat().st_size,
-        frames=frames,
+        frames=plan.frames,
         segments=len(segments),
         settings=settings,
         reused_segments=reused,
-        stream_copy=copy,
+        stream_copy=plan.copy,
     )
 
 
 def _attach_captions(
-    segment: _Segment, captions: BurnIn, settings: EncodeSettings, scratch: Path
+    segment: Segment, captions: BurnIn, settings: EncodeSettings, scratch: Path
 ) -> None:
     """Write the captions that fall on `segment` (times from its start) next to it, and make
     them part of its cache key; a segment without any keeps its plain key."""
@@ -673,22 +793,22 @@ def _attach_captions(
         segment.key = f"{segment.key}-cc{digest}"
 
 
-def _loudness_levels(
-    inputs: list[RenderInput],
-    pending: list[_Segment],
-    settings: EncodeSettings,
-    ffmpeg: str,
-    timeout_s: float | None,
-    limits: Limits,
+def loudness_levels(
+    plan: RenderPlan,
+    pending: list[Segment],
+    ffmpeg: str = "ffmpeg",
+    timeout_s: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> dict[int, tuple[float, bool]]:
     """Each clip's loudness correction, measured over its whole span once, for the clips
-    that have a segment (or a side of a transition) to render: every part of a clip gets
-    the same gain, so its level does not step at a transition."""
+    that have a segment (or the far side of a transition) to render: every part of a clip
+    gets the same gain, so its level does not step at a transition or between chunks."""
+    settings = plan.settings
     if settings.loudness is None:
         return {}
     needed = {s.clip for s in pending} | {s.clip + 1 for s in pending if s.b is not None}
     levels = {}
-    for n, inp in enumerate(inputs):
+    for n, inp in enumerate(plan.inputs):
         if n in needed and inp.info.has_audio:
             job = segment_job(inp, inp.path, inp.path)  # outputs unused: only measured
             job = normalized(job, settings.loudness, inp.label, ffmpeg, timeout_s, limits)

@@ -23,6 +23,8 @@ class MediaTools(ConfigurableResource):
     x264_preset: str = DEFAULT_PRESET
     max_fps: int = 60
     segment_workers: int = 0  # segments encoded at once; 0: 2 with 2 CPUs or more, else 1
+    max_segment_s: float = 10.0  # a longer clip is cut into chunks of at most this: 0, never
+    segments_per_step: int = 1  # segments a segment step renders; 0: all of them
     loudness_lufs: float = DEFAULT_LOUDNESS_LUFS  # where audio_normalize brings every clip
     work_dir: str | None = None
     ffmpeg_timeout_s: float = 3600.0  # per FFmpeg command: a hung encoder fails, then retries

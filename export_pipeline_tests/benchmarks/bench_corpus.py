@@ -205,7 +205,13 @@ def child(job_json: str) -> None:
     patches = [
         (clips_assets, "download_clips", tl.timed("body", clips_assets.download_clips,
                                                   body_of="downloaded_clips")),
-        (encode_assets, "encode", tl.timed("body", encode_assets.encode, body_of="encoded_video")),
+        # The encode's steps (plan, a step per segment, join) make one body together.
+        (encode_assets, "plan_encode", tl.timed("body", encode_assets.plan_encode,
+                                                body_of="encoded_video")),
+        (encode_assets, "render_one", tl.timed("body", encode_assets.render_one,
+                                               body_of="encoded_video")),
+        (encode_assets, "join_encode", tl.timed("body", encode_assets.join_encode,
+                                                body_of="encoded_video")),
         (publish_assets, "publish", tl.timed("body", publish_assets.publish,
                                              body_of="published_video")),
         (clips_assets, "download", tl.timed("HTTP download", clips_assets.download)),
@@ -266,7 +272,9 @@ def child(job_json: str) -> None:
             DagsterEventType.RUN_START, DagsterEventType.RUN_SUCCESS,
             DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS,
         ):  # fmt: skip
-            events.append({"type": event.event_type_value, "step": entry.step_key,
+            # The encode's own steps (encoded_video.encoded_video_plan, ...) count as one.
+            step = entry.step_key.split(".")[0] if entry.step_key else None
+            events.append({"type": event.event_type_value, "step": step,
                            "ts": entry.timestamp})  # fmt: skip
     result["phases"] = phase_breakdown(tl.entries, events, marks)
     own, children = resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN
@@ -303,9 +311,10 @@ def phase_breakdown(entries: list[dict], events: list[dict], marks: dict[str, fl
     }
     previous = start.get("RUN_START", marks["ticked"])
     for step in STEPS:
-        body = next((e for e in entries if e["phase"] == "body" and e["step"] == step), None)
-        if body is None or step not in first:
+        bodies = [e for e in entries if e["phase"] == "body" and e["step"] == step]
+        if not bodies or step not in first:
             continue
+        body = {"start": min(b["start"] for b in bodies), "end": max(b["end"] for b in bodies)}
         phases["step start-up"] += (first[step] - previous) + (body["start"] - first[step])
         phases["step wrap-up"] += done.get(step, body["end"]) - body["end"]
         previous = done.get(step, body["end"])

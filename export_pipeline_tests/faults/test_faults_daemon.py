@@ -172,3 +172,35 @@ def test_load_with_faults(world_factory, cdn):
     assert canceled not in runs  # canceled before its run was requested
     assert all(runs[i] == 1 for i in ids if i != canceled), runs  # nothing run twice
     assert list(world.work_dir.iterdir()) == []
+
+
+def test_cancel_during_the_fan_out_stops_every_segment_process(world_factory, cdn, tmp_path):
+    """Segments in processes of their own (multiprocess executor): the app's cancel ends the
+    run, and every segment step's FFmpeg, in whichever process, is killed."""
+    started = tmp_path / "encodes"
+    started.mkdir()
+    script = tmp_path / "ffmpeg-every-encode-hangs"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'case "$*" in *libx264*) echo $$ > "{started}/$$"; exec sleep 300;; esac\n'
+        'exec ffmpeg "$@"\n'
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    world = world_factory(
+        EXPORT_FFMPEG=str(script), EXPORT_EXECUTOR="multiprocess", EXPORT_MAX_CONCURRENT_STEPS="2"
+    )
+    names = ("landscape.mp4", "portrait.mp4", "classic.mp4")
+    request_id = world.request("fay", *[cdn.url(n) for n in names])
+    wait_for(lambda: len(list(started.iterdir())) == 2, 180, "two segments encoding at once")
+    encoders = [int(p.read_text()) for p in started.iterdir()]
+
+    world.store.request_cancel(request_id)
+    world.wait_rows([request_id], lambda r: r["status"] == st.CANCELED, 30, "cancel")
+    wait_for(
+        lambda: world.runs_for(request_id)[0].dagster_run.status == DagsterRunStatus.CANCELED,
+        60,
+        "the run to be canceled",
+    )
+    wait_for(lambda: not any(alive(pid) for pid in encoders), 15, "every FFmpeg to be killed")
+    assert len(list(started.iterdir())) == 2  # the third segment never started encoding
+    wait_for(lambda: list(world.work_dir.iterdir()) == [], 15, "temporary files to go")
