@@ -554,16 +554,20 @@ TRANSITIONS = ("crossfade", "fade")
 
 def _blend(kind: str, frames: int, fps: Fraction, before: int = 0) -> str:
     """The pictures of `[va]` (`before` + `frames` frames) turning into `[vb]` (`frames`)
-    over its last `frames`: a crossfade (xfade), or a fade to black over the first half and
-    from black over the second, black at the middle (xfade's own `fadeblack` is darkest a
-    fifth of the way in). The result is as long as `[va]`."""
+    over its last `frames`: a crossfade, or a fade to black over the first half and from
+    black over the second, black at the middle (xfade's own `fadeblack` is darkest a fifth
+    of the way in). The result is as long as `[va]`.
+
+    The crossfade is `[vb]` laid over `[va]` from frame `before` on, its opacity rising a
+    step a frame (alpha `fade`, `overlay`): the same pictures as xfade's `fade` (51-53 dB
+    apart, rounding) for a fraction of the cost, as FFmpeg 5.1's xfade blends in plain C
+    (0.4 CPU-s for 12 frames of 1080p; README, Performance, "Finishing features"). Both
+    sides come out of `fps`, so a time base of one frame: `+before` is `before` frames."""
     total = before + frames
     if kind == "crossfade":
-        length = _seconds(float(Fraction(frames) / fps))
-        offset = _seconds(float(Fraction(before) / fps))
         return (
-            f"[va][vb]xfade=transition=fade:duration={length}:offset={offset},"
-            f"trim=end_frame={total}"
+            f"[vb]format=yuva420p,fade=t=in:s=0:n={frames}:alpha=1,setpts=PTS+{before}[vo];"
+            f"[va][vo]overlay=eof_action=pass:format=yuv420,trim=end_frame={total}"
         )
     if kind == "fade":
         half = frames // 2
