@@ -23,6 +23,7 @@ from export_pipeline.media.render import RenderInput, render_video
 from export_pipeline.storage import LocalStorage
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.e2e.test_pipeline import export, ffprobe
+from export_pipeline_tests.faults.test_faults_in_process import crashing_ffmpeg
 
 pytestmark = pytest.mark.e2e
 
@@ -136,25 +137,8 @@ def test_a_long_clip_is_cut_into_chunks_that_join_seamlessly(
     assert float(a["duration"]) == pytest.approx(4.0, abs=0.03)
 
 
-def crashing_segment_ffmpeg(tmp_path: Path, marker: str) -> Path:
-    """An ffmpeg that crashes once on the encode writing `marker` (one segment), then
-    behaves; every run is logged."""
-    script = tmp_path / "ffmpeg-one-segment-crashes"
-    script.write_text(
-        "#!/bin/sh\n"
-        f'echo "$*" >> "{tmp_path}/ffmpeg.log"\n'
-        f'case "$*" in *{marker}*libx264*|*libx264*{marker}*)\n'
-        f'  if [ ! -e "{tmp_path}/crashed" ]; then touch "{tmp_path}/crashed"; '
-        "kill -SEGV $$; fi;;\n"
-        "esac\n"
-        'exec ffmpeg "$@"\n'
-    )
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return script
-
-
 def test_one_failing_segment_is_retried_alone(settings, store, instance, cdn, tmp_path):
-    ffmpeg = crashing_segment_ffmpeg(tmp_path, "segment-0001.mp4")
+    ffmpeg = crashing_ffmpeg(tmp_path, writing="segment-0001.mp4")
     settings = replace(settings, ffmpeg=str(ffmpeg), segments_per_step=1)
     clips = [clip(cdn.url("landscape.mp4"), n) for n in (1, 2, 3)]
     clips[1] = clip(cdn.url("portrait.mp4"), 2)

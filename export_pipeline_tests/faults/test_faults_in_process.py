@@ -113,13 +113,14 @@ def test_expired_url_uses_the_archive_when_there_is_one(settings, store, instanc
     assert cdn.hits["landscape.mp4"] == 1
 
 
-def crashing_ffmpeg(tmp_path: Path) -> Path:
-    """An ffmpeg that crashes (SIGSEGV) on its first encode, then behaves."""
+def crashing_ffmpeg(tmp_path: Path, writing: str = "") -> Path:
+    """An ffmpeg that crashes (SIGSEGV) on its first encode (of a command line naming
+    `writing`, e.g. one segment's file), then behaves."""
     script = tmp_path / "ffmpeg-crashes-once"
     script.write_text(
         "#!/bin/sh\n"
         f'marker="{tmp_path}/crashed"\n'
-        'case "$*" in *libx264*)\n'
+        f'case "$*" in *{writing}*libx264*|*libx264*{writing}*)\n'
         '  if [ ! -e "$marker" ]; then touch "$marker"; echo "simulated crash" >&2; kill -SEGV $$; fi;;\n'
         "esac\n"
         'exec ffmpeg "$@"\n'
