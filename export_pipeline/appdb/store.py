@@ -236,22 +236,24 @@ class RequestStore:
             if rows:
                 conn.execute(insert(S), rows)
 
-    def segment_progress(self, request_id: int, segment: int, fraction: float) -> float | None:
-        """Record that `fraction` of one segment is done; returns the fraction of the whole
-        encode done (by length), None if no plan is recorded."""
+    def segment_progress(self, request_id: int, done: Mapping[int, float]) -> float | None:
+        """Record how much of some segments is done ({segment: fraction}), in one
+        transaction; returns the fraction of the whole encode done (by length), None if no
+        plan is recorded."""
         S = export_segments
         with self.engine.begin() as conn:
-            conn.execute(
-                update(S)
-                .where(S.c.request_id == request_id, S.c.segment == segment)
-                .values(done=max(0.0, min(1.0, fraction)))
-            )
-            done, total = conn.execute(
+            for segment, fraction in done.items():
+                conn.execute(
+                    update(S)
+                    .where(S.c.request_id == request_id, S.c.segment == segment)
+                    .values(done=max(0.0, min(1.0, fraction)))
+                )
+            whole, total = conn.execute(
                 select(func.sum(S.c.seconds * S.c.done), func.sum(S.c.seconds)).where(
                     S.c.request_id == request_id
                 )
             ).one()
-        return None if not total else float(done) / float(total)
+        return None if not total else float(whole) / float(total)
 
     def end_segments(self, request_id: int) -> None:
         with self.engine.begin() as conn:

@@ -351,10 +351,15 @@ def render_batch(
         needed = {s.clip for s in todo} | {s.clip + 1 for s in todo if s.b is not None}
         encode.fetch_sources(needed)
 
+        reported: dict[int, float] = {}
+
         def report() -> None:
-            whole = None
-            for segment in todo:
-                whole = step.store.segment_progress(step.request_id, segment.index, segment.done)
+            # Only the segments that moved since the last report (this runs twice a second).
+            moved = {s.index: s.done for s in todo if reported.get(s.index) != s.done}
+            if not moved:
+                return
+            reported.update(moved)
+            whole = step.store.segment_progress(step.request_id, moved)
             if whole is not None:
                 step.progress(whole)
 

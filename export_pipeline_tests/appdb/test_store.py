@@ -1,3 +1,4 @@
+import pytest
 from sqlalchemy import inspect, text
 
 from export_pipeline.appdb import status as st
@@ -215,3 +216,16 @@ def test_the_optional_parts_of_a_request_round_trip_through_the_app_sql(db_url):
     row = store.get(plain)
     assert row["audio_normalize"] is None and row["soundtrack"] is None
     assert parse_request(row).audio_normalize is True
+
+
+def test_segment_progress_adds_up_by_length(db_url):
+    store = RequestStore.from_url(db_url)
+    store.create_schema()
+    assert store.segment_progress(7, {0: 0.5}) is None  # no plan recorded
+    store.start_segments(7, [10.0, 5.0, 5.0], [0.0, 0.0, 1.0])  # the last one was cached
+    assert store.segment_progress(7, {0: 0.5}) == pytest.approx(0.5)  # (5 + 5) / 20
+    assert store.segment_progress(7, {0: 1.0, 1: 0.4}) == pytest.approx(0.85)  # (10 + 2 + 5) / 20
+    store.start_segments(7, [20.0], [0.0])  # planned again: the old rows are replaced
+    assert store.segment_progress(7, {}) == 0.0
+    store.end_segments(7)
+    assert store.segment_progress(7, {}) is None
