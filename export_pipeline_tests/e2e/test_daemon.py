@@ -14,7 +14,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from export_pipeline.appdb import status as st
-from export_pipeline.intake.queue import WAITING_FOR_USER
+from export_pipeline.intake.queue import WAITING_FOR_USER, WAITING_FOR_WORKER
 from export_pipeline_tests.daemon import DaemonWorld, wait_for
 from export_pipeline_tests.e2e.test_pipeline import ffprobe
 
@@ -95,7 +95,11 @@ def test_daemon_exports_with_a_per_user_queue(world, cdn, s3_client, s3_bucket, 
     # submitted, the rows behind can be seen before the ones ahead of them).
     after = places[places.index(max(places)) :]
     assert after == sorted(after, reverse=True) and len(set(after)) >= 3, places
-    assert {r["queue_reason"] for r in last if r["queue_position"]} == {WAITING_FOR_USER}
+    # Mostly behind her own exports; between two of them (one ended, the next not yet
+    # started) she has none running, and then the global limit is what holds her.
+    reasons = [r["queue_reason"] for r in last if r["queue_position"]]
+    assert set(reasons) <= {WAITING_FOR_USER, WAITING_FOR_WORKER}, reasons
+    assert reasons.count(WAITING_FOR_USER) > len(reasons) / 2, reasons
     # The place is only ever shown on a queued row, and gone once the export runs.
     assert all(r["status"] == st.QUEUED for r in polled if r["queue_position"] is not None)
     assert all(r["queue_position"] is None for r in rows)
