@@ -84,6 +84,7 @@ def build_resources(settings: Settings) -> dict:
             max_fps=settings.max_fps,
             segment_workers=settings.segment_workers,
             max_segment_s=settings.segment_max_s,
+            stream_sources_mb=settings.stream_sources_mb,
             segments_per_step=settings.segments_in_a_step,
             loudness_lufs=settings.loudness_lufs,
             work_dir=str(settings.work_dir) if settings.work_dir else None,

@@ -47,6 +47,7 @@ class Settings:
     max_fps: int = 60
     segment_workers: int = 0
     segment_max_s: float = 10.0
+    stream_sources_mb: float = 256
     executor: str = "in_process"
     max_concurrent_steps: int = 0
     segments_per_step: int | None = None  # None: all in one step in process, else one each
@@ -133,6 +134,7 @@ class Settings:
             max_fps=int(get("EXPORT_MAX_FPS", "60")),
             segment_workers=int(get("EXPORT_SEGMENT_WORKERS", "0")),
             segment_max_s=float(get("EXPORT_SEGMENT_MAX_S", "10")),
+            stream_sources_mb=float(get("EXPORT_STREAM_SOURCES_MB", "256")),
             executor=get("EXPORT_EXECUTOR", "in_process").lower().replace("-", "_"),
             max_concurrent_steps=int(get("EXPORT_MAX_CONCURRENT_STEPS", "0")),
             segments_per_step=_auto_int(get("EXPORT_SEGMENTS_PER_STEP", "auto")),

@@ -4,19 +4,21 @@ A graph-backed asset whose segments are steps of their own, so the run's Dagster
 (in-process by default, multiprocess on one machine, Docker or Kubernetes across machines:
 see `definitions.build_executor`) spreads one export over its workers:
 
-    plan ──> segment × N (dynamic: one per segment not yet rendered) ──> join
+    plan ──> audio track + segment × N (dynamic: one per part still to render) ──> join
 
 - `encoded_video_plan` reads the partition's clip manifest (never the CDN), chooses the
   encoder settings, plans the segments (`media.render.plan_render`: one per clip, or per
   chunk of at most `EXPORT_SEGMENT_MAX_S` of a long one, each ending in the transition
-  out of it), measures the loudness of the clips it must render, records all that at
-  `work/exp-<id>/plan.json` and yields one dynamic output per segment missing from the
-  segment cache.
-- `encoded_video_segment` fetches its clip (and the next one, for a transition), renders its
-  segment and puts it in the segment cache in storage: the hand-off, as steps on other
-  machines share nothing else. Rendering is idempotent through that cache.
-- `encoded_video_join` joins the segments by stream copy into `work/exp-<id>/encoded.<ext>`
-  with a small JSON record beside it for `published_video`.
+  out of it), records that at `work/exp-<id>/plan.json` and yields one dynamic output for
+  the audio track and one per segment whose pictures are missing from the segment cache.
+- `encoded_video_segment` renders its part. A segment: it fetches its clip (and the next
+  one, for a transition), renders the pictures and puts them in the segment cache in
+  storage: the hand-off, as steps on other machines share nothing else; rendering is
+  idempotent through that cache. The audio track: every segment's sound (cached the same
+  way), each clip brought to the loudness target, joined, the soundtrack mixed in, and
+  encoded once into `work/exp-<id>/audio-<run>.<ext>`, while the pictures are encoded.
+- `encoded_video_join` joins the segments and the audio track by stream copy into
+  `work/exp-<id>/encoded.<ext>` with a small JSON record beside it for `published_video`.
 
 A retried step uses safer encoder settings (`encode_settings(attempt=...)`). Segments of one
 video must share their settings, so when a segment's retry used safer ones, the join renders
@@ -48,7 +50,7 @@ from export_pipeline.clips.assets import downloaded_clips_key, manifest_key
 from export_pipeline.intake.partitions import export_partitions
 from export_pipeline.intake.spec import ClipSpec, ExportSpec
 from export_pipeline.media.captions import Cue, parse_captions
-from export_pipeline.media.commands import EncodeSettings, encode_settings
+from export_pipeline.media.commands import EncodeSettings, RemoteFile, Source, encode_settings
 from export_pipeline.media.layout import choose_frame_rate, output_format
 from export_pipeline.media.probe import InvalidMedia, MediaInfo, probe
 from export_pipeline.media.render import (
@@ -58,7 +60,6 @@ from export_pipeline.media.render import (
     RenderInput,
     RenderPlan,
     Transition,
-    loudness_levels,
     plan_render,
     render_segments,
     render_video,
@@ -90,32 +91,35 @@ def plan_key(partition_key: str) -> str:
     return f"work/{partition_key}/plan.json"
 
 
+def audio_track_key(partition_key: str, run_id: str, extension: str) -> str:
+    return f"work/{partition_key}/audio-{run_id}.{extension}"
+
+
 class StorageSegmentCache:
-    """Rendered segments kept in our storage (`segments/<clip sha256>/<trim>-<length>-<mode>`),
-    shared by every export and every worker: the hand-off from the segment steps to the
-    join, and what lets a re-export or backfill at the same settings render only the clips
-    that changed."""
+    """Rendered segments kept in our storage, their pictures and their sound apart
+    (`segments/<clip sha256>/<trim>-<length>-<settings>.mp4`, `...-a<audio settings>.wav`:
+    `Segment.video_name`, `Segment.audio_name`), shared by every export and every worker:
+    the hand-off from the segment steps to the join, and what lets a re-export or backfill
+    render only the clips that changed."""
+
+    CONTENT_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".wav": "audio/wav"}
 
     def __init__(self, storage: Storage):
         self.storage = storage
 
-    def has(self, key: str, container: str) -> bool:
-        # A segment counts as cached once its video exists (`store` writes it last).
-        return self.storage.exists(f"segments/{key}.{container}")
+    def has(self, name: str | None) -> bool:
+        return bool(name) and self.storage.exists(f"segments/{name}")
 
-    def fetch(self, key: str, video_out: Path, audio_out: Path) -> bool:
+    def fetch(self, name: str, out: Path) -> bool:
         try:
-            self.storage.get_file(f"segments/{key}{video_out.suffix}", video_out)
-            self.storage.get_file(f"segments/{key}.wav", audio_out)
+            self.storage.get_file(f"segments/{name}", out)
         except ObjectNotFound:
             return False
         return True
 
-    def store(self, key: str, video_out: Path, audio_out: Path) -> None:
-        # Audio first: a segment counts as cached once its video exists.
-        self.storage.put_file(audio_out, f"segments/{key}.wav", content_type="audio/wav")
-        kind = "video/webm" if video_out.suffix == ".webm" else "video/mp4"
-        self.storage.put_file(video_out, f"segments/{key}{video_out.suffix}", content_type=kind)
+    def store(self, name: str, path: Path) -> None:
+        kind = self.CONTENT_TYPES.get(path.suffix)
+        self.storage.put_file(path, f"segments/{name}", content_type=kind)
 
 
 def render_error(exc: Exception) -> ExportError:
@@ -146,18 +150,19 @@ def _transition(clip: ClipSpec) -> Transition | None:
     return Transition(clip.transition.kind, clip.transition.duration)
 
 
-def _music(spec: ExportSpec, manifest: dict, storage: Storage, work: Path) -> Music | None:
-    """The request's soundtrack, archived by downloaded_clips, fetched for the join."""
+def _music(spec: ExportSpec, manifest: dict, work: Path) -> tuple[Music | None, str | None]:
+    """The request's soundtrack, archived by downloaded_clips (to be fetched into `work`
+    where the audio track is rendered), and its key in storage."""
     if spec.soundtrack is None:
-        return None
+        return None, None
     entry = manifest.get("soundtrack")
     if not entry or entry.get("url") != spec.soundtrack.url:
         raise ExportError(
             "the soundtrack is not in the clip manifest: re-run downloaded_clips", permanent=True
         )
-    local = work / "soundtrack.audio"
-    storage.get_file(entry["key"], local)
-    return Music(local, spec.soundtrack.track, entry.get("duration"))
+    return Music(work / "soundtrack.audio", spec.soundtrack.track, entry.get("duration")), entry[
+        "key"
+    ]
 
 
 def _captions(spec: ExportSpec, manifest: dict) -> tuple[BurnIn | None, tuple[Cue, ...] | None]:
@@ -193,6 +198,8 @@ class Encode:
     settings: EncodeSettings
     burn: BurnIn | None
     soft: tuple[Cue, ...] | None
+    music: Music | None = None
+    music_key: str | None = None
 
     def plan(self) -> RenderPlan:
         return plan_render(
@@ -201,6 +208,7 @@ class Encode:
             self.work,
             captions=self.burn,
             max_segment_s=self.media.max_segment_s,
+            music=self.music,
         )
 
     def fetch_sources(self, clips: set[int]) -> None:
@@ -208,16 +216,33 @@ class Encode:
         entries = {entry["position"]: entry for entry in self.manifest["clips"]}
         for n in sorted(clips):
             inp = self.inputs[n]
-            if not inp.path.exists():
+            if isinstance(inp.path, Path) and not inp.path.exists():
                 clip = self.step.spec.ordered_clips[n]
                 self.storage.get_file(entries[clip.position]["key"], inp.path)
 
+    def fetch_music(self) -> None:
+        """Bring the archived soundtrack into `work` (for the audio track)."""
+        if self.music is not None and self.music_key and not self.music.path.exists():
+            self.storage.get_file(self.music_key, self.music.path)
+
+
+def _clips_of(segments) -> set[int]:
+    """The clips (0-based) whose sources rendering `segments` reads: each segment's own, and
+    the next one for a transition."""
+    return {s.clip for s in segments} | {s.clip + 1 for s in segments if s.b is not None}
+
 
 def open_encode(
-    step: ExportStep, storage: Storage, media: MediaTools, work: Path, attempt: int
+    step: ExportStep,
+    storage: Storage,
+    media: MediaTools,
+    work: Path,
+    attempt: int,
+    stream: bool = False,
 ) -> Encode:
     """The encode as `step` sees it, at `attempt` (0: the requested settings). Clip sources
-    are only fetched where the manifest has no probe of them."""
+    are only fetched where the manifest has no probe of them; with `stream`, clips over
+    `stream_sources_mb` in remote storage will be read over HTTP, not fetched."""
     spec = step.spec
     try:
         manifest = storage.get_json(manifest_key(step.partition_key))
@@ -235,10 +260,18 @@ def open_encode(
                 f"{clip.label} is not in the clip manifest: re-run downloaded_clips",
                 permanent=True,
             )
-        local = work / f"source-{clip.position:04d}.mp4"
+        # Read in place where storage is a filesystem here, or streamed (`stream`) where a
+        # step needs only its span of a large clip: one long clip's chunks are many steps,
+        # and each would otherwise copy the whole clip.
         info = MediaInfo.from_record(entry.get("media"))
+        local: Source | None = storage.local_file(entry["key"])
+        big = entry.get("bytes", 0) > media.stream_sources_mb * 1024**2 > 0
+        if local is None and stream and big and info is not None:
+            local = RemoteFile(storage.url(entry["key"]))
+        local = local or work / f"source-{clip.position:04d}.mp4"
         if info is None:  # an older manifest: probe the file itself
-            storage.get_file(entry["key"], local)
+            if not local.exists():
+                storage.get_file(entry["key"], local)
             info = probe(local, ffprobe=media.ffprobe, limits=media.limits())
         inputs.append(
             RenderInput(
@@ -252,6 +285,7 @@ def open_encode(
             )
         )
     burn, soft = _captions(spec, manifest)
+    music, music_key = _music(spec, manifest, work)
     fps = choose_frame_rate([i.info.fps for i in inputs], cap=Fraction(media.max_fps))
     settings = encode_settings(
         spec.resolution,
@@ -263,7 +297,9 @@ def open_encode(
         format=spec.format,
         loudness=media.loudness_lufs if spec.audio_normalize else None,
     )
-    return Encode(step, storage, media, work, manifest, inputs, settings, burn, soft)
+    return Encode(
+        step, storage, media, work, manifest, inputs, settings, burn, soft, music, music_key
+    )
 
 
 def _guarded(step_call):
@@ -279,30 +315,22 @@ def _guarded(step_call):
 # ---- the steps
 
 
-def plan_encode(step: ExportStep, media: MediaTools, storage: Storage, attempt: int):
-    """The plan step's work; returns the segments to render (their indexes), in batches of
-    `segments_per_step` (0: all in one), one segment step each."""
+def plan_encode(
+    step: ExportStep, media: MediaTools, storage: Storage, attempt: int
+) -> list[tuple[str, list[int]]]:
+    """The plan step's work; returns the parts to render (their indexes: the audio track,
+    then the segments missing from the cache), in batches of `segments_per_step` (0: all
+    in one), one segment step each, with its name."""
     started = time.time()
     with media.temp_dir(f"export-{step.partition_key}-plan") as scratch:
         encode = open_encode(step, storage, media, Path(scratch), attempt)
         plan = encode.plan()
         cache = StorageSegmentCache(storage)
-        container = encode.settings.container
-        cached = [bool(s.key) and cache.has(s.key, container) for s in plan.segments]
-        pending = [s for s, hit in zip(plan.segments, cached, strict=True) if not hit]
-        # Each clip's loudness is measured once here, over its whole span, for all its
-        # segments wherever they run.
-        needed = {s.clip for s in pending} | {s.clip + 1 for s in pending if s.b is not None}
-        if encode.settings.loudness is not None:
-            encode.fetch_sources(needed)
-        step.progress(0.5)
-        levels = loudness_levels(
-            plan, pending, media.ffmpeg, media.ffmpeg_timeout_s, media.limits()
-        )
+        cached = [cache.has(s.video_name) for s in plan.segments]
+    pending = [s.index for s, hit in zip(plan.segments, cached, strict=True) if not hit]
     record = {
         "attempt": attempt,
         "keys": [s.key for s in plan.segments],
-        "levels": {str(n): [gain, limiter] for n, (gain, limiter) in levels.items()},
         "settings": str(encode.settings),
         "cached": len(plan.segments) - len(pending),
         "started_at": started,  # when the encode began, for its total time
@@ -310,30 +338,49 @@ def plan_encode(step: ExportStep, media: MediaTools, storage: Storage, attempt: 
     storage.put_json(plan_key(step.partition_key), record)
     step.store.start_segments(
         step.request_id,
-        [s.duration for s in plan.segments],
-        [1.0 if hit else 0.0 for hit in cached],
+        [part.duration for part in plan.parts],
+        [1.0 if hit else 0.0 for hit in cached] + [0.0],
     )
     step.context.log.info(
         f"{step.partition_key}: {len(plan.segments)} segments at {encode.settings.width}x"
         f"{encode.settings.height} {float(encode.settings.fps):.3f} fps (attempt "
-        f"{attempt + 1}): {len(pending)} to render, {len(plan.segments) - len(pending)} cached"
+        f"{attempt + 1}): {len(pending)} to render, {len(plan.segments) - len(pending)} "
+        "cached; the audio track beside them"
     )
-    per_step = media.segments_per_step or len(pending) or 1
-    return [[s.index for s in pending[n : n + per_step]] for n in range(0, len(pending), per_step)]
+    parts = [plan.audio.index, *pending]  # the audio track first: it takes the longest
+    per_step = media.segments_per_step or len(parts)
+    batches = [parts[n : n + per_step] for n in range(0, len(parts), per_step)]
+    return [(_step_name(batch, plan.audio.index), batch) for batch in batches]
+
+
+def _step_name(batch: list[int], audio: int) -> str:
+    """A segment step's mapping key: `audio`, `segment_0003`, or for a batch
+    `segments_0000_0011`, with `audio_` in front when the audio track is in it."""
+    segments = [n for n in batch if n != audio]
+    name = "audio" if audio in batch else ""
+    if len(segments) == 1:
+        name = "_".join(filter(None, [name, f"segment_{segments[0]:04d}"]))
+    elif segments:
+        name = "_".join(filter(None, [name, f"segments_{segments[0]:04d}_{segments[-1]:04d}"]))
+    return name
 
 
 def render_batch(
     step: ExportStep, media: MediaTools, storage: Storage, indexes: list[int], attempt: int
-) -> int:
-    """The segment step's work: render segments `indexes` (one, or several side by side,
-    `segments_per_step`) into the cache; returns the attempt whose settings it used (the
-    plan's, or a safer one on this step's retry)."""
+) -> dict:
+    """The segment step's work: render parts `indexes` of the plan (one, or several side by
+    side, `segments_per_step`): segments' pictures into the cache, the audio track into
+    work/. Returns the attempt whose settings the pictures used (the plan's, or a safer
+    one on this step's retry; None without pictures) and the audio track's key (None
+    without it)."""
     record = storage.get_json(plan_key(step.partition_key))
     attempt = max(attempt, int(record["attempt"]))
-    levels = {int(n): (float(g), bool(lim)) for n, (g, lim) in record["levels"].items()}
     name = f"{indexes[0]}" if len(indexes) == 1 else f"{indexes[0]}-{indexes[-1]}"
     with media.temp_dir(f"export-{step.partition_key}-segment-{name}") as scratch:
-        encode = open_encode(step, storage, media, Path(scratch), attempt)
+        # Pictures alone read a span of each clip: large remote clips are streamed. The
+        # audio track reads every clip whole: it fetches them.
+        pictures_only = max(indexes) < len(record["keys"])
+        encode = open_encode(step, storage, media, Path(scratch), attempt, pictures_only)
         plan = encode.plan()
         if [s.key for s in plan.segments] != record["keys"] and attempt == record["attempt"]:
             raise ExportError(
@@ -341,21 +388,21 @@ def render_batch(
                 permanent=True,
             )
         cache = StorageSegmentCache(storage)
-        todo = [
-            plan.segments[i]
-            for i in indexes
-            if not (
-                plan.segments[i].key and cache.has(plan.segments[i].key, plan.settings.container)
-            )
-        ]  # a segment already in the cache (a retried run, another export's) is done
-        needed = {s.clip for s in todo} | {s.clip + 1 for s in todo if s.b is not None}
-        encode.fetch_sources(needed)
+        wanted = [plan.parts[i] for i in indexes]
+        # a segment already in the cache (a retried run, another export's) is done
+        todo: list = [p for p in wanted if p is not plan.audio and not cache.has(p.video_name)]
+        sounds = []
+        if plan.audio in wanted:
+            sounds = [s for s in plan.segments if not cache.fetch(s.audio_name or "", s.audio)]
+            encode.fetch_music()
+            todo.insert(0, plan.audio)
+        encode.fetch_sources(_clips_of([p for p in todo if p is not plan.audio] + sounds))
 
         reported: dict[int, float] = {}
 
         def report() -> None:
-            # Only the segments that moved since the last report (this runs twice a second).
-            moved = {s.index: s.done for s in todo if reported.get(s.index) != s.done}
+            # Only the parts that moved since the last report (this runs twice a second).
+            moved = {p.index: p.done for p in todo if reported.get(p.index) != p.done}
             if not moved:
                 return
             reported.update(moved)
@@ -364,26 +411,39 @@ def render_batch(
                 step.progress(whole)
 
         def finished(segment) -> None:
-            if segment.key:
-                cache.store(segment.key, segment.video, segment.audio)
+            if segment.video_name:
+                cache.store(segment.video_name, segment.video)
             step.context.log.info(f"{step.partition_key}: {segment.label} rendered ({segment.key})")
 
         render_segments(
-            plan, todo, levels, parallel=media.segment_workers, report=report,
+            plan, todo, audio_pending=sounds, parallel=media.segment_workers, report=report,
             finished=finished, ffmpeg=media.ffmpeg, timeout_s=media.ffmpeg_timeout_s,
             limits=media.limits(),
         )  # fmt: skip
         report()
-    return attempt
+        track = None
+        if plan.audio in wanted:
+            for segment in sounds:
+                if segment.audio_name:
+                    cache.store(segment.audio_name, segment.audio)
+            ext = plan.settings.audio_extension
+            track = audio_track_key(step.partition_key, step.context.run_id, ext)
+            storage.put_file(plan.audio.path, track, content_type=f"audio/{ext}")
+            step.context.log.info(
+                f"{step.partition_key}: the audio track rendered ({len(sounds)} of "
+                f"{len(plan.segments)} segments' sound rendered, the others cached)"
+            )
+    pictures = any(p is not plan.audio for p in wanted)
+    return {"attempt": attempt if pictures else None, "audio_track": track}
 
 
-def join_encode(
-    step: ExportStep, media: MediaTools, storage: Storage, attempts: list[int]
-) -> Output:
+def join_encode(step: ExportStep, media: MediaTools, storage: Storage, parts: list[dict]) -> Output:
     """The join step's work: the segments (rendered by the segment steps, normally all in
-    the cache) joined into the encoded video and its record."""
+    the cache) and the audio track joined into the encoded video and its record."""
     record = storage.get_json(plan_key(step.partition_key))
+    attempts = [int(p["attempt"]) for p in parts if p.get("attempt") is not None]
     attempt = max([int(record["attempt"]), *attempts])
+    tracks = [p["audio_track"] for p in parts if p.get("audio_track")]
     with media.temp_dir(f"export-{step.partition_key}-join") as scratch:
         work = Path(scratch)
         encode = open_encode(step, storage, media, work, attempt)
@@ -392,12 +452,15 @@ def join_encode(
         # the others are rendered again here with those (`render_video` renders only what
         # the cache lacks, so the sources of those clips alone are fetched).
         plan = encode.plan()
-        missing = {s.clip for s in plan.segments if not s.key}
-        for s in plan.segments:
-            if s.key and not cache.has(s.key, encode.settings.container):
-                missing |= {s.clip} | ({s.clip + 1} if s.b else set())
-        encode.fetch_sources(missing)
-        music = _music(step.spec, encode.manifest, storage, work)
+        missing = [s for s in plan.segments if not cache.has(s.video_name)]
+        track = work / f"audio-track.{encode.settings.audio_extension}"
+        try:
+            storage.get_file(tracks[0], track)
+        except (IndexError, ObjectNotFound):
+            track = None  # not rendered (or gone): rendered here
+            missing += [s for s in plan.segments if not cache.has(s.audio_name)]
+            encode.fetch_music()
+        encode.fetch_sources(_clips_of(missing))
         target = output_format(step.spec.format)
         output = work / f"encoded.{target.extension}"
         result = render_video(
@@ -413,12 +476,15 @@ def join_encode(
             limits=media.limits(),
             parallel=media.segment_workers,
             captions=encode.burn,
-            music=music,
+            music=encode.music,
             subtitles=encode.soft,
             max_segment_s=media.max_segment_s,
+            audio_track=track,
         )
         key = encoded_key(step.partition_key, target.extension)
         storage.put_file(output, key, content_type=target.content_type)
+    for used in tracks:
+        storage.delete(used)
     step.store.end_segments(step.request_id)
     settings = encode.settings
     seconds = round(time.time() - float(record["started_at"]), 2)  # plan to join
@@ -470,7 +536,8 @@ def build_encoded_video(retry_policy: RetryPolicy):
         ins={"downloaded_clips": In(Nothing)},
         out=DynamicOut(list[int]),
         retry_policy=retry_policy,
-        description="Plans the segments, measures loudness; one output per segment to render.",
+        description="Plans the segments; one output for the audio track and one per segment "
+        "to render.",
     )
     def plan_op(
         context: OpExecutionContext,
@@ -481,16 +548,14 @@ def build_encoded_video(retry_policy: RetryPolicy):
         with export_step(context, app_db, STEP_NAME, PLAN_BAND, retries) as step:
             attempt = context.retry_number
             pending = _guarded(lambda: plan_encode(step, media, storage.open(), attempt))
-        for batch in pending:
-            key = f"segment_{batch[0]:04d}"
-            if len(batch) > 1:
-                key = f"segments_{batch[0]:04d}_{batch[-1]:04d}"
+        for key, batch in pending:
             yield DynamicOutput(batch, mapping_key=key)
 
     @op(
         name="encoded_video_segment",
         retry_policy=retry_policy,
-        description="Renders a segment (or a batch of them) into the segment cache in storage.",
+        description="Renders a segment's pictures into the segment cache in storage, or the "
+        "audio track (or a batch of such parts).",
     )
     def segment_op(
         context: OpExecutionContext,
@@ -498,7 +563,7 @@ def build_encoded_video(retry_policy: RetryPolicy):
         storage: StorageResource,
         media: MediaTools,
         indexes: list[int],
-    ) -> int:
+    ) -> dict:
         # One of many: the band is full only when all of them are (`segment_progress`).
         with export_step(
             context, app_db, STEP_NAME, SEGMENTS_BAND, retries, fills_band=False
@@ -511,17 +576,17 @@ def build_encoded_video(retry_policy: RetryPolicy):
         name="encoded_video_join",
         out=Out(Nothing),
         retry_policy=retry_policy,
-        description="Joins the segments by stream copy into the encoded video.",
+        description="Joins the segments and the audio track by stream copy into the video.",
     )
     def join_op(
         context: OpExecutionContext,
         app_db: AppDatabase,
         storage: StorageResource,
         media: MediaTools,
-        attempts: list[int],
+        parts: list[dict],
     ):
         with export_step(context, app_db, STEP_NAME, JOIN_BAND, retries) as step:
-            return _guarded(lambda: join_encode(step, media, storage.open(), attempts))
+            return _guarded(lambda: join_encode(step, media, storage.open(), parts))
 
     @graph_asset(
         name="encoded_video",

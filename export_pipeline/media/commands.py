@@ -1,11 +1,15 @@
 """FFmpeg and FFprobe command lines as plain values: building argv is separate from running it.
 
-An export is made of one segment per clip, then one join:
+An export is made of one segment per clip (or per chunk of a long clip), then one join:
 
-1. `segment_argv` turns a clip into a video-only H.264 MP4 with an exact frame count and a
-   PCM WAV of exactly the same duration (silence when the clip has no audio).
-2. `concat_argv` joins the video segments by stream copy and the WAV segments by decoding,
-   encoding the audio once to AAC, so audio and video stay in sync at every seam.
+1. `segment_argv` turns a segment's span into a video-only H.264 MP4 (or VP9 WebM) with an
+   exact frame count; `segment_audio_argv` turns the same span into a PCM WAV of exactly
+   the same duration (silence when the clip has no audio). Two runs, so the pictures and
+   the sound can be made by different steps, on different workers.
+2. `audio_track_argv` joins the WAV segments, mixes in a soundtrack and encodes the sound
+   once (AAC, Opus for WebM): the audio track, exactly as long as the pictures.
+3. `concat_argv` joins the video segments and the audio track, both by stream copy, so
+   audio and video stay in sync at every seam.
 
 Every file input is opened with `-protocol_whitelist file` and a demuxer whitelist, so a
 "clip" that is really a playlist (HLS, ffconcat) cannot make FFmpeg read anything else. The
@@ -48,10 +52,14 @@ MAX_INPUT_PIXELS = 8192 * 4320
 # to the files it opens, so the segments' demuxer must be listed too).
 VIDEO_LIST_FORMATS = "concat,mov,mp4,matroska,webm"
 AUDIO_LIST_FORMATS = "concat,wav"
+# The encoded audio track the join copies (`audio_track_argv`: MP4 audio, or WebM).
+AUDIO_TRACK_FORMATS = "mov,mp4,m4a,matroska,webm"
 
 # Bump when the segment command changes in a way that changes its output, so cached
 # segments made by an older version are not reused.
 SEGMENT_FORMAT_VERSION = 2  # 2: interlaced sources are deinterlaced
+# The same for the audio segments (their keys hold only what changes the sound).
+AUDIO_FORMAT_VERSION = 1
 
 # Loudness (EBU R128). Each clip's audio is brought to one integrated loudness by a static
 # gain, so nothing pumps inside a clip; a limiter is added only where that gain would push
@@ -144,8 +152,29 @@ class EncodeSettings:
         command's version); `threads` only changes how it is made."""
         fields = {**asdict(self), "fps": str(self.fps), "version": SEGMENT_FORMAT_VERSION}
         del fields["threads"]
-        canonical = ";".join(f"{name}={fields[name]}" for name in sorted(fields))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return _digest(fields)
+
+    def audio_key(self) -> str:
+        """The same for an audio segment: only what changes its samples (the frame grid it
+        is cut on, the rate, the loudness target), so a re-export at another size, quality
+        or format, or a retry with safer video settings, reuses the sound."""
+        fields = {
+            "fps": str(self.fps),
+            "audio_rate": self.audio_rate,
+            "loudness": self.loudness,
+            "version": AUDIO_FORMAT_VERSION,
+        }
+        return _digest(fields)
+
+    @property
+    def audio_extension(self) -> str:
+        """The encoded audio track's file: MP4 audio (AAC) or WebM (Opus)."""
+        return "webm" if self.audio_codec == "opus" else "m4a"
+
+
+def _digest(fields: dict) -> str:
+    canonical = ";".join(f"{name}={fields[name]}" for name in sorted(fields))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def encode_settings(
@@ -256,7 +285,7 @@ def audio_sample_count(frames: int, settings: EncodeSettings) -> int:
 class SegmentJob:
     """One clip to encode: `duration` is the effective duration (already clamped to the clip)."""
 
-    source: Path
+    source: Source
     trim_start: float
     duration: float
     has_audio: bool
@@ -358,8 +387,37 @@ def _seconds(value: float) -> str:
     return f"{value:.6f}"
 
 
-def _input(path: Path, formats: str, *options: str) -> list[str]:
-    """Options that open one local file input with the given demuxer whitelist."""
+@dataclass(frozen=True)
+class RemoteFile:
+    """An object of our own storage that FFmpeg reads over HTTP(S), seeking with range
+    requests (a presigned URL), so a step that needs a few seconds of a long archived clip
+    reads those, not the whole file. Never a URL from a request: clips are downloaded and
+    checked first (`clips.download`)."""
+
+    url: str
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("https://", "http://")) or "\0" in self.url:
+            raise ValueError("a remote file is an http(s) URL")
+
+    def __str__(self) -> str:  # for messages: without the signature in its query
+        return self.url.split("?", 1)[0]
+
+
+# A remote file's input: HTTP(S) only, and FFmpeg reconnects by itself after a dropped
+# connection (storage servers close idle keep-alive connections while a segment encodes).
+REMOTE_PROTOCOLS = "http,https,tcp,tls"
+_RECONNECT = ["-reconnect", "1", "-reconnect_on_network_error", "1", "-reconnect_delay_max", "8"]
+
+Source = Path | RemoteFile
+
+
+def _input(path: Source, formats: str, *options: str) -> list[str]:
+    """Options that open one input with the given demuxer whitelist: a local file, or a
+    file of our storage over HTTP(S) (`RemoteFile`)."""
+    if isinstance(path, RemoteFile):
+        whitelist = ["-protocol_whitelist", REMOTE_PROTOCOLS, "-format_whitelist", formats]
+        return [*whitelist, *_RECONNECT, *options, "-i", path.url]
     return ["-protocol_whitelist", "file", "-format_whitelist", formats, *options, "-i", _url(path)]
 
 
@@ -505,26 +563,21 @@ def segment_argv(
     ffmpeg: str = "ffmpeg",
     out: TransitionOut | None = None,
 ) -> list[str]:
-    """One FFmpeg run: the clip's video segment (H.264 MP4) and audio segment (PCM WAV).
+    """One FFmpeg run: the span's video segment (H.264 MP4, or VP9 WebM), exactly
+    `frame_count(job.duration, fps)` frames; its sound is `segment_audio_argv`'s.
 
-    The video has exactly `frame_count(job.duration, fps)` frames and the WAV lasts exactly
-    that many frames (to the nearest sample). With `out`, the segment's last frames are the
-    transition into the next clip: the pictures blend (`crossfade`) or go through black
-    (`fade`) while the sound crossfades; the next clip's side is fitted, timed and corrected
-    for loudness as its own segment is, so the seams on either side are invisible. Captions
-    (`job.captions`) are drawn over the blend.
+    With `out`, the segment's last frames are the transition into the next clip: the
+    pictures blend (`crossfade`) or go through black (`fade`); the next clip's side is
+    fitted and timed as its own segment is, so the seams on either side are invisible.
+    Captions (`job.captions`) are drawn over the blend.
     """
     frames = frame_count(job.duration, settings.fps)
-    samples = audio_sample_count(frames, settings)
     inputs = _clip_input(job.source, *_seek(job), max_pixels=_segment_max_pixels(job))
     if out is None:
-        graph = ";".join(
-            [video_filter(job, settings, frames), audio_filter(job, settings, samples)]
-        )
+        graph = video_filter(job, settings, frames)
     else:
         b = replace(out.into, captions=None)
         overlap = frame_count(b.duration, settings.fps)
-        overlap_samples = audio_sample_count(overlap, settings)
         graph = ";".join(
             [
                 video_filter(replace(job, captions=None), settings, frames, 0, "va"),
@@ -533,9 +586,6 @@ def segment_argv(
                     [_blend(out.kind, overlap, settings.fps, frames - overlap),
                      *burn_in(job.captions)]
                 ) + "[v]",
-                audio_filter(job, settings, samples, 0, "a0"),
-                audio_filter(b, settings, overlap_samples, 1, "a1"),
-                f"[a0][a1]acrossfade=ns={overlap_samples}:c1=tri:c2=tri[a]",
             ]
         )  # fmt: skip
         inputs += _clip_input(b.source, *_seek(b), max_pixels=_segment_max_pixels(b))
@@ -544,7 +594,56 @@ def segment_argv(
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
         *inputs,
-        *_segment_outputs(graph, frames, job.video_out, job.audio_out, settings),
+        *_threads("-filter_complex_threads", settings.threads),
+        "-filter_complex",
+        graph,
+        "-map",
+        "[v]",
+        "-frames:v",
+        str(frames),
+        *video_encoder_args(settings),
+        "-map_metadata",
+        "-1",
+        "-f",
+        settings.container,
+        _url(job.video_out),
+    ]
+
+
+def segment_audio_argv(
+    job: SegmentJob,
+    settings: EncodeSettings,
+    ffmpeg: str = "ffmpeg",
+    out: TransitionOut | None = None,
+) -> list[str]:
+    """One FFmpeg run: the span's audio segment, a PCM WAV lasting exactly as long as its
+    video segment (`frame_count(job.duration, fps)` frames, to the nearest sample), the
+    clip's loudness correction applied; with `out`, its last samples crossfade into the
+    next clip's first ones, corrected as that clip is. Only the audio is decoded."""
+    frames = frame_count(job.duration, settings.fps)
+    samples = audio_sample_count(frames, settings)
+    inputs = _clip_input(job.source, *_seek(job), max_pixels=_segment_max_pixels(job))
+    if out is None:
+        graph = audio_filter(job, settings, samples)
+    else:
+        b = out.into
+        overlap = audio_sample_count(frame_count(b.duration, settings.fps), settings)
+        graph = ";".join(
+            [
+                audio_filter(job, settings, samples, 0, "a0"),
+                audio_filter(b, settings, overlap, 1, "a1"),
+                f"[a0][a1]acrossfade=ns={overlap}:c1=tri:c2=tri[a]",
+            ]
+        )
+        inputs += _clip_input(b.source, *_seek(b), max_pixels=_segment_max_pixels(b))
+    return [
+        ffmpeg,
+        *_COMMON_FLAGS,
+        *_PROGRESS_FLAGS,
+        *inputs,
+        "-filter_complex",
+        graph,
+        *_wav_output(job.audio_out, settings),
     ]
 
 
@@ -577,28 +676,6 @@ def _blend(kind: str, frames: int, fps: Fraction, before: int = 0) -> str:
             "[fa][fb]concat=n=2:v=1:a=0"
         )
     raise ValueError(f"unknown transition {kind!r}; allowed: {', '.join(TRANSITIONS)}")
-
-
-def _segment_outputs(
-    graph: str, frames: int, video_out: Path, audio_out: Path, settings: EncodeSettings
-) -> list[str]:
-    """The graph, then its `[v]` as the video segment and its `[a]` as the WAV segment."""
-    return [
-        *_threads("-filter_complex_threads", settings.threads),
-        "-filter_complex",
-        graph,
-        "-map",
-        "[v]",
-        "-frames:v",
-        str(frames),
-        *video_encoder_args(settings),
-        "-map_metadata",
-        "-1",
-        "-f",
-        settings.container,
-        _url(video_out),
-        *_wav_output(audio_out, settings),
-    ]
 
 
 def video_encoder_args(settings: EncodeSettings) -> list[str]:
@@ -640,19 +717,16 @@ def video_encoder_args(settings: EncodeSettings) -> list[str]:
 
 
 def copy_segment_argv(
-    job: SegmentJob, settings: EncodeSettings, frames: int, ffmpeg: str = "ffmpeg"
+    job: SegmentJob, settings: EncodeSettings, ffmpeg: str = "ffmpeg"
 ) -> list[str]:
     """The stream-copy variant of `segment_argv` for a clip that already is what the export
     needs (H.264 yuv420p at the target size and rate, used whole): its video packets are
-    copied untouched, only its audio is decoded into the exact-length WAV segment."""
-    samples = audio_sample_count(frames, settings)
+    copied untouched (its sound is made by `segment_audio_argv`, as for any segment)."""
     return [
         ffmpeg,
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
         *_clip_input(job.source, max_pixels=_segment_max_pixels(job)),
-        "-filter_complex",
-        audio_filter(job, settings, samples),
         "-map",
         "0:v:0",
         "-c:v",
@@ -663,7 +737,6 @@ def copy_segment_argv(
         "-f",
         "mp4",
         _url(job.video_out),
-        *_wav_output(job.audio_out, settings),
     ]
 
 
@@ -687,44 +760,76 @@ def concat_list(paths: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def concat_argv(
-    video_list: Path,
+def audio_track_argv(
     audio_list: Path,
     output: Path,
     settings: EncodeSettings,
     ffmpeg: str = "ffmpeg",
     *,
     music: tuple[list[str], str] | None = None,
+) -> list[str]:
+    """The audio track: the WAV segments of `audio_list` joined and encoded once (AAC in MP4
+    audio, or Opus in WebM: `settings.audio_extension`), which the join then copies.
+
+    `music` is a soundtrack as (its input options, the graph mixing it as input 1 under the
+    clips' audio, input 0, into `[a]`: `soundtrack.mix_filter`)."""
+    audio = "libopus" if settings.audio_codec == "opus" else "aac"
+    inputs = _input(audio_list, AUDIO_LIST_FORMATS, "-f", "concat")
+    maps = ["-map", "0:a:0"]
+    if music:
+        inputs += music[0]
+        maps = ["-filter_complex", music[1], "-map", "[a]"]
+    muxer = "webm" if settings.audio_extension == "webm" else "mp4"
+    return [
+        ffmpeg,
+        *_COMMON_FLAGS,
+        *_PROGRESS_FLAGS,
+        *inputs,
+        *maps,
+        "-c:a",
+        audio,
+        "-b:a",
+        str(settings.audio_bitrate),
+        "-ar",
+        str(settings.audio_rate),
+        "-ac",
+        "2",
+        "-map_metadata",
+        "-1",
+        "-f",
+        muxer,
+        _url(output),
+    ]
+
+
+def concat_argv(
+    video_list: Path,
+    audio_track: Path,
+    output: Path,
+    settings: EncodeSettings,
+    ffmpeg: str = "ffmpeg",
+    *,
     subtitles: Path | None = None,
 ) -> list[str]:
-    """Join the segments: video by stream copy, audio encoded once (AAC, or Opus for WebM).
-    MP4 with faststart (H.265 tagged hvc1 for Apple's players); WebM with its index (cues)
-    at the front, the same idea: a player can start before the whole file has arrived.
-
-    `music` is a soundtrack as (its input options, the graph mixing it as input 2 under the
-    clips' audio, input 1, into `[a]`: `soundtrack.mix_filter`). `subtitles` is a soft
-    caption track: an SRT file for MP4 (stored as mov_text) or a WebVTT file for WebM."""
+    """Join the segments: the video segments and the audio track (`audio_track_argv`), both
+    by stream copy. MP4 with faststart (H.265 tagged hvc1 for Apple's players); WebM with
+    its index (cues) at the front, the same idea: a player can start before the whole file
+    has arrived. `subtitles` is a soft caption track: an SRT file for MP4 (stored as
+    mov_text) or a WebVTT file for WebM."""
     if settings.container == "webm":
         layout = ["-cues_to_front", "1", "-f", "webm"]
     else:
         tag = ["-tag:v", "hvc1"] if settings.codec == "hevc" else []
         layout = [*tag, "-movflags", "+faststart", "-f", "mp4"]
-    audio = "libopus" if settings.audio_codec == "opus" else "aac"
     inputs = [
         *_input(video_list, VIDEO_LIST_FORMATS, "-f", "concat"),
-        *_input(audio_list, AUDIO_LIST_FORMATS, "-f", "concat"),
+        *_input(audio_track, AUDIO_TRACK_FORMATS),
     ]
-    maps = ["-map", "0:v:0"]
-    if music:
-        inputs += music[0]
-        maps += ["-filter_complex", music[1], "-map", "[a]"]
-    else:
-        maps += ["-map", "1:a:0"]
+    maps = ["-map", "0:v:0", "-map", "1:a:0"]
     if subtitles:
         webm = settings.container == "webm"
         inputs += _input(subtitles, "webvtt" if webm else "srt", "-f", "webvtt" if webm else "srt")
-        index = 3 if music else 2
-        maps += ["-map", f"{index}:s:0", "-c:s", "webvtt" if webm else "mov_text"]
+        maps += ["-map", "2:s:0", "-c:s", "webvtt" if webm else "mov_text"]
     return [
         ffmpeg,
         *_COMMON_FLAGS,
@@ -734,13 +839,7 @@ def concat_argv(
         "-c:v",
         "copy",
         "-c:a",
-        audio,
-        "-b:a",
-        str(settings.audio_bitrate),
-        "-ar",
-        str(settings.audio_rate),
-        "-ac",
-        "2",
+        "copy",
         "-map_metadata",
         "-1",
         *layout,

@@ -1,8 +1,12 @@
-"""Render an export: one segment per clip, then one join by stream copy.
+"""Render an export: one segment per clip (or per chunk of a long clip), an audio track, and
+one join by stream copy.
 
-`render_video` does the whole thing in a private scratch directory. `render_segment` and
-`join_segments` are the two halves, for a pipeline that encodes (and caches) clips as
-separate steps: every segment of one join must be made with the same EncodeSettings.
+`render_video` does the whole thing in a private scratch directory: `plan_render` plans the
+segments; each segment's pictures are rendered by `render_planned`, and the sound of all of
+them by `render_audio` into the audio track (an encoded file), side by side; `join_planned`
+copies both into the video. A pipeline that spreads the parts over steps (`encode.assets`)
+calls the same functions; every segment of one join must be made with the same
+EncodeSettings.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from export_pipeline.media.commands import (
     EncodeSettings,
     Loudness,
     SegmentJob,
+    Source,
     TransitionOut,
     audio_sample_count,
+    audio_track_argv,
     available_cpus,
     concat_argv,
     concat_list,
@@ -44,6 +50,7 @@ from export_pipeline.media.commands import (
     loudness_gain,
     parse_loudness,
     segment_argv,
+    segment_audio_argv,
 )
 from export_pipeline.media.probe import MediaInfo, probe
 from export_pipeline.media.runner import (
@@ -57,9 +64,14 @@ from export_pipeline.media.soundtrack import Soundtrack, mix_filter, mix_inputs
 
 Progress = Callable[[float], None]
 
-# Share of the overall progress given to encoding the segments; the join (a stream copy)
-# gets the rest: about its share of the time (bench_eta: 1.2-1.4 s of a 35-50 s encode).
+# Share of the overall progress given to encoding the segments and the audio track; the join
+# (a stream copy) gets the rest: about its share of the time (bench_eta: 1.2-1.4 s of a
+# 35-50 s encode).
 SEGMENTS_SHARE = 0.96
+# The audio track's weight among the parts, as a fraction of the video's length: the share
+# of the encode's time it takes (bench_fanout: 1-1.5 s of CPU per 10 s at 1080p `high`,
+# where the pictures take 7-8 s).
+AUDIO_WEIGHT = 0.15
 # Measurements of a limited clip's loudness after its correction (see `normalized`).
 LIMITED_PASSES = 2
 # How often progress is reported while segments are being encoded.
@@ -70,7 +82,7 @@ PROGRESS_POLL_S = 0.5
 class RenderInput:
     """One clip of an export, as probed; `label` names it in errors ("clip 3 (scene 7)")."""
 
-    path: Path
+    path: Source  # a local file, or a file of our storage read over HTTP (RemoteFile)
     trim_start: float
     duration: float | None
     info: MediaInfo
@@ -92,7 +104,8 @@ class Transition:
 
 @dataclass(frozen=True)
 class Music:
-    """A soundtrack for the join: the file, how it plays, its length (None: unknown)."""
+    """A soundtrack, mixed under the clips' audio in the audio track: the file, how it
+    plays, its length (None: unknown)."""
 
     path: Path
     track: Soundtrack
@@ -108,12 +121,13 @@ class BurnIn:
 
 
 class SegmentCache(Protocol):
-    """Where rendered segments are kept between exports (keyed by source content, trim and
-    encoder settings), so a re-export only renders the clips that changed."""
+    """Where rendered segments are kept between exports, each half under its own name
+    (`Segment.video_name`, `Segment.audio_name`: source content, span and the settings
+    that change it), so a re-export only renders the clips that changed."""
 
-    def fetch(self, key: str, video_out: Path, audio_out: Path) -> bool: ...
+    def fetch(self, name: str, out: Path) -> bool: ...
 
-    def store(self, key: str, video_out: Path, audio_out: Path) -> None: ...
+    def store(self, name: str, path: Path) -> None: ...
 
 
 class ClipError(ValueError):
@@ -210,17 +224,40 @@ def copy_path(inputs: list[RenderInput], settings: EncodeSettings) -> bool:
     )
 
 
-def segment_key(inp: RenderInput, settings: EncodeSettings, copy: bool) -> str | None:
-    """Where the segment of `inp` is cached, from normalized values: the span actually used
-    (a duration past the clip's end is the same segment as "to the end"), so keys stay short
-    and equal requests share one segment."""
+def _span_key(inp: RenderInput) -> str | None:
+    """The span of `inp` actually used, from normalized values: a duration past the clip's
+    end is the same span as "to the end", so keys stay short and equal requests share one
+    segment."""
     if not inp.content_hash:
         return None
     used = effective_duration(inp)  # bounded by the clip's own length
     to_end = inp.duration is None or inp.trim_start + inp.duration >= inp.info.duration
     length = "end" if to_end else f"{used:.3f}"
-    mode = "copy" if copy else settings.cache_key()
-    return f"{inp.content_hash}/{inp.trim_start:.3f}-{length}-{mode}"
+    return f"{inp.content_hash}/{inp.trim_start:.3f}-{length}"
+
+
+def segment_key(inp: RenderInput, settings: EncodeSettings, copy: bool) -> str | None:
+    """Where the pictures of the segment of `inp` are cached (None: the clip's content is
+    unknown): its span and the encoder settings."""
+    span = _span_key(inp)
+    if span is None:
+        return None
+    return f"{span}-{'copy' if copy else settings.cache_key()}"
+
+
+def audio_segment_key(
+    inp: RenderInput, settings: EncodeSettings, whole: RenderInput | None = None
+) -> str | None:
+    """Where the sound of the segment of `inp` is cached: its span, the audio settings and,
+    when loudness is evened out and `inp` is a part of a longer span `whole` (a chunk, or
+    the head of a transition), that span too: the clip's gain is measured over all of it."""
+    span = _span_key(inp)
+    if span is None:
+        return None
+    key = f"{span}-a{settings.audio_key()}"
+    if settings.loudness is not None and whole is not None and whole != inp:
+        key += f"-of{_span_key(whole).rsplit('/', 1)[1]}"
+    return key
 
 
 def measure_loudness(
@@ -229,10 +266,11 @@ def measure_loudness(
     ffmpeg: str = "ffmpeg",
     timeout_s: float | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    stop: threading.Event | None = None,
 ) -> Loudness:
     """The integrated loudness and true peak of the clip's span (its audio alone)."""
     argv = loudness_argv(job, ffmpeg)
-    done = capture(argv, timeout_s=timeout_s or 600.0, limits=limits)
+    done = capture(argv, timeout_s=timeout_s or 600.0, limits=limits, stop=stop)
     if done.returncode != 0:
         error = FFmpegError(
             argv, done.returncode, done.stderr[-2000:], over_limit=bool(done.over_limit)
@@ -249,20 +287,25 @@ def normalized(
     ffmpeg: str = "ffmpeg",
     timeout_s: float | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    stop: threading.Event | None = None,
 ) -> SegmentJob:
     """`job` with the gain that brings its clip to `target` LUFS. Where the limiter has to
     hold the peaks, it also takes some loudness away (2 LU on speech-like bursts): the
     corrected audio is measured again and the gain raised by what is missing, up to
     LIMITED_PASSES times (each pass decodes the clip's audio only)."""
-    measured = measure_loudness(job, label, ffmpeg, timeout_s, limits)
+    measured = measure_loudness(job, label, ffmpeg, timeout_s, limits, stop)
     gain, limiter = loudness_gain(measured, target)
     job = replace(job, gain_db=gain, limiter=limiter)
     for _ in range(LIMITED_PASSES if limiter else 0):
-        missing = target - measure_loudness(job, label, ffmpeg, timeout_s, limits).integrated
+        missing = target - measure_loudness(job, label, ffmpeg, timeout_s, limits, stop).integrated
         if abs(missing) < 0.3:
             break
         job = replace(job, gain_db=round(job.gain_db + missing, 2))
     return job
+
+
+def _level(job: SegmentJob, level: tuple[float, bool] | None) -> SegmentJob:
+    return job if level is None else replace(job, gain_db=level[0], limiter=level[1])
 
 
 def transition_out(
@@ -271,16 +314,13 @@ def transition_out(
     """A `kind` transition into `into` (the next clip's first frames, as long as the
     transition), corrected for loudness by `level` (gain dB, limiter) as its clip is."""
     head = segment_job(into, into.path, into.path)  # its outputs are unused: an input
-    if level is not None:
-        head = replace(head, gain_db=level[0], limiter=level[1])
-    return TransitionOut(kind, head)
+    return TransitionOut(kind, _level(head, level))
 
 
-def render_segment(
+def render_segment_video(
     inp: RenderInput,
     settings: EncodeSettings,
     video_out: Path,
-    audio_out: Path,
     *,
     on_progress: Progress | None = None,
     ffmpeg: str = "ffmpeg",
@@ -288,28 +328,21 @@ def render_segment(
     copy: bool = False,
     limits: Limits = DEFAULT_LIMITS,
     stop: threading.Event | None = None,
-    level: tuple[float, bool] | None = None,
     captions: Path | None = None,
     out: TransitionOut | None = None,
 ) -> int:
-    """Encode one clip into its video (.mp4, or .webm for VP9) and audio (.wav) segments;
-    return the frames.
+    """Encode the pictures of one segment (.mp4, or .webm for VP9); return its frames.
     With `copy` (see `can_copy`) the video is stream-copied instead of encoded. Setting
-    `stop` kills FFmpeg and raises runner.Stopped. `level` is the clip's loudness correction
-    (gain dB, limiter) when known; else, with a target in `settings`, the span is measured.
-    `captions` (an ASS file, times from the segment's start) are burned in. With `out`
-    (`transition_out`) the segment ends in the transition into the next clip.
+    `stop` kills FFmpeg and raises runner.Stopped. `captions` (an ASS file, times from the
+    segment's start) are burned in. With `out` (`transition_out`) the segment ends in the
+    transition into the next clip.
 
     An FFmpegError raised here carries a note naming the clip.
     """
-    job = replace(segment_job(inp, video_out, audio_out), captions=captions)
-    if level is not None:
-        job = replace(job, gain_db=level[0], limiter=level[1])
-    elif settings.loudness is not None and job.has_audio:
-        job = normalized(job, settings.loudness, inp.label, ffmpeg, timeout_s, limits)
+    job = replace(segment_job(inp, video_out, video_out), captions=captions)
     frames = frame_count(job.duration, settings.fps)
     argv = (
-        copy_segment_argv(job, settings, frames, ffmpeg)
+        copy_segment_argv(job, settings, ffmpeg)
         if copy
         else segment_argv(job, settings, ffmpeg, out)
     )
@@ -330,9 +363,117 @@ def render_segment(
     return frames
 
 
+def render_segment_audio(
+    inp: RenderInput,
+    settings: EncodeSettings,
+    audio_out: Path,
+    *,
+    on_progress: Progress | None = None,
+    ffmpeg: str = "ffmpeg",
+    timeout_s: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    stop: threading.Event | None = None,
+    level: tuple[float, bool] | None = None,
+    out: TransitionOut | None = None,
+) -> None:
+    """Render the sound of one segment into its WAV, exactly as long as its pictures.
+    `level` is the clip's loudness correction (gain dB, limiter) when known; else, with a
+    target in `settings`, the span is measured. With `out` its end crossfades into the next
+    clip (whose correction `out` carries)."""
+    job = _level(segment_job(inp, audio_out, audio_out), level)
+    if level is None and settings.loudness is not None and job.has_audio:
+        job = normalized(job, settings.loudness, inp.label, ffmpeg, timeout_s, limits)
+    try:
+        run_ffmpeg(
+            segment_audio_argv(job, settings, ffmpeg, out),
+            duration_s=job.duration,
+            on_progress=on_progress,
+            timeout_s=timeout_s,
+            limits=limits,
+            stop=stop,
+        )
+    except FFmpegError as error:
+        error.add_note(f"while encoding {inp.label}")
+        raise
+
+
+def render_segment(
+    inp: RenderInput,
+    settings: EncodeSettings,
+    video_out: Path,
+    audio_out: Path,
+    *,
+    ffmpeg: str = "ffmpeg",
+    timeout_s: float | None = None,
+    copy: bool = False,
+    limits: Limits = DEFAULT_LIMITS,
+    level: tuple[float, bool] | None = None,
+    captions: Path | None = None,
+) -> int:
+    """Both halves of one segment (a whole clip's span, no transition): its pictures into
+    `video_out`, its sound into `audio_out`; returns the frames."""
+    frames = render_segment_video(
+        inp, settings, video_out, ffmpeg=ffmpeg, timeout_s=timeout_s, copy=copy,
+        limits=limits, captions=captions,
+    )  # fmt: skip
+    render_segment_audio(
+        inp, settings, audio_out, ffmpeg=ffmpeg, timeout_s=timeout_s, limits=limits, level=level
+    )
+    return frames
+
+
+def _concat_file(paths: list[Path], kind: str) -> Path:
+    """A concat list of `paths` written next to them (removed by the caller)."""
+    with tempfile.NamedTemporaryFile(
+        "w", dir=paths[0].parent, prefix=f"{kind}-", suffix=".ffconcat", delete=False
+    ) as handle:
+        handle.write(concat_list(paths))
+    return Path(handle.name)
+
+
+def encode_audio_track(
+    audio_segments: list[Path],
+    output: Path,
+    settings: EncodeSettings,
+    samples: int,
+    *,
+    on_progress: Progress | None = None,
+    ffmpeg: str = "ffmpeg",
+    timeout_s: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    stop: threading.Event | None = None,
+    music: Music | None = None,
+) -> None:
+    """Join the WAV segments (in order, `samples` in all) and encode them once into the
+    audio track `output` (`settings.audio_extension`), the `music` mixed under them;
+    `output` appears only when complete."""
+    listing = _concat_file(audio_segments, "audio")
+    partial = output.with_name(f".{output.stem}.partial{output.suffix}")
+    try:
+        mix = None
+        if music is not None:
+            mix = (
+                mix_inputs(music.path, music.track.loop),
+                mix_filter("0:a:0", "1:a:0", samples, settings.audio_rate, music.track,
+                           music.duration_s),
+            )  # fmt: skip
+        run_ffmpeg(
+            audio_track_argv(listing, partial, settings, ffmpeg, music=mix),
+            duration_s=samples / settings.audio_rate,
+            on_progress=on_progress,
+            timeout_s=timeout_s,
+            limits=limits,
+            stop=stop,
+        )
+        os.replace(partial, output)
+    finally:
+        listing.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
+
+
 def join_segments(
     video_segments: list[Path],
-    audio_segments: list[Path],
+    audio_track: Path,
     output: Path,
     settings: EncodeSettings,
     *,
@@ -341,38 +482,17 @@ def join_segments(
     ffmpeg: str = "ffmpeg",
     timeout_s: float | None = None,
     limits: Limits = DEFAULT_LIMITS,
-    music: Music | None = None,
     subtitles: tuple[Cue, ...] | None = None,
 ) -> None:
-    """Concatenate segments (in order) into `output`, which appears only when complete.
-
-    The concat lists are written next to the segments (each kind in one directory) and
-    removed afterwards; `duration_s` is the expected total, for progress (and the length
-    of the `music`, mixed under the clips' audio). `subtitles` become a soft caption track.
-    """
-    if len(video_segments) != len(audio_segments):
-        raise ValueError(
-            f"{len(video_segments)} video segments but {len(audio_segments)} audio segments"
-        )
+    """Join the video segments (in order) and the audio track into `output` by stream copy;
+    `output` appears only when complete. The concat list is written next to the segments
+    and removed afterwards; `duration_s` is the expected total, for progress. `subtitles`
+    become a soft caption track."""
     lists: list[Path] = []
     partial = output.with_name(f".{output.stem}.partial{output.suffix}")
     try:
-        for segments, kind in ((video_segments, "video"), (audio_segments, "audio")):
-            text = concat_list(segments)
-            with tempfile.NamedTemporaryFile(
-                "w", dir=segments[0].parent, prefix=f"{kind}-", suffix=".ffconcat", delete=False
-            ) as handle:
-                lists.append(Path(handle.name))
-                handle.write(text)
+        lists.append(_concat_file(video_segments, "video"))
         output.parent.mkdir(parents=True, exist_ok=True)
-        mix = None
-        if music is not None:
-            samples = audio_sample_count(frame_count(duration_s or 0.0, settings.fps), settings)
-            mix = (
-                mix_inputs(music.path, music.track.loop),
-                mix_filter("1:a:0", "2:a:0", samples, settings.audio_rate, music.track,
-                           music.duration_s),
-            )  # fmt: skip
         track = None
         if subtitles:
             webm = settings.container == "webm"
@@ -381,7 +501,7 @@ def join_segments(
             track.write_text(text, encoding="utf-8")
             lists.append(track)
         run_ffmpeg(
-            concat_argv(lists[0], lists[1], partial, settings, ffmpeg, music=mix, subtitles=track),
+            concat_argv(lists[0], audio_track, partial, settings, ffmpeg, subtitles=track),
             duration_s=duration_s,
             on_progress=on_progress,
             timeout_s=timeout_s,
@@ -404,8 +524,9 @@ def segment_workers(requested: int = 0) -> int:
 class Segment:
     """One segment of a render: a span of one clip (all of it, or a chunk of a long one),
     ending in the transition into the next clip's first frames `b` when there is one; where
-    it goes, where it starts on the timeline, its share of the progress, its cache key
-    (None: not cacheable, the clip's content hash is unknown)."""
+    its pictures and its sound go, where it starts on the timeline, its share of the
+    progress, the cache keys of its pictures and of its sound (None: not cacheable, the
+    clip's content hash is unknown)."""
 
     index: int
     inp: RenderInput
@@ -413,19 +534,44 @@ class Segment:
     video: Path
     audio: Path
     key: str | None
-    done: float = 0.0  # fraction encoded, written by the thread encoding it
+    done: float = 0.0  # fraction of its pictures encoded, written by the encoding thread
     b: RenderInput | None = None
     kind: str = "cut"  # of the transition at its end
     clip: int = 0  # which clip of the render `inp` is a span of (0-based)
     frames: int = 0
     offset_s: float = 0.0
     captions: Path | None = None
+    audio_key: str | None = None
 
     @property
     def label(self) -> str:
         if self.b is None:
             return self.inp.label
         return f"{self.inp.label} and the {self.kind} into {self.b.label}"
+
+    @property
+    def video_name(self) -> str | None:
+        """Its pictures' name in a SegmentCache."""
+        return f"{self.key}{self.video.suffix}" if self.key else None
+
+    @property
+    def audio_name(self) -> str | None:
+        """Its sound's name in a SegmentCache."""
+        return f"{self.audio_key}.wav" if self.audio_key else None
+
+
+@dataclass
+class AudioTrack:
+    """The sound of a whole render, one part of it beside the segments (whose index comes
+    after theirs): every segment's WAV (`Segment.audio`), joined, with the soundtrack mixed
+    in, and encoded once into `path`, which the join copies. It is rendered apart from the
+    pictures so that its encode runs while they are encoded, not after the last one."""
+
+    index: int
+    path: Path
+    duration: float  # its weight in the progress (AUDIO_WEIGHT of the video's length)
+    done: float = 0.0
+    label: str = "the audio track"
 
 
 def _span(inp: RenderInput, start: int, frames: int, fps: Fraction) -> RenderInput:
@@ -502,29 +648,32 @@ def _with_transition(key: str | None, b_key: str | None, kind: str) -> str | Non
     return f"{key}-{kind}-{digest}"
 
 
+RenderPart = Segment | AudioTrack
+
+
 def _encode_all(
-    pending: list[Segment],
-    render: Callable[[Segment, Progress, threading.Event], int],
+    pending: list[RenderPart],
+    render: Callable[[RenderPart, Progress, threading.Event], object],
     workers: int,
     report: Callable[[], None],
-    finished: Callable[[Segment], None],
+    finished: Callable[[RenderPart], None],
 ) -> None:
-    """Encode `pending` with up to `workers` at once. `render(segment, on_progress, stop)`
+    """Render `pending` with up to `workers` at once. `render(part, on_progress, stop)`
     runs on a pool thread; `report` (progress) and `finished` (the cache) run here, on the
     calling thread, as do the errors: the first one raised stops the other encodes (their
     FFmpeg is killed) before it propagates, and so does anything that interrupts this thread
     (a canceled run's DagsterExecutionInterruptedError)."""
     stop = threading.Event()
 
-    def work(segment: Segment) -> int:
+    def work(part: RenderPart) -> object:
         def on_progress(fraction: float) -> None:
-            segment.done = fraction
+            part.done = fraction
 
-        return render(segment, on_progress, stop)
+        return render(part, on_progress, stop)
 
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="segment")
     try:
-        futures = {pool.submit(work, segment): segment for segment in pending}
+        futures = {pool.submit(work, part): part for part in pending}
         waiting = set(futures)
         while waiting:
             done, waiting = wait(waiting, timeout=PROGRESS_POLL_S, return_when=FIRST_COMPLETED)
@@ -546,18 +695,30 @@ def _share(on_progress: Progress | None, start: float, span: float) -> Progress 
 @dataclass
 class RenderPlan:
     """An export's timeline as segments (`plan_segments`), each with its file names in a
-    scratch directory, its place on the timeline and its cache key: what `render_video`
-    renders in one process, and what the fan-out (`encode.assets`) spreads over steps,
-    each step planning the same segments from the same inputs."""
+    scratch directory, its place on the timeline and its cache keys, and the audio track
+    they make together: what `render_video` renders in one process, and what the fan-out
+    (`encode.assets`) spreads over steps, each step planning the same parts from the same
+    inputs."""
 
     inputs: list[RenderInput]
     settings: EncodeSettings
     segments: list[Segment]
     copy: bool  # every clip's video goes in untouched (`copy_path`)
+    audio: AudioTrack
+    music: Music | None = None
 
     @property
     def frames(self) -> int:
         return sum(segment.frames for segment in self.segments)
+
+    @property
+    def parts(self) -> list[RenderPart]:
+        """Everything there is to render, by index: the segments, then the audio track."""
+        return [*self.segments, self.audio]
+
+    @property
+    def samples(self) -> int:
+        return sum(audio_sample_count(s.frames, self.settings) for s in self.segments)
 
 
 def plan_render(
@@ -567,10 +728,11 @@ def plan_render(
     *,
     captions: BurnIn | None = None,
     max_segment_s: float | None = None,
+    music: Music | None = None,
 ) -> RenderPlan:
     """Plan the render of `inputs`: the segments (raises ClipError for a clip that cannot
-    be rendered), their files in `scratch`, and the captions to burn into each (written
-    there, and part of the segment's key)."""
+    be rendered), their files in `scratch`, the captions to burn into each (written
+    there, and part of the segment's key), and the audio track, with `music` mixed in."""
     if not inputs:
         raise ValueError("nothing to render: no clips")
     parts = plan_segments(inputs, settings.fps, max_segment_s)
@@ -582,26 +744,32 @@ def plan_render(
         inp, b, kind = part.span, part.b, part.kind
         frames = frame_count(effective_duration(inp), settings.fps)
         key = segment_key(inp, settings, copy)
+        audio_key = audio_segment_key(inp, settings, inputs[part.clip])
         if b is not None:
             key = _with_transition(key, segment_key(b, settings, copy), kind)
+            b_audio = audio_segment_key(b, settings, inputs[part.clip + 1])
+            audio_key = _with_transition(audio_key, b_audio, kind)
         segment = Segment(
             index, inp, float(frames / settings.fps),
             scratch / f"segment-{index:04d}.{settings.container}",
             scratch / f"segment-{index:04d}.wav",
             key, b=b, kind=kind, clip=part.clip, frames=frames,
-            offset_s=float(offset / settings.fps),
+            offset_s=float(offset / settings.fps), audio_key=audio_key,
         )  # fmt: skip
         if captions:
             _attach_captions(segment, captions, settings, scratch)
         segments.append(segment)
         offset += frames
-    return RenderPlan(inputs, settings, segments, copy)
+    length = float(offset / settings.fps)
+    track = AudioTrack(
+        len(segments), scratch / f"audio.{settings.audio_extension}", AUDIO_WEIGHT * length
+    )
+    return RenderPlan(inputs, settings, segments, copy, track, music)
 
 
 def render_planned(
     plan: RenderPlan,
     segment: Segment,
-    levels: dict[int, tuple[float, bool]],
     *,
     settings: EncodeSettings | None = None,
     on_progress: Progress | None = None,
@@ -610,23 +778,58 @@ def render_planned(
     limits: Limits = DEFAULT_LIMITS,
     stop: threading.Event | None = None,
 ) -> int:
-    """Render one segment of `plan` into its files (`settings`: the plan's, or the same
-    with fewer threads when segments are rendered side by side); returns its frames.
-    `levels` are the clips' loudness corrections (`loudness_levels`)."""
-    out = None
-    if segment.b is not None:
-        out = transition_out(segment.kind, segment.b, levels.get(segment.clip + 1))
+    """Render the pictures of one segment of `plan` into its file (`settings`: the plan's,
+    or the same with fewer threads when segments are rendered side by side); returns its
+    frames."""
+    out = transition_out(segment.kind, segment.b) if segment.b is not None else None
     try:
-        return render_segment(
-            segment.inp, settings or plan.settings, segment.video, segment.audio,
+        return render_segment_video(
+            segment.inp, settings or plan.settings, segment.video,
             on_progress=on_progress, ffmpeg=ffmpeg, timeout_s=timeout_s, copy=plan.copy,
-            limits=limits, stop=stop, level=levels.get(segment.clip),
-            captions=segment.captions, out=out,
+            limits=limits, stop=stop, captions=segment.captions, out=out,
         )  # fmt: skip
     except FFmpegError as error:
         if segment.b is not None:
             error.add_note(f"with the {segment.kind} into {segment.b.label}")
         raise
+
+
+def render_audio(
+    plan: RenderPlan,
+    pending: list[Segment],
+    *,
+    on_progress: Progress | None = None,
+    ffmpeg: str = "ffmpeg",
+    timeout_s: float | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    stop: threading.Event | None = None,
+) -> None:
+    """Render the plan's audio track: the sound of the `pending` segments (the others' WAVs
+    must already be in their files, from a cache), each clip brought to the loudness target
+    by one gain measured over its whole span (`loudness_levels`), then all of them joined
+    and encoded once, with the plan's music, into `plan.audio.path`. Progress: measuring a
+    quarter, the segments' sound a quarter, the encode half."""
+
+    def phase(start: float, span: float) -> Progress | None:
+        return _share(on_progress, start, span)
+
+    levels = loudness_levels(plan, pending, ffmpeg, timeout_s, limits, stop=stop)
+    if on_progress:
+        on_progress(0.25)
+    for n, segment in enumerate(pending):
+        out = None
+        if segment.b is not None:
+            out = transition_out(segment.kind, segment.b, levels.get(segment.clip + 1))
+        render_segment_audio(
+            segment.inp, plan.settings, segment.audio, ffmpeg=ffmpeg, timeout_s=timeout_s,
+            limits=limits, stop=stop, level=levels.get(segment.clip, (0.0, False)), out=out,
+            on_progress=phase(0.25 + 0.25 * n / len(pending), 0.25 / len(pending)),
+        )  # fmt: skip
+    encode_audio_track(
+        [segment.audio for segment in plan.segments], plan.audio.path, plan.settings,
+        plan.samples, on_progress=phase(0.5, 0.5), ffmpeg=ffmpeg, timeout_s=timeout_s,
+        limits=limits, stop=stop, music=plan.music,
+    )  # fmt: skip
 
 
 def join_planned(
@@ -637,13 +840,13 @@ def join_planned(
     ffmpeg: str = "ffmpeg",
     timeout_s: float | None = None,
     limits: Limits = DEFAULT_LIMITS,
-    music: Music | None = None,
     subtitles: tuple[Cue, ...] | None = None,
 ) -> None:
-    """Join the plan's rendered segments (all in their files) into `output`."""
+    """Join the plan's rendered segments (all in their files) and its audio track into
+    `output`."""
     join_segments(
         [segment.video for segment in plan.segments],
-        [segment.audio for segment in plan.segments],
+        plan.audio.path,
         output,
         plan.settings,
         duration_s=plan.frames / plan.settings.fps,
@@ -651,16 +854,15 @@ def join_planned(
         ffmpeg=ffmpeg,
         timeout_s=timeout_s,
         limits=limits,
-        music=music,
         subtitles=subtitles,
     )
 
 
 def render_segments(
     plan: RenderPlan,
-    segments: list[Segment],
-    levels: dict[int, tuple[float, bool]],
+    parts: list[RenderPart],
     *,
+    audio_pending: list[Segment] | None = None,
     parallel: int = 0,
     report: Callable[[], None] | None = None,
     finished: Callable[[Segment], None] | None = None,
@@ -668,29 +870,36 @@ def render_segments(
     timeout_s: float | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> None:
-    """Render `segments` of `plan`, `parallel` at once (0: `segment_workers()`), sharing the
-    encoder threads one would have. Each segment's `done` follows its progress; `report`
-    is called as it moves and `finished(segment)` once a segment is complete, both on this
-    thread. The first error (or an interrupt of this thread) stops the other FFmpeg."""
-    if not segments:
+    """Render `parts` of `plan`: segments' pictures, and the audio track if it is among them
+    (with the sound of the `audio_pending` segments: `render_audio`), `parallel` at once
+    (0: `segment_workers()`), sharing the encoder threads one would have. Each part's `done`
+    follows its progress; `report` is called as it moves and `finished(segment)` once a
+    segment's pictures are complete, both on this thread. The first error (or an interrupt
+    of this thread) stops the other FFmpeg."""
+    if not parts:
         return
-    workers = min(segment_workers(parallel), len(segments))
+    workers = min(segment_workers(parallel), len(parts))
     settings = plan.settings
     if workers > 1 and settings.threads > 0:
         settings = replace(settings, threads=math.ceil(settings.threads / workers))
 
-    def render(segment: Segment, progress: Progress, stop: threading.Event) -> int:
+    def render(part: RenderPart, progress: Progress, stop: threading.Event) -> object:
+        if isinstance(part, AudioTrack):
+            return render_audio(
+                plan, audio_pending or [], on_progress=progress, ffmpeg=ffmpeg,
+                timeout_s=timeout_s, limits=limits, stop=stop,
+            )  # fmt: skip
         return render_planned(
-            plan, segment, levels, settings=settings, on_progress=progress, ffmpeg=ffmpeg,
+            plan, part, settings=settings, on_progress=progress, ffmpeg=ffmpeg,
             timeout_s=timeout_s, limits=limits, stop=stop,
         )  # fmt: skip
 
-    def done(segment: Segment) -> None:
-        segment.done = 1.0
-        if finished:
-            finished(segment)
+    def done(part: RenderPart) -> None:
+        part.done = 1.0
+        if finished and isinstance(part, Segment):
+            finished(part)
 
-    _encode_all(segments, render, workers, report or (lambda: None), done)
+    _encode_all(parts, render, workers, report or (lambda: None), done)
 
 
 def render_video(
@@ -710,16 +919,19 @@ def render_video(
     music: Music | None = None,
     subtitles: tuple[Cue, ...] | None = None,
     max_segment_s: float | None = None,
+    audio_track: Path | None = None,
 ) -> RenderResult:
     """Render `inputs` in order into `output`, in this process; `timeout_s` applies per
-    FFmpeg run. Segments (`plan_render`) not in `cache` are encoded `parallel` at once (0:
-    `segment_workers()`). `captions` are burned into the segments they fall on (and are
-    part of those segments' cache keys); `music` is mixed under the clips' audio and
-    `subtitles` added as a soft caption track, both in the join.
+    FFmpeg run. Segments (`plan_render`) whose pictures are not in `cache` are encoded
+    `parallel` at once (0: `segment_workers()`), the audio track beside them (unless
+    `audio_track` is that file, already rendered), from the sound of the segments, cached
+    or rendered. `captions` are burned into the segments they fall on (and are part of
+    those segments' cache keys); `music` is mixed into the audio track and `subtitles`
+    added as a soft caption track in the join.
 
-    Progress: encoding the segments is 96 % of the work, shared by duration; the join
-    is the last 4 %. Intermediate files live in a scratch directory inside `work_dir` that
-    is removed at the end, whether the render succeeded or not.
+    Progress: encoding the parts is 96 % of the work, shared by weight (a segment's is its
+    length); the join is the last 4 %. Intermediate files live in a scratch directory
+    inside `work_dir` that is removed at the end, whether the render succeeded or not.
     """
     if not inputs:
         raise ValueError("nothing to render: no clips")
@@ -728,37 +940,52 @@ def render_video(
     scratch = Path(tempfile.mkdtemp(prefix="render-", dir=work_dir))
     try:
         plan = plan_render(
-            inputs, settings, scratch, captions=captions, max_segment_s=max_segment_s
-        )
+            inputs, settings, scratch, captions=captions, max_segment_s=max_segment_s,
+            music=music,
+        )  # fmt: skip
         segments = plan.segments
-        total = sum(segment.duration for segment in segments)
         reused = 0
-        pending = []
+        pending: list[RenderPart] = []
         for segment in segments:
-            if cache and segment.key and cache.fetch(segment.key, segment.video, segment.audio):
+            name = segment.video_name
+            if cache and name and cache.fetch(name, segment.video):
                 segment.done = 1.0
                 reused += 1
             else:
                 pending.append(segment)
-        levels = loudness_levels(plan, pending, ffmpeg, timeout_s, limits)
+        sounds: list[Segment] = []
+        if audio_track is not None:
+            shutil.copyfile(audio_track, plan.audio.path)
+            plan.audio.done = 1.0
+        else:
+            sounds = [
+                s for s in segments
+                if not (cache and s.audio_name and cache.fetch(s.audio_name, s.audio))
+            ]  # fmt: skip
+            pending.insert(0, plan.audio)  # first: it takes longer than one segment
+        parts = plan.parts
+        total = sum(part.duration for part in parts)
 
         def report() -> None:
             if on_progress:
-                on_progress(SEGMENTS_SHARE * sum(s.done * s.duration for s in segments) / total)
+                on_progress(SEGMENTS_SHARE * sum(p.done * p.duration for p in parts) / total)
 
         def finished(segment: Segment) -> None:
-            if cache and segment.key:
-                cache.store(segment.key, segment.video, segment.audio)
+            if cache and segment.video_name:
+                cache.store(segment.video_name, segment.video)
 
         report()
         render_segments(
-            plan, pending, levels, parallel=parallel, report=report, finished=finished,
-            ffmpeg=ffmpeg, timeout_s=timeout_s, limits=limits,
+            plan, pending, audio_pending=sounds, parallel=parallel, report=report,
+            finished=finished, ffmpeg=ffmpeg, timeout_s=timeout_s, limits=limits,
         )  # fmt: skip
+        for segment in sounds:
+            if cache and segment.audio_name:
+                cache.store(segment.audio_name, segment.audio)
         join_planned(
             plan, output,
             on_progress=_share(on_progress, SEGMENTS_SHARE, 1 - SEGMENTS_SHARE),
-            ffmpeg=ffmpeg, timeout_s=timeout_s, limits=limits, music=music, subtitles=subtitles,
+            ffmpeg=ffmpeg, timeout_s=timeout_s, limits=limits, subtitles=subtitles,
         )  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -799,6 +1026,8 @@ def loudness_levels(
     ffmpeg: str = "ffmpeg",
     timeout_s: float | None = None,
     limits: Limits = DEFAULT_LIMITS,
+    *,
+    stop: threading.Event | None = None,
 ) -> dict[int, tuple[float, bool]]:
     """Each clip's loudness correction, measured over its whole span once, for the clips
     that have a segment (or the far side of a transition) to render: every part of a clip
@@ -811,6 +1040,6 @@ def loudness_levels(
     for n, inp in enumerate(plan.inputs):
         if n in needed and inp.info.has_audio:
             job = segment_job(inp, inp.path, inp.path)  # outputs unused: only measured
-            job = normalized(job, settings.loudness, inp.label, ffmpeg, timeout_s, limits)
+            job = normalized(job, settings.loudness, inp.label, ffmpeg, timeout_s, limits, stop)
             levels[n] = (job.gain_db, job.limiter)
     return levels

@@ -157,9 +157,10 @@ class FFmpegError(Exception):
         reason: str | None = None,
         over_limit: bool = False,
     ) -> None:
-        self.argv = argv
+        # A remote input's presigned URL holds a signature: never in a message or a log.
+        self.argv = [_unsigned(arg) for arg in argv]
         self.returncode = returncode
-        self.stderr = stderr
+        self.stderr = _unsigned(stderr)
         self.reason = reason or f"exited with code {returncode}"
         self.over_limit = over_limit
         super().__init__(self._message())
@@ -171,6 +172,14 @@ class FFmpegError(Exception):
         if lines:
             message += ": " + " | ".join(lines[-_MEANINGFUL_LINES:])
         return message
+
+
+_URL_QUERY = re.compile(r"(https?://[^\s?'\"]*)\?[^\s'\"]*")
+
+
+def _unsigned(text: str) -> str:
+    """`text` with the query string of every http(s) URL in it cut off."""
+    return _URL_QUERY.sub(r"\1?...", text)
 
 
 class _TailBuffer:
@@ -338,9 +347,16 @@ def run_ffmpeg(
         stderr.close()
 
 
-def capture(argv: list[str], *, timeout_s: float, limits: Limits = DEFAULT_LIMITS) -> Captured:
+def capture(
+    argv: list[str],
+    *,
+    timeout_s: float,
+    limits: Limits = DEFAULT_LIMITS,
+    stop: threading.Event | None = None,
+) -> Captured:
     """Run a command that answers on stdout (ffprobe) under `limits`; its output whole.
-    Raises subprocess.TimeoutExpired after `timeout_s` (the process is gone by then)."""
+    Raises subprocess.TimeoutExpired after `timeout_s`, and Stopped within STOP_POLL_S of
+    `stop` being set (the process is gone by then)."""
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -357,7 +373,7 @@ def capture(argv: list[str], *, timeout_s: float, limits: Limits = DEFAULT_LIMIT
     for reader in readers:
         reader.start()
     try:
-        returncode, usage = _reap(proc, time.monotonic() + timeout_s)
+        returncode, usage = _reap(proc, time.monotonic() + timeout_s, stop)
     finally:  # killed if still running; the readers have the whole output after this
         _stop(proc, readers)
         proc.stdout.close()
@@ -367,19 +383,42 @@ def capture(argv: list[str], *, timeout_s: float, limits: Limits = DEFAULT_LIMIT
     return Captured(returncode, bytes(outputs[0]), stderr, over, usage)
 
 
-def _reap(proc: subprocess.Popen[bytes], deadline: float | None) -> tuple[int, Usage | None]:
-    """Wait for the process to exit (TimeoutExpired at the deadline) and reap it ourselves:
-    its exit code, and what it used (None where Linux's pidfd is missing)."""
+def _reap(
+    proc: subprocess.Popen[bytes], deadline: float | None, stop: threading.Event | None = None
+) -> tuple[int, Usage | None]:
+    """Wait for the process to exit (TimeoutExpired at the deadline, Stopped once `stop` is
+    set) and reap it ourselves: its exit code, and what it used (None where Linux's pidfd
+    is missing)."""
     try:
         pidfd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):
-        return proc.wait(timeout=_remaining(deadline)), None
+        pidfd = None
+
+    def exited(wait: float | None) -> bool:
+        if pidfd is not None:
+            return bool(select.select([pidfd], [], [], wait)[0])
+        try:
+            proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     try:
-        if not select.select([pidfd], [], [], _remaining(deadline))[0]:
-            raise subprocess.TimeoutExpired(proc.args, _remaining(deadline) or 0.0)
+        while True:
+            if stop is not None and stop.is_set():
+                raise Stopped("stopped")
+            remaining = _remaining(deadline)
+            wait = remaining if stop is None else min(STOP_POLL_S, remaining or STOP_POLL_S)
+            if exited(wait):
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(proc.args, 0.0)
+        if pidfd is None:
+            return proc.returncode, None
         _, status, usage = os.wait4(proc.pid, 0)
     finally:
-        os.close(pidfd)
+        if pidfd is not None:
+            os.close(pidfd)
     proc.returncode = os.waitstatus_to_exitcode(status)  # Popen will not wait for it again
     return proc.returncode, Usage(usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 

@@ -25,6 +25,9 @@ class MediaTools(ConfigurableResource):
     segment_workers: int = 0  # segments encoded at once; 0: 2 with 2 CPUs or more, else 1
     max_segment_s: float = 10.0  # a longer clip is cut into chunks of at most this: 0, never
     segments_per_step: int = 1  # segments a segment step renders; 0: all of them
+    # A segment step reads an archived clip larger than this (MB) over HTTP from S3,
+    # seeking to its span, instead of downloading it whole; 0: always download.
+    stream_sources_mb: float = 256
     loudness_lufs: float = DEFAULT_LOUDNESS_LUFS  # where audio_normalize brings every clip
     work_dir: str | None = None
     ffmpeg_timeout_s: float = 3600.0  # per FFmpeg command: a hung encoder fails, then retries

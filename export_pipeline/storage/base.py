@@ -139,6 +139,11 @@ class Storage(ABC):
         The object is not checked for existence.
         """
 
+    def local_file(self, key: str) -> Path | None:
+        """The file holding `key` on this machine, to be read in place (never written), where
+        the backend keeps objects as files and the object exists; else None (fetch it)."""
+        return None
+
     def total_bytes(self, prefix: str = "") -> int:
         """Sum of the sizes of the objects whose keys start with `prefix`."""
         return sum(self.size(key) or 0 for key in self.list_keys(prefix))

@@ -72,6 +72,10 @@ class LocalStorage(Storage):
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def local_file(self, key: str) -> Path | None:
+        path = self.path(key)
+        return path if path.is_file() else None
+
     def size(self, key: str) -> int | None:
         path = self.path(key)
         return path.stat().st_size if path.is_file() else None

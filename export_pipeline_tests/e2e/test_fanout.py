@@ -62,8 +62,9 @@ def test_each_segment_is_a_step_and_the_video_is_the_single_process_one(
     assert result.success and store.get(request_id)["status"] == st.COMPLETE
     steps = steps_of(result)
     segments = sorted(s for s in steps if s.startswith("encoded_video.encoded_video_segment"))
-    assert segments == [
-        f"encoded_video.encoded_video_segment[segment_{n:04d}]" for n in range(3)
+    assert segments == [  # the audio track is a step of its own, beside the pictures
+        "encoded_video.encoded_video_segment[audio]",
+        *(f"encoded_video.encoded_video_segment[segment_{n:04d}]" for n in range(3)),
     ], steps
     assert {"encoded_video.encoded_video_plan", "encoded_video.encoded_video_join"} <= set(steps)
     (materialized,) = result.asset_materializations_for_node("encoded_video")
@@ -100,14 +101,15 @@ def test_each_segment_is_a_step_and_the_video_is_the_single_process_one(
 
 
 def test_in_process_one_step_renders_every_segment_two_at_once(settings, store, instance, cdn):
-    """The embedded default: steps run one after another in process, so the segments go
-    to one step, which keeps two FFmpeg busy as the encode did before the fan-out."""
+    """The embedded default: steps run one after another in process, so the segments and
+    the audio track go to one step, which keeps two FFmpeg busy as the encode did before
+    the fan-out."""
     clips = [clip(cdn.url(name), n) for n, name in
              enumerate(("landscape.mp4", "portrait.mp4", "classic.mp4"), 1)]  # fmt: skip
     request_id, result, _ = export(settings, store, instance, clips)
     assert result.success and store.get(request_id)["status"] == st.COMPLETE
     segments = [s for s in steps_of(result) if "encoded_video_segment" in s]
-    assert segments == ["encoded_video.encoded_video_segment[segments_0000_0002]"]
+    assert segments == ["encoded_video.encoded_video_segment[audio_segments_0000_0002]"]
     (materialized,) = result.asset_materializations_for_node("encoded_video")
     assert materialized.metadata["segments"].value == 3
     assert materialized.metadata["rendered_in_join"].value == 0
@@ -129,7 +131,7 @@ def test_a_long_clip_is_cut_into_chunks_that_join_seamlessly(
     request_id, result, _ = export(settings, store, instance, [clip(cdn.url("long-4s.mp4"), 1)])
     assert result.success
     segments = [s for s in steps_of(result) if "encoded_video_segment" in s]
-    assert len(segments) == 3
+    assert len(segments) == 3 + 1  # and the audio track
     video = ffprobe(encoded_file(settings, request_id))
     (v,) = [s for s in video["streams"] if s["codec_type"] == "video"]
     (a,) = [s for s in video["streams"] if s["codec_type"] == "audio"]

@@ -1,7 +1,8 @@
 """Fuzz target: the FFmpeg/FFprobe argv builders and `encode_settings` (`media.commands`).
 
-Builders: `segment_argv`, `copy_segment_argv`, `concat_argv`, `concat_list`, `probe_argv`,
-`decode_check_argv`, `packets_argv` (when present) and `encode_settings`.
+Builders: `segment_argv`, `segment_audio_argv`, `copy_segment_argv`, `audio_track_argv`,
+`concat_argv`, `concat_list`, `probe_argv`, `decode_check_argv`, `packets_argv` (when
+present) and `encode_settings`.
 
 Contract: every builder returns a list of str in which no element holds a NUL byte (exec
 would refuse it, or worse, cut it short) and every input is opened as a `file:` URL right
@@ -31,6 +32,7 @@ with instrumented(__name__):
     from export_pipeline.media.commands import (
         EncodeSettings,
         SegmentJob,
+        audio_track_argv,
         concat_argv,
         concat_list,
         copy_segment_argv,
@@ -38,6 +40,7 @@ with instrumented(__name__):
         encode_settings,
         probe_argv,
         segment_argv,
+        segment_audio_argv,
     )
     from export_pipeline.media.layout import ASPECT_RATIOS, QUALITIES, RESOLUTIONS
 
@@ -161,16 +164,18 @@ def run_builder(fdp: Provider) -> None:
         job, settings = _job(fdp), _settings(fdp)
         if builder == "segment":
             argv = segment_argv(job, settings)
+            check_argv(argv, [job.source], [job.video_out])
+            check_argv(segment_audio_argv(job, settings), [job.source], [job.audio_out])
         else:
-            frames = pick(fdp, [1, 0, -1, 48, 2**63]) if fdp.ConsumeBool() else fdp.ConsumeInt(4)
-            argv = copy_segment_argv(job, settings, frames)
-        check_argv(argv, [job.source], [job.video_out, job.audio_out])
+            check_argv(copy_segment_argv(job, settings), [job.source], [job.video_out])
     elif builder == "concat_list":
         paths = [_path(fdp) for _ in range(fdp.ConsumeIntInRange(0, 4))]
         _check_concat(concat_list(paths), paths)
     elif builder == "concat":
-        lists, output = [_path(fdp), _path(fdp)], _path(fdp)
-        check_argv(concat_argv(*lists, output, _settings(fdp)), lists, [output])
+        inputs, output = [_path(fdp), _path(fdp)], _path(fdp)
+        settings = _settings(fdp)
+        check_argv(concat_argv(*inputs, output, settings), inputs, [output])
+        check_argv(audio_track_argv(inputs[0], output, settings), inputs[:1], [output])
     elif builder == "probe":
         path = _path(fdp)
         check_argv(probe_argv(path), [path], [])

@@ -8,12 +8,14 @@ import pytest
 
 from export_pipeline.media.commands import (
     AUDIO_LIST_FORMATS,
+    AUDIO_TRACK_FORMATS,
     CLIP_FORMATS,
     DEFAULT_PRESET,
     VIDEO_LIST_FORMATS,
     EncodeSettings,
     SegmentJob,
     audio_sample_count,
+    audio_track_argv,
     concat_argv,
     concat_list,
     decode_check_argv,
@@ -21,6 +23,7 @@ from export_pipeline.media.commands import (
     frame_count,
     probe_argv,
     segment_argv,
+    segment_audio_argv,
 )
 from export_pipeline.resources.media import MediaTools
 from export_pipeline.settings import Settings
@@ -220,13 +223,11 @@ def test_segment_argv_video_output_has_an_exact_frame_count():
     assert value_after(argv, "-bufsize") == "5000000"
     assert value_after(argv, "-x264-params") == "vbv-init=0.9"
     assert value_after(argv, "-profile:v") == "high"
-    # Video goes to the MP4 and audio to the WAV: each output's options precede its file.
-    video_at = argv.index("file:/work/seg-0.mp4")
-    video_options = argv[argv.index("-filter_complex") + 2 : video_at]
+    # Pictures only: the sound is segment_audio_argv's, in a run of its own.
+    video_options = argv[argv.index("-filter_complex") + 2 :]
     assert video_options[:2] == ["-map", "[v]"]
-    assert "-c:a" not in video_options and "[a]" not in video_options
-    assert argv[video_at + 1 : video_at + 3] == ["-map", "[a]"]
-    assert argv[-1] == "file:/work/seg-0.wav"
+    assert "-c:a" not in argv and "[a]" not in graph and "aresample" not in graph
+    assert argv[-1] == "file:/work/seg-0.mp4"
 
 
 def test_segment_argv_fits_the_picture_with_black_bars():
@@ -246,23 +247,27 @@ def test_segment_argv_without_a_known_size_lets_the_scaler_fit():
     assert "iw*sar" in graph and "setsar=1" in graph
 
 
-def test_segment_argv_audio_is_resampled_and_padded_to_the_video_length():
-    argv = segment_argv(job(duration=2.0), SETTINGS)
+def test_segment_audio_argv_is_resampled_and_padded_to_the_video_length():
+    argv = segment_audio_argv(job(duration=2.0), SETTINGS)
     graph = filter_graph(argv)
     samples = 96_096  # 60 frames at 29.97 fps = 2.002 s at 48 kHz
     assert "[0:a:0]aresample=48000:first_pts=0" in graph
     assert "channel_layouts=stereo" in graph and "sample_fmts=s16" in graph
     assert f"apad=whole_len={samples},atrim=end_sample={samples}[a]" in graph
     assert "anullsrc" not in graph
-    audio = argv[argv.index("file:/work/seg-0.mp4") + 1 :]
-    assert value_after(audio, "-c:a") == "pcm_s16le"
-    assert value_after(audio, "-ar") == "48000"
-    assert value_after(audio, "-ac") == "2"
-    assert value_after(audio, "-f") == "wav"
+    assert "[v]" not in graph and "-c:v" not in argv and "scale" not in graph  # sound only
+    pictures = segment_argv(job(duration=2.0), SETTINGS)
+    assert input_options(argv, 0)[-12:] == input_options(pictures, 0)[-12:]  # the same span
+    assert value_after(argv, "-map") == "[a]"
+    assert value_after(argv, "-c:a") == "pcm_s16le"
+    assert value_after(argv, "-ar") == "48000"
+    assert value_after(argv, "-ac") == "2"
+    assert value_after(argv, "-f") == "wav"
+    assert argv[-1] == "file:/work/seg-0.wav"
 
 
-def test_segment_argv_silent_clip_gets_generated_silence():
-    argv = segment_argv(job(has_audio=False, duration=1.0), SETTINGS)
+def test_segment_audio_argv_silent_clip_gets_generated_silence():
+    argv = segment_audio_argv(job(has_audio=False, duration=1.0), SETTINGS)
     graph = filter_graph(argv)
     assert "anullsrc=r=48000:cl=stereo" in graph
     assert "[0:a" not in graph
@@ -304,9 +309,33 @@ def test_concat_list_rejects_what_safe_mode_would(paths):
         concat_list(paths)
 
 
-def test_concat_argv_copies_video_and_encodes_audio_once():
+def test_audio_track_argv_encodes_the_wav_segments_once():
+    argv = audio_track_argv(Path("/w/audio.ffconcat"), Path("/w/audio.m4a"), SETTINGS)
+    assert input_options(argv, 0)[-8:] == [
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        AUDIO_LIST_FORMATS,
+        "-f",
+        "concat",
+        "-i",
+        "file:/w/audio.ffconcat",
+    ]
+    assert "-safe" not in argv
+    assert value_after(argv, "-map") == "0:a:0"
+    assert value_after(argv, "-c:a") == "aac"
+    assert value_after(argv, "-b:a") == "192000"
+    assert value_after(argv, "-ar") == "48000"
+    assert argv[-3:] == ["-f", "mp4", "file:/w/audio.m4a"]
+    opus = dataclasses.replace(SETTINGS, audio_codec="opus", audio_bitrate=128000)
+    argv = audio_track_argv(Path("/w/audio.ffconcat"), Path("/w/audio.webm"), opus)
+    assert value_after(argv, "-c:a") == "libopus"
+    assert argv[-3:] == ["-f", "webm", "file:/w/audio.webm"]
+
+
+def test_concat_argv_copies_video_and_audio():
     argv = concat_argv(
-        Path("/w/video.ffconcat"), Path("/w/audio.ffconcat"), Path("/out/export.mp4"), SETTINGS
+        Path("/w/video.ffconcat"), Path("/w/audio.m4a"), Path("/out/export.mp4"), SETTINGS
     )
     assert input_options(argv, 0)[-8:] == [
         "-protocol_whitelist",
@@ -322,17 +351,14 @@ def test_concat_argv_copies_video_and_encodes_audio_once():
         "-protocol_whitelist",
         "file",
         "-format_whitelist",
-        AUDIO_LIST_FORMATS,
-        "-f",
-        "concat",
+        AUDIO_TRACK_FORMATS,
         "-i",
-        "file:/w/audio.ffconcat",
+        "file:/w/audio.m4a",
     ]
     assert "-safe" not in argv
     assert value_after(argv, "-c:v") == "copy"
-    assert value_after(argv, "-c:a") == "aac"
-    assert value_after(argv, "-b:a") == "192000"
-    assert value_after(argv, "-ar") == "48000"
+    assert value_after(argv, "-c:a") == "copy"  # encoded once, by audio_track_argv
+    assert "-b:a" not in argv
     assert value_after(argv, "-movflags") == "+faststart"
     assert argv[-3:] == ["-f", "mp4", "file:/out/export.mp4"]
     assert "-progress" in argv and "-nostdin" in argv

@@ -13,6 +13,7 @@ import pytest
 from export_pipeline.media.commands import (
     CRF_BY_CODEC,
     DEFAULT_SPEED,
+    audio_track_argv,
     concat_argv,
     encode_settings,
     frame_count,
@@ -89,14 +90,16 @@ def test_webm_segments_are_webm_and_joined_with_opus(tmp_path, clips):
     assert settings.container == "webm" and settings.audio_codec == "opus"
     job = segment_job(clips[0], tmp_path / "s.webm", tmp_path / "s.wav")
     argv = segment_argv(job, settings)
-    video_out = argv.index("file:" + str(tmp_path / "s.webm"))
-    assert argv[video_out - 2 : video_out] == ["-f", "webm"]
+    assert argv[-3:] == ["-f", "webm", "file:" + str(tmp_path / "s.webm")]
     assert argv[argv.index("-c:v") + 1] == "libvpx-vp9"
     assert argv[argv.index("-cpu-used") + 1] == DEFAULT_SPEED["vp9"]
     assert argv[argv.index("-crf") + 1] == str(CRF_BY_CODEC["vp9"]["medium"])
-    join = concat_argv(tmp_path / "v.ffconcat", tmp_path / "a.ffconcat", tmp_path / "o.webm",
+    assert settings.audio_extension == "webm"
+    track = audio_track_argv(tmp_path / "a.ffconcat", tmp_path / "a.webm", settings)
+    assert track[track.index("-c:a") + 1] == "libopus"
+    join = concat_argv(tmp_path / "v.ffconcat", tmp_path / "a.webm", tmp_path / "o.webm",
                        settings)  # fmt: skip
-    assert join[join.index("-c:a") + 1] == "libopus"
+    assert join[join.index("-c:a") + 1] == "copy"
     assert "-cues_to_front" in join and "-movflags" not in join
 
 

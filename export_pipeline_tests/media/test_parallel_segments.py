@@ -95,8 +95,9 @@ def test_segments_run_side_by_side_and_join_in_order(inputs, wrapper, tmp_path, 
         inputs, settings(), tmp_path / "work", output, ffmpeg=str(script), parallel=parallel,
         on_progress=progress.append,
     )  # fmt: skip
-    # Four segments and the join; at most `parallel` at once, and that many really were.
-    assert log.read_text().split().count("start") == 5
+    # Four segments' pictures, the audio track (their four sounds, one after another, and
+    # its encode) and the join; at most `parallel` at once, and that many really were.
+    assert log.read_text().split().count("start") == 4 + 4 + 1 + 1
     assert most_at_once(log) == parallel
     assert result.frames == 4 * frame_count(1.0, Fraction(25))
     assert progress == sorted(progress) and progress[-1] == 1.0
@@ -121,7 +122,8 @@ def dominant_tone(path: Path, start: float, seconds: float) -> float:
 
 def test_a_failing_segment_stops_the_one_beside_it(inputs, wrapper, spawned, tmp_path):
     """Clip 1 would take ten minutes; clip 2 is gone: the error about clip 2 comes at once,
-    and clip 1's encode is killed rather than left running."""
+    and clip 1's encodes (its pictures, and the audio track reading its sound) are killed
+    rather than left running."""
     script, _ = wrapper
     slow = tmp_path / "slow-clip.mp4"
     slow.write_bytes(inputs[0].path.read_bytes())
@@ -131,9 +133,9 @@ def test_a_failing_segment_stops_the_one_beside_it(inputs, wrapper, spawned, tmp
     ]
     with pytest.raises(FFmpegError) as caught:
         render_video(clips, settings(), tmp_path / "work", tmp_path / "out.mp4",
-                     ffmpeg=str(script), parallel=2)  # fmt: skip
+                     ffmpeg=str(script), parallel=3)  # fmt: skip
     assert "while encoding clip 2" in caught.value.__notes__
-    assert len(spawned) == 2
+    assert len(spawned) == 3
     assert_all_gone(spawned)
     assert list((tmp_path / "work").iterdir()) == []
 

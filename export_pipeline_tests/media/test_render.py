@@ -19,6 +19,7 @@ from export_pipeline.media.commands import (
     encode_settings,
     frame_count,
     segment_argv,
+    segment_audio_argv,
 )
 from export_pipeline.media.layout import choose_frame_rate, fit_rect
 from export_pipeline.media.probe import MediaInfo, probe
@@ -249,6 +250,7 @@ def test_segment_is_padded_to_the_exact_length(clips, tmp_path: Path):
         height=480,
     )
     run_ffmpeg(segment_argv(job, settings), duration_s=1.0)
+    run_ffmpeg(segment_audio_argv(job, settings), duration_s=1.0)
     frames = frame_count(1.0, settings.fps)
     video = ffprobe_json(job.video_out)["streams"]
     wav = ffprobe_json(job.audio_out)["streams"]

@@ -166,3 +166,37 @@ def wait_for_spawn(spawned: list) -> None:
     event = threading.Event()
     while not spawned:
         event.wait(0.01)
+
+
+def test_a_presigned_url_never_reaches_the_message():
+    """A remote input's signature stays out of the error (it reaches the request row and the
+    logs): the URL is named without its query string."""
+    url = "https://bucket.s3.example.com/clips/sha256/ab.mp4?X-Amz-Signature=deadbeef&X-Amz-Expires=3600"
+    error = FFmpegError(
+        ["ffmpeg", "-i", url], 1, f"{url}: Server returned 403 Forbidden (access denied)\n"
+    )
+    assert "deadbeef" not in str(error) and "deadbeef" not in error.stderr
+    assert "deadbeef" not in " ".join(error.argv)
+    assert "https://bucket.s3.example.com/clips/sha256/ab.mp4?..." in str(error)
+    assert "403 Forbidden" in str(error)
+
+
+def test_a_remote_input_from_a_server_without_range_requests_fails_loudly(tmp_path):
+    """A RemoteFile is read with range requests (S3 answers them: test_pipeline_s3 renders
+    chunks that way). From a server that ignores them, seeking in the clip fails the run,
+    which is retried: never a segment made of the wrong bytes."""
+    from fractions import Fraction
+
+    from export_pipeline.demo import serve_directory
+    from export_pipeline.media.commands import RemoteFile, SegmentJob, encode_settings, segment_argv
+    from export_pipeline.media.samples import make_sample_clip
+
+    make_sample_clip(tmp_path / "clip.mp4", width=320, height=240, fps=Fraction(25), duration=4.0)
+    settings = encode_settings("720p", "16:9", "low", Fraction(25), preset="ultrafast")
+    with serve_directory(tmp_path) as base:  # http.server: no Range support
+        job = SegmentJob(RemoteFile(f"{base}/clip.mp4"), 2.0, 1.0, True, tmp_path / "v.mp4",
+                         tmp_path / "a.wav", width=320, height=240)  # fmt: skip
+        with pytest.raises(FFmpegError):
+            run_ffmpeg(segment_argv(job, settings), duration_s=1.0)
+    with pytest.raises(ValueError):
+        RemoteFile("file:///etc/passwd")

@@ -158,22 +158,23 @@ class CountingCache:
         self.root, self.stored, self.fetched = root, [], []
         root.mkdir(parents=True, exist_ok=True)
 
-    def _path(self, key: str, suffix: str) -> Path:
-        return self.root / (key.replace("/", "_") + suffix)
+    def _path(self, name: str) -> Path:
+        return self.root / name.replace("/", "_")
 
-    def fetch(self, key, video_out, audio_out) -> bool:
-        video, audio = self._path(key, video_out.suffix), self._path(key, ".wav")
-        if not video.exists():
+    def fetch(self, name, out) -> bool:
+        if not self._path(name).exists():
             return False
-        self.fetched.append(key)
-        video_out.write_bytes(video.read_bytes())
-        audio_out.write_bytes(audio.read_bytes())
+        self.fetched.append(name)
+        out.write_bytes(self._path(name).read_bytes())
         return True
 
-    def store(self, key, video_out, audio_out) -> None:
-        self.stored.append(key)
-        self._path(key, video_out.suffix).write_bytes(video_out.read_bytes())
-        self._path(key, ".wav").write_bytes(audio_out.read_bytes())
+    def store(self, name, path) -> None:
+        self.stored.append(name)
+        self._path(name).write_bytes(path.read_bytes())
+
+    def rendered(self, suffix: str) -> list[str]:
+        """The clips (content hashes) whose pictures (.mp4) or sound (.wav) were stored."""
+        return sorted(n.split("/")[0] for n in self.stored if n.endswith(suffix))
 
 
 def test_a_reexport_renders_only_what_touches_the_changed_clip(paths, tmp_path):
@@ -186,7 +187,8 @@ def test_a_reexport_renders_only_what_touches_the_changed_clip(paths, tmp_path):
     settings = type(settings)(**{**settings.__dict__, "width": W, "height": H})
     first = render_video(inputs(paths, transitions, hashes), settings, tmp_path / "w",
                          tmp_path / "first.mp4", cache=cache)  # fmt: skip
-    assert first.segments == 12 and len(cache.stored) == 12  # one per clip
+    assert first.segments == 12  # one per clip, its pictures and its sound cached
+    assert cache.rendered(".mp4") == cache.rendered(".wav") == sorted(hashes)
     assert first.duration_s == pytest.approx(12 * 2.0 - 11 * 0.5, abs=0.05)
 
     changed = list(paths)
@@ -196,7 +198,7 @@ def test_a_reexport_renders_only_what_touches_the_changed_clip(paths, tmp_path):
     again = render_video(inputs(changed, transitions, hashes), settings, tmp_path / "w",
                          tmp_path / "again.mp4", cache=cache)  # fmt: skip
     assert again.reused_segments == 10
-    assert sorted(k.split("/")[0] for k in cache.stored) == ["sha-5", "sha-new"]
+    assert cache.rendered(".mp4") == cache.rendered(".wav") == ["sha-5", "sha-new"]
     assert again.duration_s == pytest.approx(first.duration_s, abs=0.01)
     # Elsewhere the picture is what it was; where clip 7 plays alone, it is the new one.
     for at in (0.5, 5.0, first.duration_s - 0.5):

@@ -294,6 +294,19 @@ def test_url_reads_back_the_object(storage: Storage) -> None:
         assert path.read_bytes() == b"published video bytes"
 
 
+def test_local_file_is_the_object_itself_or_none(storage: Storage) -> None:
+    key = "clips/sha256/" + "cd" * 32 + ".mp4"
+    assert storage.local_file(key) is None  # no object: nothing to read
+    storage.put_bytes(key, b"archived clip")
+    local = storage.local_file(key)
+    if isinstance(storage, S3Storage):
+        assert local is None  # no file here: fetch it
+    else:
+        assert local is not None and local.read_bytes() == b"archived clip"
+        storage.put_bytes(key, b"replaced")  # replaced atomically, in place
+        assert local.read_bytes() == b"replaced"
+
+
 def test_describe(storage: Storage) -> None:
     if isinstance(storage, S3Storage):
         assert storage.describe == f"s3://{storage.bucket}/exports/"
