@@ -1,28 +1,29 @@
 """Benchmark: one export's segments spread over Dagster's executors (issue 13).
 
     .venv/bin/python -m export_pipeline_tests.benchmarks.bench_fanout [--skip-ten] \\
-        [--json results/bench-fanout.json]          # ~35 min on 2 cores; --skip-ten: ~6
+        [--json results/bench-fanout.json]          # ~45 min on 2 cores; --skip-ten: ~6
 
 Real exports at 1080p `high` through real Dagster runs (`execute_job`, a persistent
 instance, so the multiprocess executor really starts a process per step) of `bench_export`'s
 clips served over loopback: the 1-minute export (twelve 5 s clips) and a 10-minute export
 of one 10-minute clip (cut into 60 chunks of 10 s), each with the in-process executor (the
-embedded default) and the multiprocess executor with 2 processes, from a cold cache. From
-Dagster's event log: every step's time, the segment steps' times, the join, and each step's
-start-up overhead (multiprocess: from launching its process to the step's start). Then a
-30 s 4k export (3 chunks) gives the 4k segment time, the join's peak memory is measured on
-a 10-minute 4k video (60 copies of one 4k chunk, joined as the join step joins them), and
-the wall time of the 10-minute 1080p and 4k exports with 4, 16 and 64 workers of 2 CPUs is
-predicted: plan + ceil(segments / workers) x (slowest segment + step overhead) + join +
-download + publish. Target (issue 13): 10-minute 1080p with 16 workers <= 60 s. Run it on
-a quiet machine.
+embedded default), the multiprocess executor with 2 processes, and in process with one part
+per step (one at a time on both CPUs: what a part costs a worker of its own), from a cold
+cache. From Dagster's event log: every step's time, the segment steps' times, the audio
+track's step, the join, and each step's start-up overhead (multiprocess: from launching its
+process to the step's start). Then a 30 s 4k export (3 chunks) gives the 4k segment time,
+the join's peak memory is measured on a 10-minute 4k video (60 copies of one 4k chunk and
+its audio track, joined as the join step joins them), and the wall time of the 10-minute
+1080p and 4k exports with 4, 16 and 64 workers of 2 CPUs is predicted: download + plan +
+the parts (the audio track first, then the 60 chunks, each on the first free worker, each
+paying the step start-up) + join + publish. Target (issue 13): 10-minute 1080p with 16
+workers <= 60 s. Run it on a quiet machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import statistics
@@ -30,11 +31,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
 
 from export_pipeline.demo import serve_directory
+from export_pipeline.media.commands import audio_sample_count, encode_settings, frame_count
+from export_pipeline.media.render import encode_audio_track
 from export_pipeline_tests.benchmarks.bench_export import CLIPS, make_clip
 
 WORKERS = (4, 16, 64)
@@ -112,7 +116,9 @@ def one_export(home: Path, urls: list[str], executor: str, resolution: str = "10
             steps = timeline(instance, result.run_id)
     row = store.get(request_id)
     segments = {k: v for k, v in steps.items() if "encoded_video_segment" in k}
-    seg_times = [v["end"] - v["start"] for v in segments.values()] or [0.0]
+    audio = {k: v for k, v in segments.items() if k.endswith("[audio]")}
+    pictures = {k: v for k, v in segments.items() if k not in audio}
+    seg_times = [v["end"] - v["start"] for v in pictures.values()] or [0.0]
     overheads = [v["start"] - v["launched"] for v in steps.values() if "launched" in v]
 
     def took(name: str) -> float:
@@ -123,7 +129,8 @@ def one_export(home: Path, urls: list[str], executor: str, resolution: str = "10
         "executor": executor,
         "wall_s": round(wall, 2),
         "output_s": row["output_duration_s"],
-        "segments": len(segments),
+        "segments": len(pictures),
+        "audio_s": round(sum(v["end"] - v["start"] for v in audio.values()), 2) or None,
         "segment_s": {
             "median": round(statistics.median(seg_times), 2),
             "max": round(max(seg_times), 2),
@@ -151,7 +158,11 @@ def export_in_a_process(home: Path, urls: list[str], executor: str, resolution: 
 
 def join_memory_4k(work: Path, chunk_video: Path, chunk_audio: Path, count: int) -> dict:
     """Peak memory of the join (as the join step runs it) of `count` copies of one 4k
-    chunk, in a process of its own."""
+    chunk and the audio track of `count` copies of its sound, in a process of its own."""
+    track = work / "track-4k.m4a"
+    settings = encode_settings("4k", "16:9", "high", Fraction(24))
+    samples = count * audio_sample_count(frame_count(10.0, settings.fps), settings)
+    encode_audio_track([chunk_audio] * count, track, settings, samples)
     code = (
         "import json, resource, sys\n"
         "from pathlib import Path\n"
@@ -160,7 +171,7 @@ def join_memory_4k(work: Path, chunk_video: Path, chunk_audio: Path, count: int)
         "from export_pipeline.media.render import join_segments\n"
         "v, a, n, out = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])\n"
         "s = encode_settings('4k', '16:9', 'high', Fraction(24))\n"
-        "join_segments([v] * n, [a] * n, out, s)\n"
+        "join_segments([v] * n, a, out, s)\n"
         "print(json.dumps({'ffmpeg_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss"
         " / 1024, 'python_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,"
         " 'bytes': out.stat().st_size}))\n"
@@ -168,7 +179,7 @@ def join_memory_4k(work: Path, chunk_video: Path, chunk_audio: Path, count: int)
     out = work / "joined-4k.mp4"
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", code, str(chunk_video), str(chunk_audio),
+        [sys.executable, "-c", code, str(chunk_video), str(track),
          str(count), str(out)],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
@@ -178,13 +189,22 @@ def join_memory_4k(work: Path, chunk_video: Path, chunk_audio: Path, count: int)
     return result
 
 
-def predict(run: dict, segments: int, segment_s: float, overhead_s: float) -> dict:
-    """Wall time with W workers of 2 CPUs each (one segment at a time per worker)."""
-    fixed = run["plan_s"] + run["join_s"] + run["download_s"] + run["publish_s"]
-    return {
-        str(w): round(fixed + math.ceil(segments / w) * (segment_s + overhead_s), 1)
-        for w in WORKERS
-    }
+def makespan(parts: list[float], workers: int, overhead_s: float) -> float:
+    """When the last of `parts` (seconds each, in the order the executor starts them) ends
+    on `workers` workers, each part starting on the first free one after its start-up."""
+    free = [0.0] * workers
+    for seconds in parts:
+        first = free.index(min(free))
+        free[first] += overhead_s + seconds
+    return max(free)
+
+
+def predict(run: dict, segments: int, segment_s: float, audio_s: float, overhead_s: float) -> dict:
+    """Wall time with W workers of 2 CPUs each (one part at a time per worker): the audio
+    track first, then the segments, between the serial steps."""
+    fixed = run["download_s"] + run["plan_s"] + run["join_s"] + run["publish_s"]
+    parts = [audio_s] + [segment_s] * segments
+    return {str(w): round(fixed + makespan(parts, w, overhead_s), 1) for w in WORKERS}
 
 
 def main() -> None:
@@ -229,9 +249,7 @@ def main() -> None:
             if not args.skip_ten:
                 cases.append(("10-minute", [f"{base}/ten-minutes.mp4"]))
             for name, urls in cases:
-                executors = ["in_process", "multiprocess"]
-                if name == "1-minute":
-                    executors.append("in_process_each")
+                executors = ["in_process", "multiprocess", "in_process_each"]
                 for executor in executors:
                     entry = export_in_a_process(
                         root / f"{name}-{executor}", urls, executor, "1080p"
@@ -246,22 +264,25 @@ def main() -> None:
         # The join of a 10-minute 4k video: one of the 4k export's chunks, 60 times.
         cache = root / "4k" / "storage" / "segments"
         video = next(p for p in cache.rglob("*.mp4"))
-        audio = video.with_suffix(".wav")
+        audio = next(p for p in cache.rglob("*.wav"))
         report["join_10_minutes_4k"] = join_memory_4k(root, video, audio, 60)
         print(f"join of 10 minutes of 4k: {report['join_10_minutes_4k']}", flush=True)
 
-    each = report["1-minute"]["in_process_each"]
     overhead = report["1-minute"]["multiprocess"]["step_overhead_s"]
-    ten = report.get("10-minute", {}).get("in_process", report["1-minute"]["in_process"])
-    # A 10-minute export is 60 chunks of 10 s, each on a worker of 2 CPUs: 1080p from the
-    # 1-minute export's 5 s segments rendered one at a time (doubled), 4k from the 4k
-    # export's 10 s chunks rendered one at a time; plan, join, download and publish from the
-    # 10-minute run.
-    seg_1080 = 2 * each["segment_s"]["max"]
+    ten = report.get("10-minute", {}).get("in_process_each")
+    if ten is None:  # --skip-ten: from the 1-minute export's 5 s segments, doubled
+        ten = dict(report["1-minute"]["in_process_each"])
+        ten["segment_s"] = {"max": 2 * ten["segment_s"]["max"]}
+        ten["audio_s"] = 10 * ten["audio_s"]
+    # A 10-minute export is 60 chunks of 10 s and its audio track, each part on a worker of
+    # 2 CPUs: 1080p from the 10-minute export rendered a part at a time, 4k's chunks from
+    # the 4k export's (its audio track as long as 1080p's); download, plan, join and publish
+    # from the 10-minute run.
+    seg_1080 = ten["segment_s"]["max"]
     seg_4k = report["4k-30s"]["segment_s"]["max"]
     report["predicted_10_minutes"] = {
-        "1080p": predict(ten, 60, seg_1080, overhead),
-        "4k": predict(ten, 60, seg_4k, overhead),
+        "1080p": predict(ten, 60, seg_1080, ten["audio_s"], overhead),
+        "4k": predict(ten, 60, seg_4k, ten["audio_s"], overhead),
         "step_overhead_s": overhead,
     }
     print(f"\npredicted wall s of a 10-minute export, by workers: "
