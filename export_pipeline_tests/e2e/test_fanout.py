@@ -202,6 +202,10 @@ def test_reexecution_from_failure_reuses_the_finished_segments(cdn, tmp_path, mo
         assert store.get(request_id)["status"] == st.FAILED
         (tmp_path / "fixed").touch()
         (tmp_path / "ffmpeg.log").unlink()
+        # The audio track's step succeeded, but its file is gone from storage (swept, lost):
+        # the join renders it again from the cached sound of the segments.
+        (track,) = settings.local_storage_root.glob(f"work/exp-{request_id}/audio-*.m4a")
+        track.unlink()
         options = ReexecutionOptions.from_failure(first.run_id, instance)
         with execute_job(
             reconstructable(_job_for_reexecution),
@@ -213,8 +217,12 @@ def test_reexecution_from_failure_reuses_the_finished_segments(cdn, tmp_path, mo
             rerun = steps_of(again)
     assert "encoded_video.encoded_video_segment[segment_0002]" in rerun
     assert not [s for s in rerun if s.endswith(("[segment_0000]", "[segment_0001]"))]
-    encodes = [x for x in (tmp_path / "ffmpeg.log").read_text().splitlines() if "libx264" in x]
+    ran = (tmp_path / "ffmpeg.log").read_text().splitlines()
+    encodes = [x for x in ran if "libx264" in x]
     assert len(encodes) == 1 and "segment-0002.mp4" in encodes[0]  # the others were cached
+    assert [x for x in ran if "-c:a aac" in x]  # the audio track, encoded again in the join
+    assert not [x for x in ran if "pcm_s16le" in x]  # from the sound the cache had
+    assert not list(settings.local_storage_root.glob(f"work/exp-{request_id}/audio-*"))
     assert store.get(request_id)["status"] == st.COMPLETE
 
 

@@ -200,3 +200,13 @@ def test_a_remote_input_from_a_server_without_range_requests_fails_loudly(tmp_pa
             run_ffmpeg(segment_argv(job, settings), duration_s=1.0)
     with pytest.raises(ValueError):
         RemoteFile("file:///etc/passwd")
+
+
+def test_capture_stops_when_told(spawned):
+    """A measuring run (ffprobe, the loudness pass) stops within the poll interval of its
+    `stop` event, its process gone: a canceled audio track does not wait for the measure."""
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    with pytest.raises(runner.Stopped):  # `sleep 30` would end on its own, not in Stopped
+        runner.capture(["sleep", "30"], timeout_s=60, stop=stop)
+    assert len(spawned) == 1 and spawned[0].returncode is not None  # killed and reaped
