@@ -96,7 +96,7 @@ class ClipFetcher:
             raise ExportError(f"{clip.label}: the file {exc.reason}", permanent=True) from exc
         key = archive_key(got.sha256)
         if not self.storage.exists(key):
-            self.storage.put_file(path, key, content_type="video/mp4")
+            self.storage.move_file(path, key, content_type="video/mp4")
         path.unlink(missing_ok=True)
         entry = {
             "key": key,

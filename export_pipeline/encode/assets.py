@@ -482,7 +482,7 @@ def join_encode(step: ExportStep, media: MediaTools, storage: Storage, parts: li
             audio_track=track,
         )
         key = encoded_key(step.partition_key, target.extension)
-        storage.put_file(output, key, content_type=target.content_type)
+        storage.move_file(output, key, content_type=target.content_type)
     for used in tracks:
         storage.delete(used)
     step.store.end_segments(step.request_id)

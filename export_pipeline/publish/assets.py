@@ -51,11 +51,12 @@ def thumbnail_markdown(jpeg: bytes) -> str:
 
 
 def make_posters(
-    step: ExportStep, video: Path, duration_s: float, media: MediaTools
+    step: ExportStep, video: Path, duration_s: float, media: MediaTools, scratch: Path
 ) -> tuple[Path, bytes] | None:
-    """The poster and a 320 px thumbnail of it (JPEG bytes), or None if FFmpeg failed."""
+    """The poster and a 320 px thumbnail of it (JPEG bytes), written in `scratch`, or None
+    if FFmpeg failed."""
     at_s = poster_time(duration_s)
-    poster, thumbnail = video.with_name("poster.jpg"), video.with_name("thumbnail.jpg")
+    poster, thumbnail = scratch / "poster.jpg", scratch / "thumbnail.jpg"
     try:
         limits = media.limits()
         make_poster(
@@ -109,17 +110,19 @@ def publish(
     key = video_key(step.partition_key, target.extension)
     pkey = poster_key(step.partition_key)
     with media.temp_dir(f"export-{step.partition_key}-publish") as scratch:
-        local = Path(scratch) / f"encoded.{target.extension}"
         # Published before (re-execution, backfill of publish alone): the work copy was
         # removed then, and the published video is the same file.
         source = encoded["key"] if storage.exists(encoded["key"]) else key
+        # Local storage: the poster is taken from the object in place, not from a copy.
+        local = storage.local_file(source) or Path(scratch) / f"encoded.{target.extension}"
         try:
-            storage.get_file(source, local)
+            if not local.is_file():
+                storage.get_file(source, local)
         except ObjectNotFound as exc:
             raise ExportError(
                 f"{exc}: materialize encoded_video for this partition first", permanent=True
             ) from exc
-        posters = make_posters(step, local, encoded["duration_s"], media)
+        posters = make_posters(step, local, encoded["duration_s"], media, Path(scratch))
         poster_bytes = posters[0].stat().st_size if posters else 0
         # What this export holds when done: the work copy goes, an older video is replaced.
         replaced = (storage.size(key) or 0) + (storage.size(pkey) or 0)

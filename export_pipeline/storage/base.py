@@ -104,6 +104,12 @@ class Storage(ABC):
     def put_file(self, local_path: Path, key: str, content_type: str | None = None) -> None:
         """Store the file at `local_path` under `key`, replacing any object there."""
 
+    def move_file(self, local_path: Path, key: str, content_type: str | None = None) -> None:
+        """`put_file`, then `local_path` is gone: for a file the caller has finished with
+        (a downloaded clip, a finished video), which a backend may take without copying."""
+        self.put_file(local_path, key, content_type=content_type)
+        Path(local_path).unlink(missing_ok=True)
+
     @abstractmethod
     def get_file(self, key: str, local_path: Path) -> None:
         """Stream the object at `key` to `local_path`; ObjectNotFound if missing.

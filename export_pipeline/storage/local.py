@@ -87,6 +87,18 @@ class LocalStorage(Storage):
                 target, lambda tmp: shutil.copyfileobj(source, tmp, _COPY_BUFFER_BYTES)
             )
 
+    def move_file(self, local_path: Path, key: str, content_type: str | None = None) -> None:
+        # On the same filesystem the file itself becomes the object (flushed to disk first,
+        # as write_atomically does); a 2 GB clip is not written a second time.
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(local_path, "rb") as moved:
+                os.fsync(moved.fileno())
+            os.replace(local_path, target)
+        except OSError:  # another filesystem (EXDEV), or one that refuses: copy it
+            super().move_file(local_path, key, content_type)
+
     def get_file(self, key: str, local_path: Path) -> None:
         with _open_object(self.path(key), key) as source:
             write_atomically(
@@ -102,8 +114,23 @@ class LocalStorage(Storage):
             return source.read()
 
     def copy(self, src_key: str, dst_key: str) -> None:
+        # A hard link where the filesystem allows one: objects are never written in place
+        # (every write is a new file renamed over the key), so the two keys stay independent.
         target = self.path(dst_key)
-        with _open_object(self.path(src_key), src_key) as source:
+        source_path = self.path(src_key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        link = target.with_name(f".{target.name}.{secrets.token_hex(8)}{PARTIAL_SUFFIX}")
+        try:
+            os.link(source_path, link)
+            os.replace(link, target)
+            return
+        except FileNotFoundError:
+            raise ObjectNotFound(src_key) from None
+        except OSError:  # no hard links here (or across devices): copy the bytes
+            pass
+        finally:  # rename(2) leaves both names when they are one file already
+            link.unlink(missing_ok=True)
+        with _open_object(source_path, src_key) as source:
             write_atomically(
                 target, lambda tmp: shutil.copyfileobj(source, tmp, _COPY_BUFFER_BYTES)
             )

@@ -119,6 +119,11 @@ def test_a_failed_put_or_copy_keeps_the_previous_object(
     source.write_bytes(os.urandom(64 * 1024))
     monkeypatch.setattr(shutil, "copyfileobj", fail_halfway)
 
+    def no_links(src, dst):  # a filesystem without hard links: copy falls back to bytes
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+
     with pytest.raises(OSError):
         storage.put_file(source, "videos/exp-42.mp4")
     with pytest.raises(OSError):
@@ -154,3 +159,37 @@ def test_new_files_follow_the_umask(tmp_path: Path) -> None:
         os.umask(previous)
 
     assert (tmp_path / "a").stat().st_mode & 0o777 == 0o644
+
+
+def test_move_and_copy_take_no_second_copy_on_one_filesystem(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "storage")
+    local = tmp_path / "clip.download"
+    local.write_bytes(b"clip")
+    inode = local.stat().st_ino
+
+    storage.move_file(local, "clips/sha256/ab/abc")
+    storage.copy("clips/sha256/ab/abc", "videos/exp-1.mp4")
+
+    assert storage.path("clips/sha256/ab/abc").stat().st_ino == inode  # renamed, not copied
+    assert storage.path("videos/exp-1.mp4").stat().st_ino == inode  # linked
+    storage.copy("videos/exp-1.mp4", "videos/exp-1.mp4")  # onto itself: nothing changes
+    assert storage.get_bytes("videos/exp-1.mp4") == b"clip"
+    assert partial_files(storage.root) == []
+
+
+@pytest.mark.skipif(
+    not Path("/dev/shm").is_dir() or os.stat("/dev/shm").st_dev == os.stat("/tmp").st_dev,
+    reason="needs /dev/shm on a filesystem of its own",
+)
+def test_move_file_across_filesystems_copies(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path / "storage")
+    local = Path("/dev/shm") / f"move-test-{os.getpid()}.download"
+    local.write_bytes(b"x" * (3 * MiB + 5))
+    try:
+        storage.move_file(local, "clips/sha256/cd/cde")
+    finally:
+        moved = not local.exists()
+        local.unlink(missing_ok=True)
+    assert moved
+    assert storage.get_bytes("clips/sha256/cd/cde") == b"x" * (3 * MiB + 5)
+    assert partial_files(storage.root) == []

@@ -353,3 +353,28 @@ def test_get_file_streams_to_disk(storage: Storage, tmp_path: Path) -> None:
 
     assert peak < size / 4, f"get_file held {peak / MiB:.1f} MiB for a {size // MiB} MiB object"
     assert sha256(tmp_path / "copy.bin") == sha256(source)
+
+
+def test_move_file_stores_it_and_takes_it(storage: Storage, tmp_path: Path) -> None:
+    local = tmp_path / "clip.download"
+    local.write_bytes(b"downloaded bytes")
+    storage.put_bytes("clips/sha256/ab/abc", b"an older object")
+
+    storage.move_file(local, "clips/sha256/ab/abc", content_type="video/mp4")
+
+    assert storage.get_bytes("clips/sha256/ab/abc") == b"downloaded bytes"
+    assert not local.exists()
+    assert list(storage.list_keys("clips/")) == ["clips/sha256/ab/abc"]
+
+
+def test_copies_stay_independent(storage: Storage) -> None:
+    """A copy is not changed by replacing or deleting its source (LocalStorage links the
+    file)."""
+    storage.put_bytes("work/exp-1/encoded.mp4", b"first")
+    storage.copy("work/exp-1/encoded.mp4", "videos/exp-1.mp4")
+    storage.put_bytes("work/exp-1/encoded.mp4", b"second")
+    assert storage.get_bytes("videos/exp-1.mp4") == b"first"
+    storage.delete("work/exp-1/encoded.mp4")
+    assert storage.get_bytes("videos/exp-1.mp4") == b"first"
+    with pytest.raises(ObjectNotFound):
+        storage.copy("videos/missing.mp4", "videos/exp-2.mp4")
