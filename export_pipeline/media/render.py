@@ -317,6 +317,30 @@ def transition_out(
     return TransitionOut(kind, _level(head, level))
 
 
+def _run_segment(
+    argv: list[str],
+    job: SegmentJob,
+    label: str,
+    on_progress: Progress | None,
+    timeout_s: float | None,
+    limits: Limits,
+    stop: threading.Event | None,
+) -> int:
+    """Run one of a segment's FFmpeg commands; its error names the clip."""
+    try:
+        return run_ffmpeg(
+            argv,
+            duration_s=job.duration,
+            on_progress=on_progress,
+            timeout_s=timeout_s,
+            limits=limits,
+            stop=stop,
+        )
+    except FFmpegError as error:
+        error.add_note(f"while encoding {label}")
+        raise
+
+
 def render_segment_video(
     inp: RenderInput,
     settings: EncodeSettings,
@@ -346,18 +370,7 @@ def render_segment_video(
         if copy
         else segment_argv(job, settings, ffmpeg, out)
     )
-    try:
-        written = run_ffmpeg(
-            argv,
-            duration_s=job.duration,
-            on_progress=on_progress,
-            timeout_s=timeout_s,
-            limits=limits,
-            stop=stop,
-        )
-    except FFmpegError as error:
-        error.add_note(f"while encoding {inp.label}")
-        raise
+    written = _run_segment(argv, job, inp.label, on_progress, timeout_s, limits, stop)
     if written == 0:  # FFmpeg can read nothing from a damaged file and still exit 0
         raise ClipError(inp.label, "no video could be decoded from the file; upload it again")
     return frames
@@ -383,18 +396,8 @@ def render_segment_audio(
     job = _level(segment_job(inp, audio_out, audio_out), level)
     if level is None and settings.loudness is not None and job.has_audio:
         job = normalized(job, settings.loudness, inp.label, ffmpeg, timeout_s, limits)
-    try:
-        run_ffmpeg(
-            segment_audio_argv(job, settings, ffmpeg, out),
-            duration_s=job.duration,
-            on_progress=on_progress,
-            timeout_s=timeout_s,
-            limits=limits,
-            stop=stop,
-        )
-    except FFmpegError as error:
-        error.add_note(f"while encoding {inp.label}")
-        raise
+    argv = segment_audio_argv(job, settings, ffmpeg, out)
+    _run_segment(argv, job, inp.label, on_progress, timeout_s, limits, stop)
 
 
 def render_segment(
