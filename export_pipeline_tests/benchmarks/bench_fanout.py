@@ -2,6 +2,7 @@
 
     .venv/bin/python -m export_pipeline_tests.benchmarks.bench_fanout [--skip-ten] \\
         [--json results/bench-fanout.json]          # ~45 min on 2 cores; --skip-ten: ~6
+    ... --json results/bench-fanout.json --redo 10-minute:in_process_each   # one export again
 
 Real exports at 1080p `high` through real Dagster runs (`execute_job`, a persistent
 instance, so the multiprocess executor really starts a process per step) of `bench_export`'s
@@ -211,6 +212,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-ten", action="store_true", help="only the 1-minute export")
     parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument(
+        "--redo",
+        help="with --json FILE holding an earlier run: measure again only these exports "
+        "(e.g. 10-minute:in_process_each,10-minute:in_process), keep the rest, predict anew",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a child: one export, as JSON
     args = parser.parse_args()
     if args.one:
@@ -219,6 +225,14 @@ def main() -> None:
         print(json.dumps(entry))
         return
     report: dict = {}
+    redo = set(args.redo.split(",")) if args.redo else None
+    if redo is not None:
+        report = json.loads(args.json.read_text())
+        report.pop("predicted_10_minutes", None)
+
+    def wanted(name: str, executor: str) -> bool:
+        return redo is None or f"{name}:{executor}" in redo
+
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         root = Path(tmp)
         clips_dir = root / "clips"
@@ -250,23 +264,25 @@ def main() -> None:
                 cases.append(("10-minute", [f"{base}/ten-minutes.mp4"]))
             for name, urls in cases:
                 executors = ["in_process", "multiprocess", "in_process_each"]
-                for executor in executors:
+                for executor in filter(lambda e, n=name: wanted(n, e), executors):
                     entry = export_in_a_process(
                         root / f"{name}-{executor}", urls, executor, "1080p"
                     )
                     report.setdefault(name, {})[executor] = entry
                     print(f"{name} {executor}: {json.dumps(entry)}", flush=True)
-            entry = export_in_a_process(
-                root / "4k", [f"{base}/four-k.mp4"], "in_process_each", "4k"
-            )
-            report["4k-30s"] = entry
-            print(f"4k 30 s in_process: {json.dumps(entry)}", flush=True)
-        # The join of a 10-minute 4k video: one of the 4k export's chunks, 60 times.
-        cache = root / "4k" / "storage" / "segments"
-        video = next(p for p in cache.rglob("*.mp4"))
-        audio = next(p for p in cache.rglob("*.wav"))
-        report["join_10_minutes_4k"] = join_memory_4k(root, video, audio, 60)
-        print(f"join of 10 minutes of 4k: {report['join_10_minutes_4k']}", flush=True)
+            if wanted("4k-30s", "in_process_each"):
+                entry = export_in_a_process(
+                    root / "4k", [f"{base}/four-k.mp4"], "in_process_each", "4k"
+                )
+                report["4k-30s"] = entry
+                print(f"4k 30 s in_process: {json.dumps(entry)}", flush=True)
+        if wanted("4k-30s", "in_process_each"):
+            # The join of a 10-minute 4k video: one of the 4k export's chunks, 60 times.
+            cache = root / "4k" / "storage" / "segments"
+            video = next(p for p in cache.rglob("*.mp4"))
+            audio = next(p for p in cache.rglob("*.wav"))
+            report["join_10_minutes_4k"] = join_memory_4k(root, video, audio, 60)
+            print(f"join of 10 minutes of 4k: {report['join_10_minutes_4k']}", flush=True)
 
     overhead = report["1-minute"]["multiprocess"]["step_overhead_s"]
     ten = report.get("10-minute", {}).get("in_process_each")
