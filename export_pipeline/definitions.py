@@ -159,7 +159,7 @@ def build_definitions(settings: Settings) -> Definitions:
     assets = [
         build_downloaded_clips(retry),
         build_encoded_video(retry),
-        build_published_video(retry),
+        build_published_video(retry, settings.retention_days),
     ]
     job = define_asset_job(
         JOB_NAME,
