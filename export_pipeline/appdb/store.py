@@ -464,6 +464,16 @@ class RequestStore:
         excluded = set(exclude_ids)
         return [r for r in rows if int(r["id"]) not in excluded]
 
+    def owners(self, ids: Collection[int], chunk: int = 500) -> dict[int, str]:
+        """{request id: user_id} of the rows among `ids` that exist (storage usage)."""
+        wanted = sorted(set(ids))
+        found: dict[int, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), chunk):
+                query = select(T.c.id, T.c.user_id).where(T.c.id.in_(wanted[start : start + chunk]))
+                found.update({int(i): str(user) for i, user in conn.execute(query)})
+        return found
+
     # ---- the `expiring` reminder (export_pipeline.notify.reminder)
     def expiring(self, now: datetime, until: datetime, limit: int = 100) -> list[dict[str, Any]]:
         """Complete rows not reminded yet whose video goes after `now` and at or before
