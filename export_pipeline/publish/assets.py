@@ -5,7 +5,10 @@ One key per request (`videos/exp-<id>.mp4`, `.webm` for WebM): publishing again
 partial one. Next to it, `videos/exp-<id>.jpg` is the poster (a frame about 1 s in, see
 `media/poster.py`), made from a local copy of the encoded video; its URL goes to the row
 with the video's, in the same transition to `complete`. A poster FFmpeg cannot make is
-logged and skipped: it never holds back the video.
+logged and skipped: it never holds back the video. The same transition writes
+`expires_at` (completion + the request's `retention_days`, else EXPORT_RETENTION_DAYS),
+when retention deletes the video, and clears `reminded_at` (a new completion earns its own
+`expiring` reminder).
 """
 
 import base64
