@@ -493,9 +493,12 @@ class RequestStore:
         with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(query).mappings()]
 
-    def claim_reminder(self, request_id: int, expires_at: datetime, now: datetime) -> bool:
+    def claim_reminder(
+        self, request_id: int, expires_at: datetime, now: datetime, **urls: str
+    ) -> bool:
         """Take the row's reminder (`reminded_at` = `now`) if nobody has and it is still the
-        same completion: one conditional UPDATE, so overlapping ticks send it once."""
+        same completion: one conditional UPDATE, so overlapping ticks send it once. `urls`
+        (`video_url`, `poster_url` signed anew) are written with it."""
         query = update(T).where(
             T.c.id == request_id,
             T.c.status == st.COMPLETE,
@@ -503,7 +506,8 @@ class RequestStore:
             T.c.expires_at == expires_at,
         )
         with self.engine.begin() as conn:
-            return conn.execute(query.values(reminded_at=self._utc(now))).rowcount == 1
+            values = {"reminded_at": self._utc(now), **urls}
+            return conn.execute(query.values(**values)).rowcount == 1
 
     def release_reminder(self, request_id: int, claimed_at: datetime) -> bool:
         """Give back a claim whose delivery failed, so a later tick tries again."""

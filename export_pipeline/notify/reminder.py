@@ -15,6 +15,9 @@ new `expires_at` and a NULL `reminded_at`, so it earns its own reminder. Not sen
 rows that are not `complete` (failed, canceled, expired), nor once `expires_at` has
 passed. `X-Export-Delivery` is `exp-<id>:expiring:<expires_at>`: the same on every
 attempt, so a document the app received but could not acknowledge is recognised.
+The document carries URLs signed at the time of the reminder, also written to the row
+with the claim: a presigned S3 URL lives at most 7 days (SigV4), less than a 30-day plan,
+so the `video_url` written on completion may no longer open by then.
 Known limit: a worker that dies between the claim and the POST loses that reminder.
 """
 
@@ -29,8 +32,11 @@ from urllib.parse import urlsplit
 import httpx
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, sensor
 
+from export_pipeline.media.layout import output_format
 from export_pipeline.notify.webhook import iso, post
-from export_pipeline.resources import AppDatabase
+from export_pipeline.publish.assets import poster_key, video_key
+from export_pipeline.resources import AppDatabase, StorageResource
+from export_pipeline.storage import Storage
 
 EVENT = "expiring"
 REMIND_DAYS = 2.0
@@ -62,6 +68,22 @@ def reminder_payload(row: Mapping[str, Any]) -> dict[str, Any]:
         "completed_at": iso(row.get("completed_at")),
         "expires_at": iso(row.get("expires_at")),
     }
+
+
+def fresh_urls(storage: Storage, row: Mapping[str, Any]) -> dict[str, str]:
+    """`video_url` (and `poster_url`) of the row's published objects, signed now; empty
+    when the video is not where publishing puts it (the row's URLs are sent as they are)."""
+    partition = f"exp-{int(row['id'])}"
+    try:
+        key = video_key(partition, output_format(row.get("format")).extension)
+    except ValueError:
+        return {}
+    if not storage.exists(key):
+        return {}
+    urls = {"video_url": storage.url(key)}
+    if row.get("poster_url") and storage.exists(poster_key(partition)):
+        urls["poster_url"] = storage.url(poster_key(partition))
+    return urls
 
 
 def reminder_key(row: Mapping[str, Any]) -> str:
@@ -97,7 +119,9 @@ def build_export_expiry_reminder_sensor(
         description=f"POSTs a signed `expiring` document to the app {remind_days:g} days "
         "before retention deletes an export.",
     )
-    def export_expiry_reminder_sensor(context: SensorEvaluationContext, app_db: AppDatabase):
+    def export_expiry_reminder_sensor(
+        context: SensorEvaluationContext, app_db: AppDatabase, storage: StorageResource
+    ):
         now = clock()
         started = time.monotonic()
         moment = datetime.fromtimestamp(now, UTC)
@@ -110,9 +134,11 @@ def build_export_expiry_reminder_sensor(
                     stopped = "; out of time for this tick"
                     break
                 request_id = int(row["id"])
-                if not store.claim_reminder(request_id, row["expires_at"], moment):
+                urls = fresh_urls(storage.open(), row)
+                if not store.claim_reminder(request_id, row["expires_at"], moment, **urls):
                     continue  # another tick has it, or the row moved on
-                result = post(client, url, secret, reminder_payload(row), reminder_key(row), now)
+                document = reminder_payload({**row, **urls})
+                result = post(client, url, secret, document, reminder_key(row), now)
                 label = f"export request {request_id} (expires {iso(row['expires_at'])})"
                 if result.ok:
                     sent += 1

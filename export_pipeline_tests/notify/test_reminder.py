@@ -7,6 +7,7 @@ import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from dagster import Definitions, SensorResult, build_sensor_context
 from sqlalchemy import update
@@ -14,7 +15,7 @@ from sqlalchemy import update
 from export_pipeline.appdb import status as st
 from export_pipeline.appdb.schema import export_requests
 from export_pipeline.appdb.store import RequestStore, utcnow
-from export_pipeline.definitions import build_definitions
+from export_pipeline.definitions import build_definitions, build_resources
 from export_pipeline.notify import DELIVERY_HEADER, build_export_expiry_reminder_sensor
 from export_pipeline.notify.reminder import REMINDER_FIELDS, reminder_key
 from export_pipeline.ops.metrics import as_utc
@@ -39,9 +40,11 @@ class Reminder:
         self.sensor = build_export_expiry_reminder_sensor(
             url, SECRET, clock=clock, timeout_s=5, **options
         )
-        self.defs = Definitions(
-            sensors=[self.sensor], resources={"app_db": AppDatabase(url=settings.db_url)}
-        )
+        resources = {
+            "app_db": AppDatabase(url=settings.db_url),
+            "storage": build_resources(settings)["storage"],
+        }
+        self.defs = Definitions(sensors=[self.sensor], resources=resources)
 
     def tick(self) -> str:
         context = build_sensor_context(definitions=self.defs, resources=dict(self.defs.resources))
@@ -212,6 +215,31 @@ def test_re_export_earns_a_new_reminder(db_store):
         reminder.tick()
     keys = [d["headers"][DELIVERY_HEADER] for d in receiver.deliveries]
     assert len(keys) == 2 and keys[0] != keys[1]
+
+
+def test_the_reminder_carries_urls_signed_now(s3_settings, store):
+    """On S3 the completion's presigned URL lives 7 days at most, less than a 30-day plan:
+    the reminder (and the row) get URLs signed at reminder time, which open."""
+    settings = replace(s3_settings, url_expiry_seconds=3600)
+    storage = build_resources(settings)["storage"].open()
+    t0 = utcnow()
+    request_id = expiring(
+        store, st.COMPLETE, t0 + timedelta(days=1), poster_url="https://stale.example/p.jpg"
+    )
+    storage.put_bytes(f"videos/exp-{request_id}.mp4", b"the video")
+    storage.put_bytes(f"videos/exp-{request_id}.jpg", b"the poster")
+    clock = Clock()
+    clock.now = at(t0)
+    with Receiver(clock) as receiver:
+        Reminder(settings, receiver.url, clock).tick()
+    (delivery,) = receiver.deliveries
+    document, row = delivery["json"], store.get(request_id)
+    assert delivery["verified"]
+    assert document["video_url"] != "https://cdn.example/v.mp4"
+    assert (row["video_url"], row["poster_url"]) == (document["video_url"], document["poster_url"])
+    with httpx.Client() as client:
+        assert client.get(document["video_url"]).content == b"the video"
+        assert client.get(document["poster_url"]).content == b"the poster"
 
 
 def test_the_reminder_needs_a_url_a_secret_and_a_lead_time():
