@@ -239,3 +239,30 @@ def test_expiring_claim_and_release(db_store, instance):
     assert [r["id"] for r in store.expiring(t0 + timedelta(days=28), t0 + timedelta(days=30))] == [
         later
     ]
+
+
+def test_reexport_keeps_the_plan(settings, store, monkeypatch, capsys):
+    from export_pipeline.cli import main
+
+    monkeypatch.setenv("EXPORT_PIPELINE_HOME", str(settings.home))
+    monkeypatch.delenv("EXPORT_DB_URL", raising=False)
+    old = store.insert(
+        project_id="p", user_id="u", resolution="720p", quality="low", clips=[clip(URL, 1)],
+        retention_days=30,
+    )  # fmt: skip
+    assert main(["reexport", str(old)]) == 0
+    new = int(capsys.readouterr().out.strip())
+    assert store.get(new)["retention_days"] == 30
+
+
+def test_settings_read_the_retention_variables():
+    from export_pipeline.settings import Settings
+
+    assert (Settings.from_env({}).retention_days, Settings.from_env({}).expiry_reminder_days) == (
+        7,
+        2.0,
+    )
+    settings = Settings.from_env(
+        {"EXPORT_RETENTION_DAYS": "30", "EXPORT_EXPIRY_REMINDER_DAYS": "0.5"}
+    )
+    assert (settings.retention_days, settings.expiry_reminder_days) == (30, 0.5)

@@ -203,3 +203,12 @@ def test_the_metrics_asset_reports_usage_and_warns_from_80_percent(
     assert not check.passed and check.severity == AssetCheckSeverity.WARN
     assert "% full" in check.description and "most of it: clips" in check.description
     assert check.metadata["warn_at_pct"].value == 80.0
+
+
+def test_the_generic_listing_gives_the_same_sizes(tmp_path):
+    """`Storage.list_sizes`' fallback (a size per key) agrees with the one-pass listing."""
+    storage = LocalStorage(tmp_path)
+    for key, size in (("videos/exp-1.mp4", 3), ("work/exp-1/a.json", 2), ("z", 1)):
+        storage.put_bytes(key, b"x" * size)
+    assert list(Storage.list_sizes(storage)) == list(storage.list_sizes())
+    assert list(storage.list_sizes("work/")) == [("work/exp-1/a.json", 2)]
