@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 aspect_ratio=spec.aspect_ratio,
                 quality=spec.quality,
                 clips=parse_clips(row["clips"]),
+                retention_days=spec.retention_days,  # the same plan
             )
         )
         return 0

@@ -36,7 +36,10 @@ from export_pipeline.intake.supervision import (
     build_export_sweeper_sensor,
 )
 from export_pipeline.media.commands import available_cpus
-from export_pipeline.notify import build_export_webhook_sensor
+from export_pipeline.notify import (
+    build_export_expiry_reminder_sensor,
+    build_export_webhook_sensor,
+)
 from export_pipeline.ops import build_export_metrics, build_retention_defs
 from export_pipeline.publish.assets import build_published_video
 from export_pipeline.resources import AppDatabase, ClipDownloads, MediaTools, StorageResource
@@ -159,7 +162,7 @@ def build_definitions(settings: Settings) -> Definitions:
     assets = [
         build_downloaded_clips(retry),
         build_encoded_video(retry),
-        build_published_video(retry),
+        build_published_video(retry, settings.retention_days),
     ]
     job = define_asset_job(
         JOB_NAME,
@@ -198,6 +201,15 @@ def build_definitions(settings: Settings) -> Definitions:
                 backoff_max_s=settings.webhook_max_backoff_s,
                 timeout_s=settings.webhook_timeout_s,
                 interval_s=settings.webhook_interval_s,
+            )
+        )
+        # Retention's `expiring` reminder goes the same way (issue 14).
+        sensors.append(
+            build_export_expiry_reminder_sensor(
+                settings.webhook_url,
+                settings.webhook_secret or "",
+                remind_days=settings.expiry_reminder_days,
+                timeout_s=settings.webhook_timeout_s,
             )
         )
     # Operations: KPIs (hourly, with checks against the product doc's targets), retention

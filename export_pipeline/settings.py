@@ -78,6 +78,7 @@ class Settings:
     heartbeat_s: float = 15.0
     storage_quota_bytes: int = 0
     retention_days: int = 7
+    expiry_reminder_days: float = 2.0
     temp_max_age_hours: float = 24.0
     daily_export_limit: int = 5
     webhook_url: str | None = None
@@ -165,6 +166,7 @@ class Settings:
             heartbeat_s=float(get("EXPORT_HEARTBEAT_S", "15")),
             storage_quota_bytes=int(float(get("EXPORT_STORAGE_QUOTA_MB", "0")) * 1024**2),
             retention_days=int(get("EXPORT_RETENTION_DAYS", "7")),
+            expiry_reminder_days=float(get("EXPORT_EXPIRY_REMINDER_DAYS", "2")),
             temp_max_age_hours=float(get("EXPORT_TEMP_MAX_AGE_HOURS", "24")),
             daily_export_limit=int(get("EXPORT_DAILY_LIMIT", "5")),
             webhook_url=opt("EXPORT_WEBHOOK_URL"),

@@ -49,6 +49,9 @@ export_requests = Table(
     Column("cancel_requested_at", DateTime(timezone=True)),
     # set by the operator CLI's `retry`: the sensor takes the row again
     Column("requeued_at", DateTime(timezone=True)),
+    # days the finished video is kept (the user's plan, e.g. 7 or 30; NULL:
+    # EXPORT_RETENTION_DAYS), validated like the rest of the request
+    Column("retention_days", Integer),
     # written by the pipeline
     Column("status", Text, nullable=False, server_default=text("'pending'")),
     Column("progress", Integer, nullable=False, server_default=text("0")),
@@ -69,6 +72,10 @@ export_requests = Table(
     # completion webhook bookkeeping: the last status the app was notified of
     Column("notified_status", Text),
     Column("notified_at", DateTime(timezone=True)),
+    # retention: when the video will be deleted (set on completion: completed_at +
+    # retention days) and when the `expiring` reminder was claimed (once per completion)
+    Column("expires_at", DateTime(timezone=True)),
+    Column("reminded_at", DateTime(timezone=True)),
     # both
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

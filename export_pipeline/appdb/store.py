@@ -95,6 +95,7 @@ class RequestStore:
         audio_normalize: bool | None = None,
         soundtrack: Any = None,
         captions: Any = None,
+        retention_days: Any = None,
     ) -> int:
         """Insert a request as the app does; optional fields left None keep their default."""
         values = dict(
@@ -106,7 +107,11 @@ class RequestStore:
             clips=clips,
         )
         optional = dict(
-            format=format, audio_normalize=audio_normalize, soundtrack=soundtrack, captions=captions
+            format=format,
+            audio_normalize=audio_normalize,
+            soundtrack=soundtrack,
+            captions=captions,
+            retention_days=retention_days,
         )
         values.update({name: value for name, value in optional.items() if value is not None})
         with self.engine.begin() as conn:
@@ -420,9 +425,31 @@ class RequestStore:
         with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(query).mappings()]
 
-    def retained(self, finished_before: datetime) -> list[dict[str, Any]]:
-        """Rows whose stored objects retention keeps: not expired or rejected, and not
-        finished (complete, failed, canceled) before `finished_before`."""
+    def complete_due(self, now: datetime, unstamped_before: datetime) -> list[dict[str, Any]]:
+        """Complete rows whose video is due for deletion: `expires_at` at or before `now`, or
+        no `expires_at` (completed before the column existed) and finished before
+        `unstamped_before` (the caller applies each one's own retention). Oldest first."""
+        finished_at = func.coalesce(T.c.completed_at, T.c.updated_at)
+        query = (
+            select(*_COLUMNS)
+            .where(
+                T.c.status == st.COMPLETE,
+                or_(
+                    T.c.expires_at <= self._utc(now),
+                    and_(T.c.expires_at.is_(None), finished_at < self._utc(unstamped_before)),
+                ),
+            )
+            .order_by(T.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query).mappings()]
+
+    def retained(
+        self, finished_before: datetime, exclude_ids: Collection[int] = ()
+    ) -> list[dict[str, Any]]:
+        """Rows whose stored objects retention may keep: not expired or rejected, not in
+        `exclude_ids`, and not finished (complete, failed, canceled) before
+        `finished_before` (the caller applies each row's own retention to the rest)."""
         finished_at = func.coalesce(T.c.completed_at, T.c.updated_at)
         swept = T.c.status.in_([st.COMPLETE, st.FAILED, st.CANCELED]) & (
             finished_at < self._utc(finished_before)
@@ -433,7 +460,60 @@ class RequestStore:
             .order_by(T.c.id)
         )
         with self.engine.connect() as conn:
+            rows = [_row(r) for r in conn.execute(query).mappings()]
+        excluded = set(exclude_ids)
+        return [r for r in rows if int(r["id"]) not in excluded]
+
+    def owners(self, ids: Collection[int], chunk: int = 500) -> dict[int, str]:
+        """{request id: user_id} of the rows among `ids` that exist (storage usage)."""
+        wanted = sorted(set(ids))
+        found: dict[int, str] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), chunk):
+                query = select(T.c.id, T.c.user_id).where(T.c.id.in_(wanted[start : start + chunk]))
+                found.update({int(i): str(user) for i, user in conn.execute(query)})
+        return found
+
+    # ---- the `expiring` reminder (export_pipeline.notify.reminder)
+    def expiring(self, now: datetime, until: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Complete rows not reminded yet whose video goes after `now` and at or before
+        `until`, soonest first."""
+        query = (
+            select(*_COLUMNS)
+            .where(
+                T.c.status == st.COMPLETE,
+                T.c.reminded_at.is_(None),
+                T.c.video_url.is_not(None),
+                T.c.expires_at > self._utc(now),
+                T.c.expires_at <= self._utc(until),
+            )
+            .order_by(T.c.expires_at, T.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(query).mappings()]
+
+    def claim_reminder(
+        self, request_id: int, expires_at: datetime, now: datetime, **urls: str
+    ) -> bool:
+        """Take the row's reminder (`reminded_at` = `now`) if nobody has and it is still the
+        same completion: one conditional UPDATE, so overlapping ticks send it once. `urls`
+        (`video_url`, `poster_url` signed anew) are written with it."""
+        query = update(T).where(
+            T.c.id == request_id,
+            T.c.status == st.COMPLETE,
+            T.c.reminded_at.is_(None),
+            T.c.expires_at == expires_at,
+        )
+        with self.engine.begin() as conn:
+            values = {"reminded_at": self._utc(now), **urls}
+            return conn.execute(query.values(**values)).rowcount == 1
+
+    def release_reminder(self, request_id: int, claimed_at: datetime) -> bool:
+        """Give back a claim whose delivery failed, so a later tick tries again."""
+        query = update(T).where(T.c.id == request_id, T.c.reminded_at == self._utc(claimed_at))
+        with self.engine.begin() as conn:
+            return conn.execute(query.values(reminded_at=None)).rowcount == 1
 
     def clear_media_urls(self, request_id: int) -> bool:
         """Forget `video_url` and `poster_url` of a finished row whose objects retention

@@ -43,6 +43,9 @@ TRANSITION_TYPES = ("crossfade", "fade", "cut")
 DEFAULT_TRANSITION_S = 0.5
 MIN_TRANSITION_S, MAX_TRANSITION_S = 0.1, 5.0
 MAX_PROBLEMS_SHOWN = 20  # the error message stays readable when 500 clips are wrong
+# Days a finished video is kept (`retention_days`, from the user's plan). A year at most:
+# beyond it a value is a mistake (a timestamp, milliseconds) rather than a plan.
+MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 1, 365
 
 
 class InvalidRequest(ValueError):
@@ -101,6 +104,7 @@ class ExportSpec:
     audio_normalize: bool = True  # each clip's audio brought to one loudness
     soundtrack: SoundtrackSpec | None = None
     captions: CaptionsSpec | None = None
+    retention_days: int | None = None  # None: EXPORT_RETENTION_DAYS
 
     @property
     def ordered_clips(self) -> list[ClipSpec]:
@@ -207,6 +211,31 @@ def _parse_transition(where: str, raw: Any, problems: list[str]) -> TransitionSp
     return TransitionSpec(kind, seconds)
 
 
+def retention_days_problem(value: Any) -> str | None:
+    """Why `retention_days` as read from the row is not a number of days we keep a video
+    for (None: it is, or it is NULL). Integers only (7.0 from a REAL column counts as 7)."""
+    if value is None:
+        return None
+    whole = isinstance(value, float) and value.is_integer() and abs(value) < 2**53
+    integer = (isinstance(value, int) and not isinstance(value, bool)) or whole
+    if integer and MIN_RETENTION_DAYS <= int(value) <= MAX_RETENTION_DAYS:
+        return None
+    return (
+        f"retention_days must be a whole number of days from {MIN_RETENTION_DAYS} to "
+        f"{MAX_RETENTION_DAYS} (how long the finished video is kept, from the user's plan, "
+        f"e.g. 7 or 30), or NULL for the default, got {shown(value)}"
+    )
+
+
+def retention_days_of(row: Mapping[str, Any], default: int) -> int:
+    """The row's own retention in days, or `default` when it has none (or an invalid one:
+    such a row was failed at intake and keeps nothing worth more than the default)."""
+    value = row.get("retention_days")
+    if value is None or retention_days_problem(value):
+        return default
+    return int(value)
+
+
 def _parse_soundtrack(raw: Any, problems: list[str]) -> SoundtrackSpec | None:
     if raw is None:
         return None
@@ -308,6 +337,9 @@ def _parse_request(row: Mapping[str, Any], max_duration_s: float) -> ExportSpec:
         _choice(problems, "format", row.get("format"), FORMATS)
 
     audio_normalize = _flag(problems, "audio_normalize", row.get("audio_normalize"), True)
+    retention = retention_days_problem(row.get("retention_days"))
+    if retention:
+        problems.append(retention)
 
     clips: list[ClipSpec] = []
     try:
@@ -359,4 +391,5 @@ def _parse_request(row: Mapping[str, Any], max_duration_s: float) -> ExportSpec:
         audio_normalize=audio_normalize,
         soundtrack=soundtrack,
         captions=captions,
+        retention_days=None if row.get("retention_days") is None else int(row["retention_days"]),
     )

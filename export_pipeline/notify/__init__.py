@@ -1,5 +1,6 @@
-"""Telling the app about finished exports: the signed completion webhook."""
+"""Telling the app about exports: the signed completion webhook and the `expiring` reminder."""
 
+from export_pipeline.notify.reminder import build_export_expiry_reminder_sensor, reminder_payload
 from export_pipeline.notify.webhook import (
     DELIVERY_HEADER,
     NOTIFY_STATUSES,
@@ -16,8 +17,10 @@ __all__ = [
     "NOTIFY_STATUSES",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
+    "build_export_expiry_reminder_sensor",
     "build_export_webhook_sensor",
     "payload",
+    "reminder_payload",
     "sign",
     "verify",
 ]

@@ -186,11 +186,21 @@ def deliver(
     client: httpx.Client, url: str, secret: str, row: Mapping[str, Any], now: float
 ) -> Delivery:
     """POST the row's document, signed with timestamp `now`."""
-    body = encode(payload(row))
+    return post(client, url, secret, payload(row), outcome_key(row), now)
+
+
+def post(
+    client: httpx.Client,
+    url: str,
+    secret: str,
+    document: Mapping[str, Any],
+    delivery: str,
+    now: float,
+) -> Delivery:
+    """POST one JSON document, signed with timestamp `now` (every event goes this way)."""
+    body = encode(document)
     try:
-        response = client.post(
-            url, content=body, headers=headers(secret, int(now), body, outcome_key(row))
-        )
+        response = client.post(url, content=body, headers=headers(secret, int(now), body, delivery))
     except httpx.HTTPError as exc:
         return Delivery(ok=False, detail=f"{type(exc).__name__}: {exc}", unreachable=True)
     verdict = classify(response.status_code)

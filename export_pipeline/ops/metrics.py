@@ -1,5 +1,9 @@
-"""Export KPIs where operators look: the `export_metrics` asset (hourly), two asset checks
+"""Export KPIs where operators look: the `export_metrics` asset (hourly), three asset checks
 and a plain-text table for the terminal (`export-pipeline metrics`).
+
+The asset also carries storage usage (`ops.usage`: bytes and objects by kind, the top
+users, the share of EXPORT_STORAGE_QUOTA_MB used), read in the same single listing pass
+that gives `stored_bytes`; `storage_below_quota` warns from 80 % of the quota.
 
 The product doc's targets: export success rate > 95 %, retry success rate > 80 %, a
 1-minute 1080p export in under 90 s. `compute_metrics` is the maths, a pure function of
@@ -37,6 +41,7 @@ from dagster import (
 
 from export_pipeline.appdb import status as st
 from export_pipeline.appdb.store import RequestStore, utcnow
+from export_pipeline.ops.usage import KINDS, QUOTA_WARN_SHARE, StorageUsage, storage_usage
 from export_pipeline.publish.assets import human_bytes
 from export_pipeline.resources import AppDatabase, StorageResource
 from export_pipeline.storage import Storage
@@ -46,6 +51,7 @@ JOB_NAME = "export_metrics_job"
 SCHEDULE_NAME = "export_metrics_schedule"
 SUCCESS_CHECK_NAME = "success_rate_on_target"
 SPEED_CHECK_NAME = "export_1080p_1min_p95_on_target"
+QUOTA_CHECK_NAME = "storage_below_quota"
 
 DEFAULT_WINDOW = timedelta(hours=24)
 SUCCESS_RATE_TARGET = 0.95
@@ -268,9 +274,26 @@ def _flat(m: dict[str, Any]) -> dict[str, float | int | None]:
     return flat
 
 
+def usage_metadata(usage: StorageUsage) -> dict[str, Any]:
+    """Storage usage (`ops.usage`) under stable keys: bytes and objects by kind, the quota
+    and the share of it used (null without a quota), the top users."""
+    metadata: dict[str, Any] = {}
+    for kind in KINDS:
+        metadata[f"storage_{kind}_bytes"] = MetadataValue.int(usage.bytes[kind])
+        metadata[f"storage_{kind}_objects"] = MetadataValue.int(usage.objects[kind])
+    share = usage.used_share
+    metadata["storage_objects"] = MetadataValue.int(usage.total_objects)
+    metadata["storage_quota_bytes"] = _number(usage.quota_bytes)
+    metadata["storage_used_pct"] = _number(None if share is None else round(100 * share, 2))
+    metadata["storage_top_users"] = MetadataValue.json(usage.top_users())
+    metadata["storage_usage"] = MetadataValue.md(usage.markdown())
+    return metadata
+
+
 METADATA_KEYS: tuple[str, ...] = (
     *_flat(compute_metrics([], datetime(2000, 1, 1, tzinfo=UTC))),
     "kpis",
+    *usage_metadata(StorageUsage()),
 )
 
 
@@ -388,7 +411,7 @@ def _latest_metadata(context: AssetCheckExecutionContext) -> dict[str, Any] | No
 def build_export_metrics(
     window_hours: float = 24.0, cron_schedule: str = "0 * * * *"
 ) -> dict[str, list]:
-    """`export_metrics` (asset, group "operations"), its two checks, `export_metrics_job`
+    """`export_metrics` (asset, group "operations"), its three checks, `export_metrics_job`
     and the hourly `export_metrics_schedule` (running by default), as Definitions lists."""
     window = timedelta(hours=window_hours)
 
@@ -397,7 +420,8 @@ def build_export_metrics(
         group_name="operations",
         description=(
             f"Export KPIs over the requests created in the last {window_hours:g} h: success "
-            "and retry success rates, export and queue times, failures by cause, bytes stored."
+            "and retry success rates, export and queue times, failures by cause; storage "
+            "usage by kind and top users, against the quota."
         ),
         kinds={"python"},
     )
@@ -405,11 +429,15 @@ def build_export_metrics(
         context: AssetExecutionContext, app_db: AppDatabase, storage: StorageResource
     ) -> MaterializeResult:
         now = utcnow()
-        rows = app_db.store().created_since(now - window)
-        m = compute_metrics(rows, now, storage.open().total_bytes(), window)
-        context.log.info("\n" + render_text(m))
+        store = app_db.store()
+        rows = store.created_since(now - window)
+        # One listing pass gives the total and the usage by kind and user.
+        usage = storage_usage(storage.open(), store, storage.quota_bytes)
+        m = compute_metrics(rows, now, usage.total_bytes, window)
+        context.log.info("\n" + render_text(m) + "\n" + usage.markdown())
         metadata: dict[str, Any] = {key: _number(value) for key, value in _flat(m).items()}
         metadata["kpis"] = MetadataValue.md(render_markdown(m))
+        metadata.update(usage_metadata(usage))
         return MaterializeResult(metadata=metadata)
 
     @asset_check(
@@ -471,6 +499,46 @@ def build_export_metrics(
             metadata=metadata,
         )
 
+    @asset_check(
+        asset=export_metrics,
+        name=QUOTA_CHECK_NAME,
+        description=(
+            f"Storage below {100 * QUOTA_WARN_SHARE:.0f} % of EXPORT_STORAGE_QUOTA_MB (publishing "
+            "fails once it is full); passes with a note when no quota is set."
+        ),
+    )
+    def storage_below_quota(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        md = _latest_metadata(context) or {}
+        used, quota, pct = (
+            md.get("stored_bytes"),
+            md.get("storage_quota_bytes"),
+            md.get("storage_used_pct"),
+        )
+        metadata = {
+            "stored_bytes": used,
+            "storage_quota_bytes": quota,
+            "storage_used_pct": pct,
+            "warn_at_pct": 100 * QUOTA_WARN_SHARE,
+        }
+        if not quota or used is None or pct is None:
+            return AssetCheckResult(
+                passed=True,
+                severity=AssetCheckSeverity.WARN,
+                description="no storage quota set (EXPORT_STORAGE_QUOTA_MB): nothing to check",
+                metadata=metadata,
+            )
+        biggest = max(KINDS, key=lambda kind: md.get(f"storage_{kind}_bytes") or 0)
+        return AssetCheckResult(
+            passed=pct < 100 * QUOTA_WARN_SHARE,
+            severity=AssetCheckSeverity.WARN,
+            description=(
+                f"storage {pct:.1f} % full ({human_bytes(int(used))} of "
+                f"{human_bytes(int(quota))}; warns from {100 * QUOTA_WARN_SHARE:.0f} %); "
+                f"most of it: {biggest}"
+            ),
+            metadata=metadata,
+        )
+
     job = define_asset_job(
         JOB_NAME,
         selection=AssetSelection.assets(export_metrics),  # includes its checks
@@ -487,7 +555,11 @@ def build_export_metrics(
     )
     return {
         "assets": [export_metrics],
-        "asset_checks": [success_rate_on_target, export_1080p_1min_p95_on_target],
+        "asset_checks": [
+            success_rate_on_target,
+            export_1080p_1min_p95_on_target,
+            storage_below_quota,
+        ],
         "jobs": [job],
         "schedules": [schedule],
     }

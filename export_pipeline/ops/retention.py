@@ -1,8 +1,16 @@
-"""Retention: exported videos are deleted after `retention_days` (product doc: 7 days), and
-step scratch directories that outlived their step are removed.
+"""Retention: exported videos are deleted when their time is up (product doc: 7 days;
+the app may give each request its own `retention_days` from the user's plan), and step
+scratch directories that outlived their step are removed.
 
-`retention_job` (daily `retention_schedule`) sweeps every request that finished
-(complete, failed or canceled) more than `retention_days` ago:
+Each request has its own deadline (`deadline`): a complete row's `expires_at` (written on
+completion: `completed_at` + its `retention_days`, or EXPORT_RETENTION_DAYS without one;
+what the app shows), else, for rows without one (failed or canceled, or completed before
+the column existed), when it finished plus its own `retention_days` or the default.
+Changing EXPORT_RETENTION_DAYS therefore applies to exports completed afterwards: an
+`expires_at` the app has shown is kept.
+
+`retention_job` (daily `retention_schedule`) sweeps every finished request (complete,
+failed or canceled) whose deadline has passed:
 
 1. the row: `complete` becomes `expired`; `video_url` and `poster_url` become NULL on every
    swept row (the app must never show a dead link). A row that changed status since it
@@ -66,6 +74,7 @@ from export_pipeline.appdb import status as st
 from export_pipeline.appdb.store import RequestStore, parse_clips, utcnow
 from export_pipeline.clips.assets import manifest_key, url_index_key
 from export_pipeline.intake.partitions import export_partitions, partition_key, request_id_from_key
+from export_pipeline.intake.spec import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, retention_days_of
 from export_pipeline.ops.metrics import as_utc
 from export_pipeline.resources import AppDatabase, MediaTools, StorageResource
 from export_pipeline.storage import Storage
@@ -83,7 +92,8 @@ Log = Callable[[str], None]
 @dataclass
 class RetentionReport:
     dry_run: bool
-    cutoff: datetime
+    now: datetime
+    cutoff: datetime  # the default's: rows without a retention of their own finished before it
     requests: list[int] = field(default_factory=list)  # swept request ids
     expired: list[int] = field(default_factory=list)  # complete rows marked expired
     skipped: list[int] = field(default_factory=list)  # rows that changed under the sweep
@@ -107,6 +117,7 @@ class RetentionReport:
     def metadata(self) -> dict[str, Any]:
         return {
             "dry_run": self.dry_run,
+            "now": self.now.isoformat(),
             "cutoff": self.cutoff.isoformat(),
             "requests_swept": len(self.requests),
             "rows_expired": len(self.expired),
@@ -122,7 +133,7 @@ class RetentionReport:
     def summary(self) -> str:
         verb = "would free" if self.dry_run else "freed"
         return (
-            f"retention (finished before {self.cutoff:%Y-%m-%d %H:%M} UTC): "
+            f"retention (due by {self.now:%Y-%m-%d %H:%M} UTC): "
             f"{len(self.requests)} request(s) swept, {len(self.expired)} expired, "
             f"{self.objects_deleted} object(s) {verb} {self.bytes_freed} bytes "
             f"({', '.join(f'{k} {n}' for k, n in self.deleted.items())}), "
@@ -144,17 +155,56 @@ def _partition_ids(instance: DagsterInstance) -> list[int]:
     return sorted(ids)
 
 
+def deadline(row: dict[str, Any], default_days: float = RETENTION_DAYS) -> datetime | None:
+    """When the request's objects are due for deletion (see the module docstring): a
+    complete row's `expires_at`, else when it finished plus its own retention."""
+    if row.get("status") == st.COMPLETE and row.get("expires_at") is not None:
+        return as_utc(row["expires_at"])
+    finished = as_utc(row.get("completed_at") or row.get("updated_at"))
+    if finished is None:
+        return None
+    return finished + timedelta(days=retention_days_of(row, default_days))  # type: ignore[arg-type]
+
+
+def _is_due(row: dict[str, Any], now: datetime, default_days: float) -> bool:
+    if row.get("status") == st.EXPIRED:
+        return True  # swept before, by a sweep that did not finish
+    moment = deadline(row, default_days)
+    return moment is not None and moment <= now
+
+
 def due_requests(
-    store: RequestStore, instance: DagsterInstance, cutoff: datetime
+    store: RequestStore,
+    instance: DagsterInstance,
+    now: datetime,
+    default_days: float = RETENTION_DAYS,
 ) -> list[dict[str, Any]]:
-    """Rows to sweep: complete rows that finished before `cutoff`, and finished rows of any
-    kind (also `expired`: an interrupted sweep) whose partition still exists."""
-    due = {int(r["id"]): r for r in store.finished_before(cutoff, [st.COMPLETE])}
+    """Rows to sweep: complete rows whose deadline has passed, and finished rows of any
+    kind (also `expired`: an interrupted sweep) whose partition still exists and whose
+    deadline has passed. No request is kept less than a day, so older rows are read."""
+    earliest = now - timedelta(days=min(MIN_RETENTION_DAYS, default_days))
+    due = {
+        int(r["id"]): r for r in store.complete_due(now, earliest) if _is_due(r, now, default_days)
+    }
     statuses = [*SWEPT_STATUSES, st.EXPIRED]
     for chunk in _chunks(_partition_ids(instance)):
-        for row in store.finished_before(cutoff, statuses, ids=chunk):
-            due[int(row["id"])] = row
+        for row in store.finished_before(earliest, statuses, ids=chunk):
+            if _is_due(row, now, default_days):
+                due[int(row["id"])] = row
     return [due[i] for i in sorted(due)]
+
+
+def kept_requests(
+    store: RequestStore, now: datetime, default_days: float, swept_ids: Iterable[int]
+) -> list[dict[str, Any]]:
+    """Rows whose objects stay: in progress, or finished and not due yet (never kept
+    longer than the longest retention, so older rows are not read)."""
+    oldest = now - timedelta(days=max(MAX_RETENTION_DAYS, default_days))
+    return [
+        row
+        for row in store.retained(oldest, exclude_ids=set(swept_ids))
+        if row["status"] not in SWEPT_STATUSES or not _is_due(row, now, default_days)
+    ]
 
 
 def _clip_urls(row: dict[str, Any]) -> list[str]:
@@ -204,14 +254,15 @@ def sweep_expired(
     dry_run: bool = False,
     log: Log = lambda message: None,
 ) -> RetentionReport:
-    """Delete what requests finished more than `retention_days` ago left behind (see the
-    module docstring for what and in which order). Idempotent; `dry_run` only reports."""
+    """Delete what requests whose deadline has passed left behind (see the module
+    docstring for what and in which order); `retention_days` is the default for rows
+    without their own. Idempotent; `dry_run` only reports."""
     now = as_utc(now) or utcnow()
-    report = RetentionReport(dry_run=dry_run, cutoff=now - timedelta(days=retention_days))
+    report = RetentionReport(dry_run=dry_run, now=now, cutoff=now - timedelta(days=retention_days))
 
     # 1. the rows, first, so the app stops linking to what is about to go
     swept: list[dict[str, Any]] = []
-    for row in due_requests(store, instance, report.cutoff):
+    for row in due_requests(store, instance, now, retention_days):
         if dry_run or _mark_swept(store, row):
             swept.append(row)
             if row["status"] == st.COMPLETE:
@@ -249,7 +300,7 @@ def sweep_expired(
                 continue
             with_manifest.add(part)
             live |= _manifest_clip_keys(_get_json(storage, key))
-        for row in store.retained(report.cutoff):
+        for row in kept_requests(store, now, retention_days, report.requests):
             if partition_key(int(row["id"])) in with_manifest:
                 continue  # its manifest lists every clip it uses
             for url in _clip_urls(row):
@@ -392,7 +443,8 @@ def build_retention_defs(
         retention_days: int = Field(
             default=default_days,
             ge=1,
-            description="Sweep requests that finished more than this many days ago.",
+            description="Days a request without a retention of its own (retention_days, "
+            "expires_at) is kept after it finished.",
         )
         dry_run: bool = Field(default=False, description="Report only; change nothing.")
 
@@ -408,7 +460,8 @@ def build_retention_defs(
         name="expire_old_exports",
         out=Out(Nothing),
         description="Delete the videos, work files, unshared clips and partitions of "
-        "requests that finished more than retention_days ago; mark complete rows expired.",
+        "requests whose time is up (expires_at, or their own retention_days, else the "
+        "default); mark complete rows expired.",
     )
     def expire_old_exports(
         context: OpExecutionContext,
@@ -425,7 +478,7 @@ def build_retention_defs(
             log=context.log.info,
         )
         if not report.requests:
-            context.log.info(f"nothing finished before {report.cutoff:%Y-%m-%d %H:%M} UTC")
+            context.log.info(f"nothing due by {report.now:%Y-%m-%d %H:%M} UTC")
         yield Output(None, metadata=report.metadata())
 
     @op(
@@ -445,7 +498,8 @@ def build_retention_defs(
     @job(
         name="retention_job",
         executor_def=in_process_executor,
-        description=f"Retention: delete exports {retention_days} days after they finished.",
+        description="Retention: delete exports when their time is up (expires_at; by "
+        f"default {retention_days} days after they finished).",
     )
     def retention_job():
         expire_old_exports()

@@ -5,11 +5,15 @@ One key per request (`videos/exp-<id>.mp4`, `.webm` for WebM): publishing again
 partial one. Next to it, `videos/exp-<id>.jpg` is the poster (a frame about 1 s in, see
 `media/poster.py`), made from a local copy of the encoded video; its URL goes to the row
 with the video's, in the same transition to `complete`. A poster FFmpeg cannot make is
-logged and skipped: it never holds back the video.
+logged and skipped: it never holds back the video. The same transition writes
+`expires_at` (completion + the request's `retention_days`, else EXPORT_RETENTION_DAYS),
+when retention deletes the video, and clears `reminded_at` (a new completion earns its own
+`expiring` reminder).
 """
 
 import base64
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from dagster import (
@@ -34,6 +38,7 @@ from export_pipeline.storage import ObjectNotFound, Storage
 from export_pipeline.tracking import ExportError, ExportStep, check_not_canceled, export_step
 
 PROGRESS_BAND = (97, 100)
+DEFAULT_RETENTION_DAYS = 7  # EXPORT_RETENTION_DAYS (ops.retention.RETENTION_DAYS)
 
 
 def video_key(partition_key: str, extension: str = "mp4") -> str:
@@ -96,8 +101,14 @@ def check_quota(storage: Storage, quota_bytes: int, new_bytes: int, replaced_byt
 
 
 def publish(
-    step: ExportStep, storage: Storage, media: MediaTools, quota_bytes: int = 0
+    step: ExportStep,
+    storage: Storage,
+    media: MediaTools,
+    quota_bytes: int = 0,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
 ) -> MaterializeResult:
+    """Publish the encoded video and its poster and mark the row complete; `retention_days`
+    is the default (EXPORT_RETENTION_DAYS) for requests without their own."""
     started = time.monotonic()
     try:
         encoded = storage.get_json(encoded_record_key(step.partition_key))
@@ -139,6 +150,11 @@ def publish(
     url = storage.url(key)
     size = storage.size(key)
     poster_url = storage.url(pkey) if posters else None
+    completed_at = utcnow()
+    # What the app shows ("kept until ..."); retention deletes the video then. A new
+    # completion (re-export) starts the clock again and earns a new reminder.
+    keep_days = step.spec.retention_days or retention_days
+    expires_at = completed_at + timedelta(days=keep_days)
     changed = step.store.transition(
         step.request_id,
         st.COMPLETE,
@@ -149,7 +165,9 @@ def publish(
         output_duration_s=encoded["duration_s"],
         progress=100,
         error_message=None,
-        completed_at=utcnow(),
+        completed_at=completed_at,
+        expires_at=expires_at,
+        reminded_at=None,
     )
     if not changed:
         row = step.store.get(step.request_id) or {}
@@ -185,11 +203,13 @@ def publish(
             "seconds_download": clips.get("seconds"),
             "seconds_encode": encoded["seconds"],
             "seconds_publish": seconds,
+            "retention_days": keep_days,
+            "expires_at": expires_at.isoformat(timespec="seconds"),
         }
     )
 
 
-def build_published_video(retry_policy: RetryPolicy):
+def build_published_video(retry_policy: RetryPolicy, retention_days: int = DEFAULT_RETENTION_DAYS):
     @asset(
         name="published_video",
         partitions_def=export_partitions,
@@ -208,6 +228,6 @@ def build_published_video(retry_policy: RetryPolicy):
         with export_step(
             context, app_db, "published_video", PROGRESS_BAND, retry_policy.max_retries
         ) as step:
-            return publish(step, storage.open(), media, storage.quota_bytes)
+            return publish(step, storage.open(), media, storage.quota_bytes, retention_days)
 
     return published_video

@@ -150,9 +150,18 @@ class Storage(ABC):
         the backend keeps objects as files and the object exists; else None (fetch it)."""
         return None
 
+    def list_sizes(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        """(key, size in bytes) of the objects whose keys start with `prefix`, sorted by key.
+        Backends override it to read both in one listing pass (a stat per file, S3's
+        listing pages); this fallback asks for each size."""
+        for key in self.list_keys(prefix):
+            size = self.size(key)
+            if size is not None:  # deleted meanwhile
+                yield key, size
+
     def total_bytes(self, prefix: str = "") -> int:
         """Sum of the sizes of the objects whose keys start with `prefix`."""
-        return sum(self.size(key) or 0 for key in self.list_keys(prefix))
+        return sum(size for _key, size in self.list_sizes(prefix))
 
     def put_json(self, key: str, obj: Any) -> None:
         data = json.dumps(obj, indent=2, sort_keys=True).encode("utf-8")

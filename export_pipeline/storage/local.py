@@ -140,11 +140,11 @@ class LocalStorage(Storage):
         if path.is_file():
             path.unlink(missing_ok=True)
 
-    def list_keys(self, prefix: str = "") -> Iterator[str]:
+    def _walk(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """(key, path) of the files under the prefix, unsorted."""
         validate_prefix(prefix)
         # Walk only the directory the prefix points into; the rest of the prefix filters names.
         start = self.root / prefix.rpartition("/")[0]
-        keys: list[str] = []
         for directory, _subdirs, files in os.walk(start):
             relative_dir = Path(directory).relative_to(self.root).as_posix()
             for name in files:
@@ -152,9 +152,20 @@ class LocalStorage(Storage):
                     continue
                 key = name if relative_dir == "." else f"{relative_dir}/{name}"
                 if key.startswith(prefix):
-                    keys.append(key)
+                    yield key, os.path.join(directory, name)
+
+    def list_keys(self, prefix: str = "") -> Iterator[str]:
         # Sorted by code point, which is also S3's (UTF-8 byte) order.
-        return iter(sorted(keys))
+        return iter(sorted(key for key, _path in self._walk(prefix)))
+
+    def list_sizes(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        found = []
+        for key, path in self._walk(prefix):
+            try:
+                found.append((key, os.stat(path).st_size))
+            except FileNotFoundError:  # deleted meanwhile
+                continue
+        return iter(sorted(found))
 
     def url(self, key: str) -> str:
         return self.path(key).as_uri()

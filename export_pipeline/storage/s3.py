@@ -221,9 +221,16 @@ class S3Storage(Storage):
         # S3 lists in UTF-8 byte order, which is the same as sorting Python strings.
         return (item["Key"][len(self.prefix) :] for item in self._list_objects(prefix))
 
-    def total_bytes(self, prefix: str = "") -> int:
+    def list_sizes(self, prefix: str = "") -> Iterator[tuple[str, int]]:
         validate_prefix(prefix)
-        return sum(int(item["Size"]) for item in self._list_objects(prefix))
+        # One ListObjectsV2 page (up to 1000 objects) per request; sizes come with the keys.
+        return (
+            (item["Key"][len(self.prefix) :], int(item["Size"]))
+            for item in self._list_objects(prefix)
+        )
+
+    def total_bytes(self, prefix: str = "") -> int:
+        return sum(size for _key, size in self.list_sizes(prefix))
 
     def url(self, key: str) -> str:
         return self.client.generate_presigned_url(

@@ -114,6 +114,15 @@ def test_create_schema_adds_columns_of_newer_versions(db_url):
     store.create_schema()
     columns = {c["name"] for c in inspect(store.engine).get_columns("export_requests")}
     assert {"poster_url", "notified_status", "video_url", "cancel_requested_at"} <= columns
+    assert {"retention_days", "expires_at", "reminded_at"} <= columns  # issue 14
+    with store.engine.begin() as conn:  # the old table has no id sequence on PostgreSQL
+        conn.execute(
+            text(
+                "INSERT INTO export_requests (id, project_id, user_id, resolution, quality, "
+                "clips, retention_days) VALUES (1, 'p', 'u', '720p', 'low', '[]', 30)"
+            )
+        )
+    assert store.get(1)["retention_days"] == 30 and store.get(1)["expires_at"] is None
 
 
 def test_lost_database_connections_are_replaced(postgres_url, postgres_admin):

@@ -91,6 +91,7 @@ def export(settings, store, instance, clips, **fields):
         audio_normalize=fields.get("audio_normalize"),
         soundtrack=fields.get("soundtrack"),
         captions=fields.get("captions"),
+        retention_days=fields.get("retention_days"),
     )
     tick = evaluate_intake(instance, defs, cursor=str(request_id - 1))
     (result,) = run_requested(instance, defs, tick)

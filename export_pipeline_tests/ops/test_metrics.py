@@ -16,6 +16,7 @@ from export_pipeline.ops import build_export_metrics, metrics_table
 from export_pipeline.ops.metrics import (
     CAUSES,
     METADATA_KEYS,
+    QUOTA_CHECK_NAME,
     SPEED_CHECK_NAME,
     SUCCESS_CHECK_NAME,
     classify_failure,
@@ -378,7 +379,7 @@ def test_metrics_asset_on_target_passes_both_checks(db_store, instance):
     assert metadata["stored_bytes"] == 1000
     assert "| success rate | 100.0 % (20/20) | >= 95 % | ok |" in metadata["kpis"]
 
-    assert set(checks) == {SUCCESS_CHECK_NAME, SPEED_CHECK_NAME}
+    assert set(checks) == {SUCCESS_CHECK_NAME, SPEED_CHECK_NAME, QUOTA_CHECK_NAME}
     assert all(c.passed for c in checks.values())
     assert checks[SUCCESS_CHECK_NAME].description == "success rate 100.0 % (target 95 %)"
 
@@ -415,6 +416,8 @@ def test_metrics_asset_without_data_passes_and_says_so(settings, store, instance
     assert "no finished exports" in checks[SUCCESS_CHECK_NAME].description
     assert checks[SPEED_CHECK_NAME].passed
     assert "no 1-minute 1080p exports" in checks[SPEED_CHECK_NAME].description
+    assert checks[QUOTA_CHECK_NAME].passed
+    assert "no storage quota set" in checks[QUOTA_CHECK_NAME].description
 
 
 def test_metrics_after_a_real_export(settings, store, instance, cdn):

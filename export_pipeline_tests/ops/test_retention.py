@@ -20,6 +20,7 @@ from export_pipeline.clips.assets import archive_key, url_index_key
 from export_pipeline.definitions import build_resources
 from export_pipeline.media.samples import make_sample_clip
 from export_pipeline.ops import build_retention_defs, sweep_expired, sweep_temp
+from export_pipeline.ops.metrics import as_utc
 from export_pipeline.storage import LocalStorage, Storage
 from export_pipeline_tests.cdn import status
 from export_pipeline_tests.conftest import clip
@@ -38,7 +39,15 @@ def set_row(store: RequestStore, request_id: int, **values) -> None:
 
 
 def finished_days_ago(store: RequestStore, request_id: int, days: float) -> None:
-    set_row(store, request_id, completed_at=utcnow() - timedelta(days=days))
+    """Move the row's completion `days` back, and its `expires_at` with it (publish wrote
+    completed_at + retention days)."""
+    row = store.get(request_id)
+    completed_at = utcnow() - timedelta(days=days)
+    values = {"completed_at": completed_at}
+    if row["expires_at"] is not None:
+        moved = as_utc(completed_at) - as_utc(row["completed_at"])
+        values["expires_at"] = as_utc(row["expires_at"]) + moved
+    set_row(store, request_id, **values)
 
 
 def sizes(storage: Storage) -> dict[str, int]:
@@ -208,14 +217,23 @@ def test_retention_sweeps_exactly_the_old_requests(db_store, instance, cdn):
 
 
 def test_retention_days_is_run_config(settings, store, instance, cdn):
+    """The run config's retention_days is the default of rows without a deadline of their
+    own: here a row completed before `expires_at` existed. A row's `expires_at`, shown to
+    the app, is kept whatever the default says."""
     request_id, result, _ = export(settings, store, instance, [clip(cdn.url("landscape.mp4"), 1)])
-    assert result.success
+    stamped, result_2, _ = export(settings, store, instance, [clip(cdn.url("landscape.mp4"), 1)])
+    assert result.success and result_2.success
     finished_days_ago(store, request_id, 3)
+    finished_days_ago(store, stamped, 3)
+    set_row(store, request_id, expires_at=None)
     assert run_retention(settings, instance)["requests_swept"] == 0  # the default: 7 days
     report = run_retention(settings, instance, retention_days=2)
     assert report["requests_swept"] == 1 and report["rows_expired"] == 1
     assert store.get(request_id)["status"] == st.EXPIRED
-    assert list(LocalStorage(settings.local_storage_root).list_keys()) == []
+    assert store.get(stamped)["status"] == st.COMPLETE  # expires in 4 days
+    keys = list(LocalStorage(settings.local_storage_root).list_keys())
+    gone = (f"videos/exp-{request_id}.", f"work/exp-{request_id}/")
+    assert f"videos/exp-{stamped}.mp4" in keys and not [k for k in keys if k.startswith(gone)]
 
 
 def test_an_interrupted_sweep_is_finished_by_the_next(settings, store, instance):
