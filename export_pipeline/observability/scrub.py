@@ -58,7 +58,7 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(
             r"(?i)\b((?:[a-z0-9]+[_-])*(?:passw(?:or)?d|passwd|pwd|secret|token|api[_-]?key"
             r"|access[_-]?key|secret[_-]?key|private[_-]?key|dsn|signature|routing[_-]?key"
-            r"|credentials?)(?:[_-][a-z0-9]+)*)(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&'\"]+)"
+            r"|credentials?)(?:[_-][a-z0-9]+)*)([\"']?\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s,;&'\"]+)"
         ),
         rf"\1\2{FILTERED}",
     ),
