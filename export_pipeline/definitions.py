@@ -181,6 +181,14 @@ def build_executor(settings: Settings) -> ExecutorDefinition:
     raise ValueError(f"EXPORT_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {name!r}")
 
 
+def json_logging_run_config(settings: Settings) -> dict:
+    """With `EXPORT_LOG_FORMAT=json`, the run config that switches our jobs' console logger
+    (Definitions(loggers=...)) on; empty otherwise."""
+    if settings.log_format != "json":
+        return {}
+    return {"loggers": {"console": {"config": {"log_level": "DEBUG"}}}}
+
+
 def build_definitions(settings: Settings) -> Definitions:
     # 3 retries, 40 s base, exponential ((2^n - 1) x 40 s): waits of about 40 s, 2 min and
     # 4.7 min, the closest Dagster's backoff gets to the product doc's 30 s / 2 min / 5 min.
@@ -190,6 +198,9 @@ def build_definitions(settings: Settings) -> Definitions:
         backoff=Backoff.EXPONENTIAL,
         jitter=Jitter.PLUS_MINUS if settings.retry_delay_s >= 5 else None,
     )
+    # Dagster instantiates a job's own loggers only when the run config names them (else it
+    # falls back to its prose console logger): the JSON one is named in every default.
+    log_config = json_logging_run_config(settings)
     assets = [
         build_downloaded_clips(retry),
         build_encoded_video(retry),
@@ -203,7 +214,7 @@ def build_definitions(settings: Settings) -> Definitions:
         # and launchpad runs also queue behind the per-user limit.
         config=PartitionedConfig(
             partitions_def=export_partitions,
-            run_config_for_partition_key_fn=lambda _key: {},
+            run_config_for_partition_key_fn=lambda _key: dict(log_config),
             tags_for_partition_key_fn=partition_tags(settings.db_url),
         ),
         executor_def=build_executor(settings),
@@ -236,8 +247,10 @@ def build_definitions(settings: Settings) -> Definitions:
         )
     # Operations: KPIs (hourly, with checks against the product doc's targets), retention
     # of old exports and of scratch files (daily).
-    metrics = build_export_metrics()
-    retention = build_retention_defs(settings.retention_days, settings.temp_max_age_hours)
+    metrics = build_export_metrics(run_config=log_config)
+    retention = build_retention_defs(
+        settings.retention_days, settings.temp_max_age_hours, run_config=log_config
+    )
     jobs = [job, *metrics["jobs"], *retention["jobs"]]
     # Alerts to a person: only with a channel configured (then running by default).
     if settings.alert_channels:
