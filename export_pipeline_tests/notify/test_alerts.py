@@ -450,3 +450,46 @@ def test_a_real_export_that_fails_for_good_names_the_request_and_the_cause(
         alerts.tick()
         assert [a for a, _ in receivers.actions()] == ["trigger", "resolve"]
         assert f"exp-{request_id}" in receivers.slack[-1]["text"]
+
+
+# ---- the channels' own errors
+
+
+def test_channels_report_refusals_and_outages(receivers):
+    from export_pipeline.notify.channels import AlertDeliveryError
+    from export_pipeline_tests.notify.test_webhook import dead_url
+
+    wrong = SlackAlerts(token="xoxb-wrong", channel=SLACK_CHANNEL, api_url=receivers.slack_api_url)
+    with pytest.raises(AlertDeliveryError, match="invalid_auth"):
+        wrong.post("hello")
+    down = SlackAlerts(
+        token=SLACK_TOKEN, channel=SLACK_CHANNEL, api_url=dead_url().rsplit("/", 2)[0]
+    )
+    with pytest.raises(AlertDeliveryError, match="Slack unreachable"):
+        down.post("hello")
+    bad_key = PagerDutyEvents(routing_key="nope", url=receivers.pagerduty_url)
+    with pytest.raises(AlertDeliveryError, match="HTTP 400"):
+        bad_key.send({"event_action": "resolve", "dedup_key": "k"})
+    with pytest.raises(AlertDeliveryError, match="PagerDuty unreachable"):
+        PagerDutyEvents(routing_key=ROUTING_KEY, url=dead_url()).send({"event_action": "resolve"})
+    assert receivers.slack == [] and receivers.pagerduty == []
+
+
+def test_secrets_from_the_environment_are_env_vars_in_the_definitions(settings, monkeypatch):
+    """The UI shows a resource's config: a token read from the environment appears as the
+    variable's name, not its value."""
+    from dataclasses import replace
+
+    from dagster import EnvVar
+
+    from export_pipeline.definitions import build_alert_resources
+
+    monkeypatch.setenv("EXPORT_SLACK_BOT_TOKEN", SLACK_TOKEN)
+    monkeypatch.setenv("EXPORT_PAGERDUTY_ROUTING_KEY", ROUTING_KEY)
+    configured = replace(settings, slack_bot_token=SLACK_TOKEN, slack_channel=SLACK_CHANNEL,
+                         pagerduty_routing_key=ROUTING_KEY)  # fmt: skip
+    resources = build_alert_resources(configured)
+    assert resources[SLACK_KEY].token == EnvVar("EXPORT_SLACK_BOT_TOKEN")
+    assert resources[PAGERDUTY_KEY].routing_key == EnvVar("EXPORT_PAGERDUTY_ROUTING_KEY")
+    monkeypatch.delenv("EXPORT_SLACK_BOT_TOKEN")
+    assert build_alert_resources(configured)[SLACK_KEY].token == SLACK_TOKEN
