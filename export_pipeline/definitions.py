@@ -8,6 +8,7 @@ same for the embedded default and production, only the resources' values differ.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -15,6 +16,7 @@ from dagster import (
     AssetSelection,
     Backoff,
     Definitions,
+    EnvVar,
     ExecutorDefinition,
     Jitter,
     PartitionedConfig,
@@ -39,6 +41,13 @@ from export_pipeline.media.commands import available_cpus
 from export_pipeline.notify import (
     build_export_expiry_reminder_sensor,
     build_export_webhook_sensor,
+)
+from export_pipeline.notify.alerts import build_export_alerts_sensor
+from export_pipeline.notify.channels import PagerDutyEvents, SlackAlerts
+from export_pipeline.observability import (
+    configure_logging,
+    init_error_tracking,
+    json_console_logger,
 )
 from export_pipeline.ops import build_export_metrics, build_retention_defs
 from export_pipeline.publish.assets import build_published_video
@@ -115,6 +124,31 @@ def build_resources(settings: Settings) -> dict:
     }
 
 
+def _secret(name: str, value: str):
+    """A secret from the process environment as an `EnvVar`, so the Dagster UI shows the
+    variable's name, not its value; a value given otherwise (tests) as it is."""
+    return EnvVar(name) if os.environ.get(name) == value else value
+
+
+def build_alert_resources(settings: Settings) -> dict:
+    """The configured alert channels (README, "Alerts, error tracking, logs")."""
+    resources: dict = {}
+    if "alert_slack" in settings.alert_channels:
+        resources["alert_slack"] = SlackAlerts(
+            token=_secret("EXPORT_SLACK_BOT_TOKEN", settings.slack_bot_token or ""),
+            channel=settings.slack_channel or "",
+            api_url=settings.slack_api_url,
+        )
+    if "alert_pagerduty" in settings.alert_channels:
+        resources["alert_pagerduty"] = PagerDutyEvents(
+            routing_key=_secret(
+                "EXPORT_PAGERDUTY_ROUTING_KEY", settings.pagerduty_routing_key or ""
+            ),
+            url=settings.pagerduty_url,
+        )
+    return resources
+
+
 EXECUTORS = ("in_process", "multiprocess", "docker", "k8s")
 
 
@@ -150,6 +184,14 @@ def build_executor(settings: Settings) -> ExecutorDefinition:
     raise ValueError(f"EXPORT_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {name!r}")
 
 
+def json_logging_run_config(settings: Settings) -> dict:
+    """With `EXPORT_LOG_FORMAT=json`, the run config that switches our jobs' console logger
+    (Definitions(loggers=...)) on; empty otherwise."""
+    if settings.log_format != "json":
+        return {}
+    return {"loggers": {"console": {"config": {"log_level": "DEBUG"}}}}
+
+
 def build_definitions(settings: Settings) -> Definitions:
     # 3 retries, 40 s base, exponential ((2^n - 1) x 40 s): waits of about 40 s, 2 min and
     # 4.7 min, the closest Dagster's backoff gets to the product doc's 30 s / 2 min / 5 min.
@@ -159,6 +201,9 @@ def build_definitions(settings: Settings) -> Definitions:
         backoff=Backoff.EXPONENTIAL,
         jitter=Jitter.PLUS_MINUS if settings.retry_delay_s >= 5 else None,
     )
+    # Dagster instantiates a job's own loggers only when the run config names them (else it
+    # falls back to its prose console logger): the JSON one is named in every default.
+    log_config = json_logging_run_config(settings)
     assets = [
         build_downloaded_clips(retry),
         build_encoded_video(retry),
@@ -172,7 +217,7 @@ def build_definitions(settings: Settings) -> Definitions:
         # and launchpad runs also queue behind the per-user limit.
         config=PartitionedConfig(
             partitions_def=export_partitions,
-            run_config_for_partition_key_fn=lambda _key: {},
+            run_config_for_partition_key_fn=lambda _key: dict(log_config),
             tags_for_partition_key_fn=partition_tags(settings.db_url),
         ),
         executor_def=build_executor(settings),
@@ -214,16 +259,45 @@ def build_definitions(settings: Settings) -> Definitions:
         )
     # Operations: KPIs (hourly, with checks against the product doc's targets), retention
     # of old exports and of scratch files (daily).
-    metrics = build_export_metrics()
-    retention = build_retention_defs(settings.retention_days, settings.temp_max_age_hours)
+    metrics = build_export_metrics(run_config=log_config)
+    retention = build_retention_defs(
+        settings.retention_days, settings.temp_max_age_hours, run_config=log_config
+    )
+    jobs = [job, *metrics["jobs"], *retention["jobs"]]
+    # Alerts to a person: only with a channel configured (then running by default).
+    if settings.alert_channels:
+        sensors.append(
+            build_export_alerts_sensor(
+                settings.alert_channels,
+                [j.name for j in jobs],
+                webserver_url=settings.dagster_webserver_url,
+                interval_s=settings.alert_interval_s,
+            )
+        )
+    # EXPORT_LOG_FORMAT=json: the run workers' console logs, one JSON object per line.
+    loggers = {"console": json_console_logger} if settings.log_format == "json" else {}
     return Definitions(
         assets=[*assets, *metrics["assets"]],
         asset_checks=metrics["asset_checks"],
-        jobs=[job, *metrics["jobs"], *retention["jobs"]],
+        jobs=jobs,
         schedules=[*metrics["schedules"], *retention["schedules"]],
         sensors=sensors,
-        resources=build_resources(settings),
+        resources={**build_resources(settings), **build_alert_resources(settings)},
+        loggers=loggers,
     )
 
 
-defs = build_definitions(Settings.from_env())
+def start_observability(settings: Settings) -> None:
+    """Our modules' log format and Sentry, in every process that loads the definitions:
+    the code server, the daemon's sensor evaluations, each run worker."""
+    configure_logging(settings.log_format)
+    init_error_tracking(
+        settings.sentry_dsn,
+        environment=settings.sentry_environment,
+        release=settings.sentry_release,
+    )
+
+
+SETTINGS = Settings.from_env()
+start_observability(SETTINGS)
+defs = build_definitions(SETTINGS)

@@ -88,6 +88,19 @@ class Settings:
     webhook_max_backoff_s: float = 3600.0
     webhook_timeout_s: float = 10.0
     webhook_interval_s: int = 10
+    # Alerts (notify/alerts.py): Slack and/or PagerDuty Events v2, each on when configured.
+    slack_bot_token: str | None = None
+    slack_channel: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    pagerduty_routing_key: str | None = None
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    alert_interval_s: int = 30
+    dagster_webserver_url: str | None = None
+    # Error tracking (Sentry, on when SENTRY_DSN is set) and the log format.
+    sentry_dsn: str | None = None
+    sentry_environment: str | None = None
+    sentry_release: str | None = None
+    log_format: str = "text"
     sensor_batch_size: int = 50
     sensor_interval_s: int = 5
 
@@ -100,6 +113,16 @@ class Settings:
         if self.segments_per_step is not None:
             return max(1, self.segments_per_step)
         return 0 if self.executor == "in_process" else 1
+
+    @property
+    def alert_channels(self) -> tuple[str, ...]:
+        """The configured alert channels' resource keys (Slack needs a token and a channel)."""
+        channels = []
+        if self.slack_bot_token and self.slack_channel:
+            channels.append("alert_slack")
+        if self.pagerduty_routing_key:
+            channels.append("alert_pagerduty")
+        return tuple(channels)
 
     @property
     def local_storage_root(self) -> Path:
@@ -176,6 +199,17 @@ class Settings:
             webhook_max_backoff_s=float(get("EXPORT_WEBHOOK_MAX_BACKOFF_S", "3600")),
             webhook_timeout_s=float(get("EXPORT_WEBHOOK_TIMEOUT_S", "10")),
             webhook_interval_s=int(get("EXPORT_WEBHOOK_INTERVAL_S", "10")),
+            slack_bot_token=opt("EXPORT_SLACK_BOT_TOKEN"),
+            slack_channel=opt("EXPORT_SLACK_CHANNEL"),
+            slack_api_url=get("EXPORT_SLACK_API_URL", "https://slack.com/api/"),
+            pagerduty_routing_key=opt("EXPORT_PAGERDUTY_ROUTING_KEY"),
+            pagerduty_url=get("EXPORT_PAGERDUTY_URL", "https://events.pagerduty.com/v2/enqueue"),
+            alert_interval_s=int(get("EXPORT_ALERT_INTERVAL_S", "30")),
+            dagster_webserver_url=opt("EXPORT_DAGSTER_WEBSERVER_URL"),
+            sentry_dsn=opt("SENTRY_DSN"),
+            sentry_environment=opt("SENTRY_ENVIRONMENT"),
+            sentry_release=opt("SENTRY_RELEASE"),
+            log_format=get("EXPORT_LOG_FORMAT", "text").strip().lower(),
             sensor_batch_size=int(get("EXPORT_SENSOR_BATCH_SIZE", "50")),
             sensor_interval_s=int(get("EXPORT_SENSOR_INTERVAL_S", "5")),
         )

@@ -25,6 +25,8 @@ from export_pipeline.appdb.store import RequestStore, utcnow
 from export_pipeline.intake.partitions import request_id_from_key
 from export_pipeline.intake.queue import update_queue
 from export_pipeline.intake.spec import ExportSpec, InvalidRequest, parse_request
+from export_pipeline.observability.errors import report_step_exception
+from export_pipeline.observability.logs import step_log_context
 from export_pipeline.resources.app_db import AppDatabase
 
 PROGRESS_INTERVAL_S = 1.0
@@ -249,11 +251,31 @@ def export_step(
         prior_s=prior_s,
     )
     try:
-        with Heartbeat(store, request_id, context.run_id, app_db.heartbeat_s):
+        with (
+            step_log_context(
+                request_id=request_id,
+                partition=context.partition_key,
+                step=step_name,
+                attempt=context.retry_number + 1,
+            ),
+            Heartbeat(store, request_id, context.run_id, app_db.heartbeat_s),
+        ):
             yield step
     except Exception as exc:
         _stop_if_canceled(store, request_id)
         _record_failure(context, store, request_id, step_name, exc, max_retries)
+        report_step_exception(
+            exc,
+            request_id=request_id,
+            user_id=spec.user_id,
+            partition=context.partition_key,
+            step=step_name,
+            step_key=step_key(context),
+            attempt=context.retry_number + 1,
+            run_id=context.run_id,
+            job=context.job_name,
+            permanent=_permanent(exc),
+        )
         if isinstance(exc, ExportError) and exc.permanent:
             raise Failure(f"{step_name}: {exc}", allow_retries=False) from exc
         if isinstance(exc, ExportError) and exc.retry_after_s:
@@ -264,6 +286,22 @@ def export_step(
         step.progress(1.0)
 
 
+def step_key(context: AssetExecutionContext) -> str | None:
+    """Dagster's key of the running step (`encoded_video_segment[3]` for a mapped one)."""
+    try:
+        key = str(context.op_handle)
+        mapping = context.get_mapping_key()
+        return f"{key}[{mapping}]" if mapping else key
+    except Exception:  # noqa: BLE001 - a label, not worth failing over
+        return None
+
+
+def _permanent(exc: Exception) -> bool:
+    return (isinstance(exc, ExportError) and exc.permanent) or (
+        isinstance(exc, Failure) and not exc.allow_retries
+    )
+
+
 def _record_failure(
     context: AssetExecutionContext,
     store: RequestStore,
@@ -272,9 +310,7 @@ def _record_failure(
     exc: Exception,
     max_retries: int,
 ) -> None:
-    permanent = (isinstance(exc, ExportError) and exc.permanent) or (
-        isinstance(exc, Failure) and not exc.allow_retries
-    )
+    permanent = _permanent(exc)
     attempt = context.retry_number + 1
     reason = exc.description if isinstance(exc, Failure) else str(exc) or type(exc).__name__
     try:

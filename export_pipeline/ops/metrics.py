@@ -409,10 +409,11 @@ def _latest_metadata(context: AssetCheckExecutionContext) -> dict[str, Any] | No
 
 
 def build_export_metrics(
-    window_hours: float = 24.0, cron_schedule: str = "0 * * * *"
+    window_hours: float = 24.0, cron_schedule: str = "0 * * * *", run_config: dict | None = None
 ) -> dict[str, list]:
     """`export_metrics` (asset, group "operations"), its three checks, `export_metrics_job`
-    and the hourly `export_metrics_schedule` (running by default), as Definitions lists."""
+    and the hourly `export_metrics_schedule` (running by default), as Definitions lists.
+    `run_config`: the job's default run config (the JSON console logger)."""
     window = timedelta(hours=window_hours)
 
     @asset(
@@ -543,6 +544,7 @@ def build_export_metrics(
         JOB_NAME,
         selection=AssetSelection.assets(export_metrics),  # includes its checks
         executor_def=in_process_executor,
+        config=run_config or None,
         description="Recompute the export KPIs and check them against the product targets.",
     )
     schedule = ScheduleDefinition(

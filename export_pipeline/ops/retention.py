@@ -432,10 +432,12 @@ def build_retention_defs(
     temp_max_age_hours: float = TEMP_MAX_AGE_HOURS,
     retention_cron: str = "30 3 * * *",
     temp_sweep_cron: str = "45 3 * * *",
+    run_config: dict | None = None,
 ) -> dict[str, list]:
     """`retention_job` + `retention_schedule` and `temp_sweep_job` + `temp_sweep_schedule`
     (daily, running by default), as Definitions lists. The arguments are the defaults of
-    the ops' run config, which a run from the launchpad may override (e.g. `dry_run`)."""
+    the ops' run config, which a run from the launchpad may override (e.g. `dry_run`).
+    `run_config`: the jobs' default run config beyond that (the JSON console logger)."""
     # Class bodies cannot see a function's names that they assign themselves.
     default_days, default_max_age = retention_days, temp_max_age_hours
 
@@ -498,6 +500,7 @@ def build_retention_defs(
     @job(
         name="retention_job",
         executor_def=in_process_executor,
+        config=run_config or None,
         description="Retention: delete exports when their time is up (expires_at; by "
         f"default {retention_days} days after they finished).",
     )
@@ -507,6 +510,7 @@ def build_retention_defs(
     @job(
         name="temp_sweep_job",
         executor_def=in_process_executor,
+        config=run_config or None,
         description="Remove scratch directories that outlived their step.",
     )
     def temp_sweep_job():
