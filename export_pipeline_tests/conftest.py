@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
@@ -28,6 +29,16 @@ SAMPLES = {
     "portrait.mp4": (720, 1280, 30, 2.0, 0),
     "classic.mp4": (640, 480, 25, 1.5, 1),
 }
+
+
+# A suite started in the background of a shell (`cmd &`, nohup) inherits SIGINT ignored, and
+# Dagster maps SIGTERM to SIGINT's handler in a run's process: every child then ignores
+# SIGTERM, and Dagster's compute-log `tail -F` processes outlive their step (a 30 s wait,
+# and a pipe held open after `export-pipeline demo` ends). Start from the defaults.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session")
@@ -116,6 +127,15 @@ def settings(tmp_path) -> Settings:
         max_retries=1,
         work_dir=tmp_path / "work",
     )
+
+
+@pytest.fixture
+def db_store(db_url, settings) -> tuple[RequestStore, Settings]:
+    """A store on SQLite or PostgreSQL (the `db_url` fixture), and settings pointing at it."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    store = RequestStore.from_url(db_url)
+    store.create_schema()
+    return store, replace(settings, db_url=db_url)
 
 
 @pytest.fixture

@@ -25,14 +25,6 @@ from export_pipeline_tests.notify.test_webhook import SECRET, Clock, Receiver, d
 DAY = 24 * 3600.0
 
 
-@pytest.fixture
-def db_store(db_url, settings):
-    settings.home.mkdir(parents=True, exist_ok=True)
-    store = RequestStore.from_url(db_url)
-    store.create_schema()
-    return store, replace(settings, db_url=db_url)
-
-
 class Reminder:
     """The sensor with its own Definitions, evaluated tick by tick."""
 

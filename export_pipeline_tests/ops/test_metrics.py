@@ -1,7 +1,6 @@
 """Export KPIs: the maths on hand-built rows, then the `export_metrics` asset and its checks
 on real app databases (SQLite and PostgreSQL), local storage and a real export."""
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -336,15 +335,6 @@ def add_finished(store, status, *, export_s=30.0, duration_s=60.0, resolution="1
 def metrics_defs(settings) -> Definitions:
     parts = build_export_metrics()
     return Definitions(**parts, resources=build_resources(settings))
-
-
-@pytest.fixture
-def db_store(db_url, settings):
-    """A store on SQLite or PostgreSQL (the `db_url` fixture), and settings pointing at it."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    store = RequestStore.from_url(db_url)
-    store.create_schema()
-    return store, replace(settings, db_url=db_url)
 
 
 def materialize_metrics(settings, instance):

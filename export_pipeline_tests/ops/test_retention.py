@@ -85,15 +85,6 @@ def run_retention(settings, instance, **config) -> dict:
     return {k: v.value for k, v in output.event_specific_data.metadata.items()}
 
 
-@pytest.fixture
-def db_store(db_url, settings):
-    """`store` and `settings` on SQLite or PostgreSQL (the `db_url` fixture)."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    store = RequestStore.from_url(db_url)
-    store.create_schema()
-    return store, replace(settings, db_url=db_url)
-
-
 def test_retention_sweeps_exactly_the_old_requests(db_store, instance, cdn):
     store, settings = db_store
     storage = LocalStorage(settings.local_storage_root)

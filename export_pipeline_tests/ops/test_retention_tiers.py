@@ -24,14 +24,6 @@ PARTITIONS = "export_requests"
 URL = "https://cdn.example/a.mp4"
 
 
-@pytest.fixture
-def db_store(db_url, settings):
-    settings.home.mkdir(parents=True, exist_ok=True)
-    store = RequestStore.from_url(db_url)
-    store.create_schema()
-    return store, replace(settings, db_url=db_url)
-
-
 def set_row(store: RequestStore, request_id: int, **values) -> None:
     with store.engine.begin() as conn:
         conn.execute(

@@ -112,14 +112,6 @@ def check_usage(storage: Storage, store: RequestStore, expected: dict) -> None:
     assert table.index("| alice |") < table.index("| bob |") < table.index("| carol |")
 
 
-@pytest.fixture
-def db_store(db_url, settings):
-    settings.home.mkdir(parents=True, exist_ok=True)
-    store = RequestStore.from_url(db_url)
-    store.create_schema()
-    return store, replace(settings, db_url=db_url)
-
-
 def test_usage_on_local_storage(db_store):
     store, settings = db_store
     storage = LocalStorage(settings.local_storage_root)
