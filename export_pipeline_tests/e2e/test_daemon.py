@@ -90,11 +90,13 @@ def test_daemon_exports_with_a_per_user_queue(world, cdn, s3_client, s3_bucket, 
     # Alice's last export moved up the queue, place by place, for the reason her others gave.
     last = [r for r in polled if r["id"] == alice[-1]]
     places = [r["queue_position"] for r in last if r["queue_position"] is not None]
-    assert places and max(places) >= 3 and places[-1] == 1, places
+    # Her first place is 4 when the queue sensor looks before her first run ends; a busy
+    # daemon (seen in CI) first looks when two have ended, so at least 2.
+    assert places and max(places) >= 2 and places[-1] == 1, places
     # Never up once it was at its furthest (while the first tick's runs are still being
     # submitted, the rows behind can be seen before the ones ahead of them).
     after = places[places.index(max(places)) :]
-    assert after == sorted(after, reverse=True) and len(set(after)) >= 3, places
+    assert after == sorted(after, reverse=True) and len(set(after)) >= 2, places
     # Mostly behind her own exports; between two of them (one ended, the next not yet
     # started) she has none running, and then the global limit is what holds her.
     reasons = [r["queue_reason"] for r in last if r["queue_position"]]
