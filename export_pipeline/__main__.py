@@ -1,5 +1,5 @@
 import sys
 
-from export_pipeline.cli import main
+from export_pipeline.cli.main import main
 
 sys.exit(main())

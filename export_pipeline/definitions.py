@@ -26,33 +26,31 @@ from dagster import (
     multiprocess_executor,
 )
 
-from export_pipeline.clips.assets import build_downloaded_clips
-from export_pipeline.encode.assets import build_encoded_video
-from export_pipeline.intake.partitions import export_partitions, partition_tags
-from export_pipeline.intake.queue import build_export_queue_sensor
-from export_pipeline.intake.sensors import JOB_NAME, build_export_requests_sensor
-from export_pipeline.intake.supervision import (
+from export_pipeline.defs.export.clips import build_downloaded_clips
+from export_pipeline.defs.export.encode import build_encoded_video
+from export_pipeline.defs.export.publish import build_published_video
+from export_pipeline.defs.intake.partitions import export_partitions, partition_tags
+from export_pipeline.defs.intake.queue import build_export_queue_sensor
+from export_pipeline.defs.intake.sensors import JOB_NAME, build_export_requests_sensor
+from export_pipeline.defs.intake.supervision import (
     build_export_cancel_sensor,
     build_export_canceled_run_sensor,
     build_export_failure_sensor,
     build_export_sweeper_sensor,
 )
-from export_pipeline.media.commands import available_cpus
-from export_pipeline.notify import (
+from export_pipeline.defs.notify import (
     build_export_expiry_reminder_sensor,
     build_export_webhook_sensor,
 )
-from export_pipeline.notify.alerts import build_export_alerts_sensor
-from export_pipeline.notify.channels import PagerDutyEvents, SlackAlerts
-from export_pipeline.observability import (
-    configure_logging,
-    init_error_tracking,
-    json_console_logger,
-)
-from export_pipeline.ops import build_export_metrics, build_retention_defs
-from export_pipeline.publish.assets import build_published_video
-from export_pipeline.resources import AppDatabase, ClipDownloads, MediaTools, StorageResource
-from export_pipeline.settings import Settings
+from export_pipeline.defs.notify.alerts import build_export_alerts_sensor
+from export_pipeline.defs.notify.channels import PagerDutyEvents, SlackAlerts
+from export_pipeline.defs.observability import json_console_logger
+from export_pipeline.defs.operations import build_export_metrics, build_retention_defs
+from export_pipeline.defs.resources import AppDatabase, ClipDownloads, MediaTools, StorageResource
+from export_pipeline.defs.settings import Settings
+from export_pipeline.media.commands import available_cpus
+from export_pipeline.observability.errors import init_error_tracking
+from export_pipeline.observability.logs import configure_logging
 
 
 def build_io_manager(settings: Settings) -> dict:

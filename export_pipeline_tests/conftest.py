@@ -13,9 +13,9 @@ import pytest
 from dagster import DagsterInstance, instance_for_test
 from sqlalchemy import create_engine, text
 
-from export_pipeline.appdb.store import RequestStore
-from export_pipeline.settings import Settings
-from export_pipeline.storage import make_s3_client
+from export_pipeline.defs.settings import Settings
+from export_pipeline.io.appdb.store import RequestStore
+from export_pipeline.io.storage import make_s3_client
 from export_pipeline_tests.cdn import FakeCDN
 from export_pipeline_tests.s3_server import S3Server, start_s3_server
 
@@ -83,7 +83,7 @@ def postgres_admin():
 @pytest.fixture
 def new_postgres_db(postgres_admin) -> Iterator:
     """Makes throwaway databases (returns each one's URL); drops them after the test."""
-    from export_pipeline.appdb.store import engine_for
+    from export_pipeline.io.appdb.store import engine_for
 
     made: list[str] = []
 

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from dagster import DagsterInstance, RunsFilter
 
-from export_pipeline.appdb.store import RequestStore
+from export_pipeline.io.appdb.store import RequestStore
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

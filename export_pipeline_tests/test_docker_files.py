@@ -480,7 +480,7 @@ def test_run_launcher_passes_the_run_environment_compose_defines():
     assert names <= set(svc["daemon"]["environment"])
     # The code server imports the same definitions as the runs: the same settings.
     assert set(svc["user_code"]["environment"]) - {"DAGSTER_CURRENT_IMAGE"} == names
-    settings_source = (ROOT / "export_pipeline" / "settings.py").read_text()
+    settings_source = (ROOT / "export_pipeline" / "defs" / "settings.py").read_text()
     for name in names:
         if name.startswith("EXPORT_"):
             assert f'"{name}"' in settings_source, f"Settings never reads {name}"

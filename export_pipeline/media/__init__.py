@@ -1,5 +1,12 @@
 """FFmpeg for exports: layout maths, command building, probing, running and rendering."""
 
+from export_pipeline.domain.target import (
+    ASPECT_RATIOS,
+    QUALITIES,
+    RESOLUTIONS,
+    frame_size,
+    video_bitrate_cap,
+)
 from export_pipeline.media.commands import (
     EncodeSettings,
     SegmentJob,
@@ -10,15 +17,7 @@ from export_pipeline.media.commands import (
     probe_argv,
     segment_argv,
 )
-from export_pipeline.media.layout import (
-    ASPECT_RATIOS,
-    QUALITIES,
-    RESOLUTIONS,
-    choose_frame_rate,
-    fit_rect,
-    frame_size,
-    video_bitrate_cap,
-)
+from export_pipeline.media.frame import choose_frame_rate, fit_rect
 
 # `probe` the function is not re-exported: it would hide the `probe` module, which breaks
 # `import export_pipeline.media.probe` lookups and patching. Import it from the module.

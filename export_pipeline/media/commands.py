@@ -26,14 +26,10 @@ from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
+from export_pipeline.domain.formats import output_format
+from export_pipeline.domain.target import QUALITIES, frame_size, video_bitrate_cap
 from export_pipeline.media.captions import FONT_DIR, filter_path
-from export_pipeline.media.layout import (
-    QUALITIES,
-    fit_rect,
-    frame_size,
-    output_format,
-    video_bitrate_cap,
-)
+from export_pipeline.media.frame import fit_rect
 
 # Demuxers a clip may use: MP4/MOV, Matroska/WebM, MPEG-TS, MPEG-PS (.mpg, .vob), AVI, FLV
 # and animated GIF: none of them can open another file or URL (unlike hls, dash, concat or

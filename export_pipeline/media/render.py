@@ -24,14 +24,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
-from export_pipeline.media.captions import (
-    CaptionStyle,
-    Cue,
-    ass_document,
-    cues_in_span,
-    srt_document,
-    vtt_document,
-)
+from export_pipeline.domain.captions import CaptionStyle, Cue, cues_in_span
+from export_pipeline.domain.soundtrack import Soundtrack
+from export_pipeline.media.captions import ass_document, srt_document, vtt_document
 from export_pipeline.media.commands import (
     TRANSITIONS,
     EncodeSettings,
@@ -60,7 +55,7 @@ from export_pipeline.media.runner import (
     capture,
     run_ffmpeg,
 )
-from export_pipeline.media.soundtrack import Soundtrack, mix_filter, mix_inputs
+from export_pipeline.media.soundtrack import mix_filter, mix_inputs
 
 Progress = Callable[[float], None]
 

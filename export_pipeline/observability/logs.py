@@ -28,8 +28,6 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from dagster import Field, logger
-
 from export_pipeline.observability.scrub import scrub_text
 
 LOG_FORMATS = ("text", "json")
@@ -109,22 +107,6 @@ def _event_error(event: Any) -> str | None:
         return error.to_string()
     except Exception:  # noqa: BLE001
         return "".join(traceback.format_exception_only(type(error), error))
-
-
-@logger(
-    {
-        "log_level": Field(str, is_required=False, default_value="DEBUG"),
-        "name": Field(str, is_required=False, default_value="dagster"),
-    },
-    description="Dagster's console logger, as one JSON object per line (EXPORT_LOG_FORMAT=json).",
-)
-def json_console_logger(init_context) -> logging.Logger:
-    config = init_context.logger_config
-    log = logging.Logger(config["name"], level=logging.getLevelName(config["log_level"].upper()))
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    log.addHandler(handler)
-    return log
 
 
 def configure_logging(log_format: str, stream: Any = None) -> None:

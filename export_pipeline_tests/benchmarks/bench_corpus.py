@@ -49,10 +49,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from export_pipeline.demo import serve_directory
+from export_pipeline.cli.demo import serve_directory
+from export_pipeline.defs.settings import Settings
 from export_pipeline.media.commands import EncodeSettings, encode_settings
-from export_pipeline.media.layout import choose_frame_rate
-from export_pipeline.settings import Settings
+from export_pipeline.media.frame import choose_frame_rate
 from export_pipeline_tests.benchmarks.bench_export import (
     export_in_process_of_its_own,
     reference_argv,
@@ -191,12 +191,12 @@ def child(job_json: str) -> None:
     `phases`, `segments_s` and `events` (Dagster's run and step timestamps)."""
     from dagster import DagsterEventType
 
-    import export_pipeline.clips.assets as clips_assets
-    import export_pipeline.encode.assets as encode_assets
+    import export_pipeline.defs.export.clips as clips_assets
+    import export_pipeline.defs.export.encode as encode_assets
+    import export_pipeline.defs.export.publish as publish_assets
     import export_pipeline.media.render as render
-    import export_pipeline.publish.assets as publish_assets
-    from export_pipeline.appdb.store import RequestStore
-    from export_pipeline.storage.local import LocalStorage
+    from export_pipeline.io.appdb.store import RequestStore
+    from export_pipeline.io.storage.local import LocalStorage
     from export_pipeline_tests.benchmarks import export_once
 
     tl = Timeline()
@@ -349,7 +349,7 @@ def daemon_world(preset: str) -> Iterator[Any]:
     sensor interval (5 s) and the given x264 preset."""
     from sqlalchemy import create_engine, text
 
-    from export_pipeline.appdb.store import engine_for
+    from export_pipeline.io.appdb.store import engine_for
     from export_pipeline_tests.daemon import DaemonWorld
 
     admin = create_engine(

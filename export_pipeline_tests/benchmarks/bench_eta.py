@@ -29,15 +29,15 @@ from pathlib import Path
 
 from dagster import DagsterInstance
 
-from export_pipeline.appdb.store import RequestStore
-from export_pipeline.clips.assets import PROGRESS_BAND as DOWNLOAD_BAND
+from export_pipeline.cli.demo import serve_directory
 from export_pipeline.definitions import build_definitions
-from export_pipeline.demo import serve_directory
-from export_pipeline.encode.assets import PROGRESS_BAND as ENCODE_BAND
-from export_pipeline.eta import as_utc
-from export_pipeline.local_runner import evaluate_intake, run_requested
-from export_pipeline.publish.assets import PROGRESS_BAND as PUBLISH_BAND
-from export_pipeline.settings import Settings
+from export_pipeline.defs.export.clips import PROGRESS_BAND as DOWNLOAD_BAND
+from export_pipeline.defs.export.encode import PROGRESS_BAND as ENCODE_BAND
+from export_pipeline.defs.export.publish import PROGRESS_BAND as PUBLISH_BAND
+from export_pipeline.defs.local_runner import evaluate_intake, run_requested
+from export_pipeline.defs.settings import Settings
+from export_pipeline.domain.eta import as_utc
+from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline_tests.benchmarks.corpus import CLASSES, make_clips
 
 MARKS = (25, 50, 75)

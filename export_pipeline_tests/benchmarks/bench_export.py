@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from export_pipeline.demo import serve_directory
+from export_pipeline.cli.demo import serve_directory
 
 PYTHON = sys.executable
 CLIPS = 12
@@ -156,7 +156,7 @@ def latency_with_daemon(urls: list[str], samples: int) -> list[float]:
             world.wait_rows([request_id], lambda r: r["status"] == "complete", 300, "complete")
     finally:
         world.stop()
-        from export_pipeline.appdb.store import engine_for
+        from export_pipeline.io.appdb.store import engine_for
 
         engine_for.cache_clear()
         with admin.connect() as conn:

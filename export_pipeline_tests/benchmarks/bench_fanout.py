@@ -37,7 +37,7 @@ from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
 
-from export_pipeline.demo import serve_directory
+from export_pipeline.cli.demo import serve_directory
 from export_pipeline.media.commands import audio_sample_count, encode_settings, frame_count
 from export_pipeline.media.render import encode_audio_track
 from export_pipeline_tests.benchmarks.bench_export import CLIPS, make_clip
@@ -49,7 +49,7 @@ TARGET_S = 60.0
 def export_job():
     """The export job as a code location loads it (from the environment)."""
     from export_pipeline.definitions import build_definitions
-    from export_pipeline.settings import Settings
+    from export_pipeline.defs.settings import Settings
 
     return build_definitions(Settings.from_env()).resolve_job_def("export_video_job")
 
@@ -76,10 +76,10 @@ def timeline(instance: DagsterInstance, run_id: str) -> dict:
 def one_export(home: Path, urls: list[str], executor: str, resolution: str = "1080p") -> dict:
     """One export through a real run with `executor`; its storage, database and Dagster
     instance are its own (a cold segment cache)."""
-    from export_pipeline.appdb.store import RequestStore
     from export_pipeline.definitions import build_definitions
-    from export_pipeline.local_runner import evaluate_intake
-    from export_pipeline.settings import Settings
+    from export_pipeline.defs.local_runner import evaluate_intake
+    from export_pipeline.defs.settings import Settings
+    from export_pipeline.io.appdb.store import RequestStore
 
     home.mkdir(parents=True)
     # "in_process_each": in process, one segment per step (one at a time on all the CPUs:

@@ -26,11 +26,11 @@ from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
-from export_pipeline.media.captions import parse_captions, parse_style
+from export_pipeline.domain.captions import parse_captions, parse_style
+from export_pipeline.domain.soundtrack import Soundtrack
 from export_pipeline.media.commands import DEFAULT_LOUDNESS_LUFS, encode_settings
 from export_pipeline.media.probe import probe
 from export_pipeline.media.render import BurnIn, Music, RenderInput, Transition, render_video
-from export_pipeline.media.soundtrack import Soundtrack
 from export_pipeline_tests.benchmarks.bench_export import CLIPS, SECONDS, make_clip
 
 VARIANTS = ("plain", "loudness", "transitions", "soundtrack", "burned captions",

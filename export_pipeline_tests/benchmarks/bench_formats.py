@@ -36,8 +36,10 @@ from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
+from export_pipeline.domain.formats import FORMATS
+from export_pipeline.domain.target import QUALITIES
 from export_pipeline.media.commands import CRF_BY_CODEC, encode_settings, video_encoder_args
-from export_pipeline.media.layout import FORMATS, QUALITIES, choose_frame_rate
+from export_pipeline.media.frame import choose_frame_rate
 from export_pipeline.media.probe import probe
 from export_pipeline.media.render import RenderInput, render_video
 from export_pipeline_tests.benchmarks.bench_corpus import ssim_many

@@ -13,10 +13,10 @@ from urllib.parse import unquote, urlsplit
 
 from dagster import DagsterInstance
 
-from export_pipeline.appdb.store import RequestStore
 from export_pipeline.definitions import build_definitions
-from export_pipeline.local_runner import evaluate_intake, run_requested
-from export_pipeline.settings import Settings
+from export_pipeline.defs.local_runner import evaluate_intake, run_requested
+from export_pipeline.defs.settings import Settings
+from export_pipeline.io.appdb.store import RequestStore
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import time
 import pytest
 from dagster import DagsterRunStatus
 
-from export_pipeline.appdb import status as st
+from export_pipeline.domain import status as st
 from export_pipeline_tests.cdn import status
 from export_pipeline_tests.daemon import BIN, REPO, DaemonWorld, wait_for
 from export_pipeline_tests.e2e.test_pipeline import ffprobe

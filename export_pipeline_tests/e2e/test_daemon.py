@@ -13,8 +13,8 @@ import httpx
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from export_pipeline.appdb import status as st
-from export_pipeline.intake.queue import WAITING_FOR_USER, WAITING_FOR_WORKER
+from export_pipeline.defs.intake.queue import WAITING_FOR_USER, WAITING_FOR_WORKER
+from export_pipeline.domain import status as st
 from export_pipeline_tests.daemon import DaemonWorld, wait_for
 from export_pipeline_tests.e2e.test_pipeline import ffprobe
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 from dagster import DagsterInstance
 
-from export_pipeline.appdb import status as st
-from export_pipeline.notify.alerts import SENSOR_NAME
+from export_pipeline.defs.notify.alerts import SENSOR_NAME
+from export_pipeline.domain import status as st
 from export_pipeline_tests.daemon import DaemonWorld, wait_for
-from export_pipeline_tests.notify.receivers import (
+from export_pipeline_tests.defs.notify.receivers import (
     ROUTING_KEY,
     SLACK_CHANNEL,
     SLACK_TOKEN,

@@ -7,7 +7,7 @@ import stat
 import pytest
 from dagster import DagsterEventType, DagsterInstance
 
-from export_pipeline.appdb import status as st
+from export_pipeline.domain import status as st
 from export_pipeline_tests.daemon import DaemonWorld, wait_for
 from export_pipeline_tests.e2e.test_pipeline import ffprobe
 

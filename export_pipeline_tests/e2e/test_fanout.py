@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from dagster import DagsterEventType, ReexecutionOptions, execute_job, reconstructable
 
-from export_pipeline.appdb import status as st
-from export_pipeline.encode.assets import encoded_record_key
+from export_pipeline.defs.export.encode import encoded_record_key
+from export_pipeline.domain import status as st
+from export_pipeline.io.storage import LocalStorage
 from export_pipeline.media.commands import encode_settings
 from export_pipeline.media.probe import probe
 from export_pipeline.media.render import RenderInput, render_video
-from export_pipeline.storage import LocalStorage
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.e2e.test_pipeline import export, ffprobe
 from export_pipeline_tests.faults.test_faults_in_process import crashing_ffmpeg
@@ -164,8 +164,8 @@ def test_reexecution_from_failure_reuses_the_finished_segments(cdn, tmp_path, mo
     segment cache."""
     from dagster import DagsterInstance
 
-    from export_pipeline.appdb.store import RequestStore
-    from export_pipeline.settings import Settings
+    from export_pipeline.defs.settings import Settings
+    from export_pipeline.io.appdb.store import RequestStore
 
     broken = tmp_path / "ffmpeg-fails-segment-2"
     broken.write_text(
@@ -229,7 +229,7 @@ def test_reexecution_from_failure_reuses_the_finished_segments(cdn, tmp_path, mo
 def _job_for_reexecution():
     """The export job as a code location would load it (from the environment)."""
     from export_pipeline.definitions import build_definitions
-    from export_pipeline.settings import Settings
+    from export_pipeline.defs.settings import Settings
 
     return build_definitions(Settings.from_env()).resolve_job_def("export_video_job")
 
@@ -239,7 +239,7 @@ def test_a_cancel_during_the_fan_out_stops_every_segment(settings, store, instan
     starts, the join never runs, and the row ends canceled without a retry."""
     script = tmp_path / "ffmpeg-cancel-in-segment-1"
     cancel = (
-        "from export_pipeline.appdb.store import RequestStore; "
+        "from export_pipeline.io.appdb.store import RequestStore; "
         f"s = RequestStore.from_url({settings.db_url!r}); "
         "[s.request_cancel(r['id']) for r in s.list(status='processing', limit=10)]"
     )

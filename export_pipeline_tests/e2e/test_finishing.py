@@ -10,7 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from export_pipeline.appdb import status as st
+from export_pipeline.domain import status as st
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.e2e.test_pipeline import export, ffprobe
 

@@ -9,9 +9,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from export_pipeline.appdb import status as st
 from export_pipeline.definitions import build_definitions
-from export_pipeline.local_runner import evaluate_intake, run_requested
+from export_pipeline.defs.local_runner import evaluate_intake, run_requested
+from export_pipeline.domain import status as st
 from export_pipeline_tests.cdn import serve_normally, status
 from export_pipeline_tests.conftest import clip
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterRunStatus
 
-from export_pipeline.appdb import status as st
+from export_pipeline.domain import status as st
 from export_pipeline_tests.cdn import serve_normally, status
 from export_pipeline_tests.daemon import DaemonWorld, wait_for
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from export_pipeline.appdb import status as st
-from export_pipeline.publish.assets import human_bytes
+from export_pipeline.defs.export.publish import human_bytes
+from export_pipeline.domain import status as st
 from export_pipeline_tests.cdn import cut_short, serve_normally, stall, status
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.e2e.test_pipeline import export
@@ -155,7 +155,7 @@ def test_storage_quota_refuses_with_sizes(settings, store, instance, cdn):
 
 def test_cancel_before_start_launches_nothing(settings, store, instance, cdn):
     from export_pipeline.definitions import build_definitions
-    from export_pipeline.local_runner import evaluate_intake
+    from export_pipeline.defs.local_runner import evaluate_intake
 
     request_id = store.insert(
         project_id="p", user_id="u", resolution="720p", quality="low",
@@ -208,7 +208,7 @@ def ffmpeg_canceled_midway(tmp_path: Path, db_url: str) -> Path:
 
     script = tmp_path / "ffmpeg-canceled"
     cancel = (
-        "from export_pipeline.appdb.store import RequestStore; "
+        "from export_pipeline.io.appdb.store import RequestStore; "
         f"s = RequestStore.from_url({db_url!r}); "
         "[s.request_cancel(r['id']) for r in s.list(status='processing', limit=10)]"
     )

@@ -3,7 +3,7 @@ clip files run through probe and a one-segment render.
 
 Targets (each `python -m export_pipeline_tests.fuzz.<target> [libFuzzer flags] [corpus dirs]`):
 
-- `fuzz_request`: `intake.spec.parse_request` and the row reader (`appdb.store.parse_clips`,
+- `fuzz_request`: `intake.spec.parse_request` and the row reader (`domain.values.decode_json`,
   `for_display`);
 - `fuzz_probe_json`: ffprobe JSON -> `MediaInfo` (`media.probe.parse_probe`);
 - `fuzz_argv`: the FFmpeg/FFprobe argv builders and `encode_settings` (`media.commands`).

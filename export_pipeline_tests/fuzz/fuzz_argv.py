@@ -28,6 +28,7 @@ from export_pipeline_tests.fuzz.harness import Finding, fuzz_main, instrumented
 from export_pipeline_tests.fuzz.values import Provider, fraction, pick, text
 
 with instrumented(__name__):
+    from export_pipeline.domain.target import ASPECT_RATIOS, QUALITIES, RESOLUTIONS
     from export_pipeline.media import commands
     from export_pipeline.media.commands import (
         EncodeSettings,
@@ -42,7 +43,6 @@ with instrumented(__name__):
         segment_argv,
         segment_audio_argv,
     )
-    from export_pipeline.media.layout import ASPECT_RATIOS, QUALITIES, RESOLUTIONS
 
 NAMES = ["clip.mp4", "-i", "-", "x:y.mp4", "file:a.mp4", "concat:a.mp4|b.mp4", "pipe:0"]
 NAMES += ["http://127.0.0.1/a.mp4", "a b.mp4", "a'b.mp4", "a\nfile 'b.mp4'", "a\x00b.mp4"]

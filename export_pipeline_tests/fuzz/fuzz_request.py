@@ -1,5 +1,5 @@
 """Fuzz target: request intake (`intake.spec.parse_request`) and the row reader
-(`appdb.store.parse_clips`, `for_display`).
+(`domain.values.decode_json`, `for_display`).
 
 Contract: `parse_request(row)` returns an ExportSpec that respects the documented bounds, or
 raises InvalidRequest with a short, non-empty message; anything else would stop the sensor
@@ -32,9 +32,10 @@ from export_pipeline_tests.fuzz.harness import Finding, fuzz_main, instrumented
 from export_pipeline_tests.fuzz.values import Provider, any_value, number, pick, text, url
 
 with instrumented(__name__):
-    from export_pipeline.appdb.store import for_display, parse_clips
-    from export_pipeline.intake.spec import ExportSpec, InvalidRequest, parse_request
-    from export_pipeline.media.layout import ASPECT_RATIOS, QUALITIES, RESOLUTIONS
+    from export_pipeline.domain.request import ExportSpec, InvalidRequest, parse_request
+    from export_pipeline.domain.target import ASPECT_RATIOS, QUALITIES, RESOLUTIONS
+    from export_pipeline.domain.values import decode_json
+    from export_pipeline.io.appdb.store import for_display
 
 # The documented bounds (README, "Clips"): checked on every spec that parse_request returns.
 MAX_ID_CHARS = 256
@@ -206,7 +207,7 @@ def check_row(row: Mapping[str, Any], max_duration_s: float) -> None:
         if parse_request(row, max_duration_s) != spec:
             raise Finding("parse_request gave two different specs for one row")
     with contextlib.suppress(ValueError):  # the one exception the row reader may raise
-        parse_clips(row["clips"])
+        decode_json(row["clips"])
     displayed = for_display(dict(row))  # must not raise at all: it falls back to the row
     if not isinstance(displayed, dict) or set(displayed) != set(row):
         raise Finding("for_display changed the row's columns")

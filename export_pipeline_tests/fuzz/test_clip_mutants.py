@@ -24,7 +24,7 @@ import pytest
 
 from export_pipeline.media import probe as probe_module
 from export_pipeline.media.commands import audio_sample_count, encode_settings, frame_count
-from export_pipeline.media.layout import choose_frame_rate
+from export_pipeline.media.frame import choose_frame_rate
 from export_pipeline.media.probe import InvalidMedia, probe, probe_and_check
 from export_pipeline.media.render import ClipError, RenderInput, render_segment
 from export_pipeline.media.runner import FFmpegError, run_ffmpeg

@@ -9,19 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from export_pipeline.media.captions import (
-    FONT_DIR,
-    FONT_FILE,
+from export_pipeline.domain.captions import (
     MAX_CUES,
     MAX_TEXT,
     CaptionError,
     CaptionStyle,
     Cue,
-    ass_document,
     cues_in_span,
-    filter_path,
     parse_captions,
     parse_style,
+)
+from export_pipeline.media.captions import (
+    FONT_DIR,
+    FONT_FILE,
+    ass_document,
+    filter_path,
     srt_document,
     vtt_document,
 )

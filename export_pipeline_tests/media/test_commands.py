@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from export_pipeline.defs.resources import MediaTools
+from export_pipeline.defs.settings import Settings
 from export_pipeline.media.commands import (
     AUDIO_LIST_FORMATS,
     AUDIO_TRACK_FORMATS,
@@ -25,8 +27,6 @@ from export_pipeline.media.commands import (
     segment_argv,
     segment_audio_argv,
 )
-from export_pipeline.resources.media import MediaTools
-from export_pipeline.settings import Settings
 
 SETTINGS = encode_settings("1080p", "16:9", "medium", Fraction(30000, 1001))
 

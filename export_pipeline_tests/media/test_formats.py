@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from export_pipeline.domain.formats import FORMATS, output_format
 from export_pipeline.media.commands import (
     CRF_BY_CODEC,
     DEFAULT_SPEED,
@@ -20,7 +21,6 @@ from export_pipeline.media.commands import (
     segment_argv,
     video_encoder_args,
 )
-from export_pipeline.media.layout import FORMATS, output_format
 from export_pipeline.media.probe import probe
 from export_pipeline.media.render import RenderInput, render_video, segment_job
 from export_pipeline.media.samples import make_sample_clip

@@ -4,15 +4,14 @@ from fractions import Fraction
 
 import pytest
 
-from export_pipeline.media.layout import (
+from export_pipeline.domain.target import (
     ASPECT_RATIOS,
     QUALITIES,
     RESOLUTIONS,
-    choose_frame_rate,
-    fit_rect,
     frame_size,
     video_bitrate_cap,
 )
+from export_pipeline.media.frame import choose_frame_rate, fit_rect
 
 EXPECTED_SIZES = {
     ("720p", "16:9"): (1280, 720),

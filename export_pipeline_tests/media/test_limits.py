@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from export_pipeline.appdb import status as st
 from export_pipeline.definitions import build_resources
+from export_pipeline.defs.settings import Settings
+from export_pipeline.domain import status as st
 from export_pipeline.media import commands
 from export_pipeline.media.commands import (
     decode_check_argv,
@@ -33,7 +34,6 @@ from export_pipeline.media.probe import (
     probe_and_check,
 )
 from export_pipeline.media.runner import FFmpegError, Limits, Usage, capture, run_ffmpeg
-from export_pipeline.settings import Settings
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.e2e.test_pipeline import export
 

@@ -10,8 +10,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from export_pipeline.appdb import status as st
 from export_pipeline.definitions import build_definitions
+from export_pipeline.domain import status as st
 from export_pipeline.media.poster import make_poster, poster_argv, poster_time
 from export_pipeline.media.runner import FFmpegError, run_ffmpeg
 from export_pipeline.media.samples import make_sample_clip

@@ -21,7 +21,7 @@ from export_pipeline.media.commands import (
     segment_argv,
     segment_audio_argv,
 )
-from export_pipeline.media.layout import choose_frame_rate, fit_rect
+from export_pipeline.media.frame import choose_frame_rate, fit_rect
 from export_pipeline.media.probe import MediaInfo, probe
 from export_pipeline.media.render import (
     ClipError,

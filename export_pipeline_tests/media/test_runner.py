@@ -187,7 +187,7 @@ def test_a_remote_input_from_a_server_without_range_requests_fails_loudly(tmp_pa
     which is retried: never a segment made of the wrong bytes."""
     from fractions import Fraction
 
-    from export_pipeline.demo import serve_directory
+    from export_pipeline.cli.demo import serve_directory
     from export_pipeline.media.commands import RemoteFile, SegmentJob, encode_settings, segment_argv
     from export_pipeline.media.samples import make_sample_clip
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from export_pipeline.media.commands import encode_settings, frame_count
-from export_pipeline.media.layout import choose_frame_rate
+from export_pipeline.media.frame import choose_frame_rate
 from export_pipeline.media.probe import probe
 from export_pipeline.media.render import RenderInput, render_video
 

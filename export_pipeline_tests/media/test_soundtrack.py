@@ -18,17 +18,15 @@ from pathlib import Path
 
 import pytest
 
+from export_pipeline.domain.soundtrack import Soundtrack, SoundtrackError, parse_soundtrack
 from export_pipeline.media.soundtrack import (
     DUCK_ATTACK_MS,
     DUCK_RATIO,
     DUCK_RELEASE_MS,
     DUCK_THRESHOLD,
     MUSIC_FORMATS,
-    Soundtrack,
-    SoundtrackError,
     mix_filter,
     mix_inputs,
-    parse_soundtrack,
     soundtrack_argv,
 )
 

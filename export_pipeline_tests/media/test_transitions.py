@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from export_pipeline.media.captions import parse_captions, parse_style
+from export_pipeline.domain.captions import parse_captions, parse_style
 from export_pipeline.media.commands import encode_settings
 from export_pipeline.media.probe import probe
 from export_pipeline.media.render import (
@@ -220,8 +220,8 @@ def streams(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize(("fmt", "codec"), [("mp4", "mov_text"), ("webm", "webvtt")])
 def test_soundtrack_and_soft_captions_are_added_in_the_join(paths, tmp_path, fmt, codec):
+    from export_pipeline.domain.soundtrack import Soundtrack
     from export_pipeline.media.render import Music
-    from export_pipeline.media.soundtrack import Soundtrack
 
     silent = tmp_path / "silent.mp4"
     subprocess.run(

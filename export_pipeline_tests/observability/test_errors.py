@@ -16,16 +16,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import sentry_sdk
 
-from export_pipeline.appdb import status as st
-from export_pipeline.observability import (
+from export_pipeline.domain import status as st
+from export_pipeline.observability.errors import (
     before_send,
+    ffmpeg_context,
     init_error_tracking,
     report_step_exception,
-    scrub,
-    scrub_text,
 )
-from export_pipeline.observability.errors import ffmpeg_context
-from export_pipeline.observability.scrub import FILTERED, is_secret_key
+from export_pipeline.observability.scrub import FILTERED, is_secret_key, scrub, scrub_text
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.e2e.test_pipeline import export
 

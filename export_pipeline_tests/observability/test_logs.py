@@ -87,7 +87,7 @@ def test_configure_logging_json_for_our_modules_and_back_to_text():
     configure_logging("json", stream=stream)
     configure_logging("json", stream=stream)  # idempotent: one handler
     try:
-        logging.getLogger("export_pipeline.intake.partitions").warning("partition %s gone", "exp-1")
+        logging.getLogger("export_pipeline.defs.intake.partitions").warning("partition %s gone", "exp-1")
         (line,) = json_lines(stream.getvalue())
         assert line["message"] == "partition exp-1 gone" and line["level"] == "warning"
     finally:

@@ -1,0 +1,246 @@
+"""`downloaded_clips`: every clip of the request, checked and archived in our storage.
+
+Clips are archived under a content-addressed key (`clips/sha256/<hex>.mp4`) and listed in
+the partition's manifest (`work/exp-<id>/clips.json`), so a later run of the partition
+(re-execution, backfill) reuses the archive instead of the CDN, whose URLs expire.
+"""
+
+import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    asset,
+)
+
+from export_pipeline.defs.export.extras import fetch_captions, fetch_soundtrack
+from export_pipeline.defs.export.steps import ExportError, ExportStep, export_step
+from export_pipeline.defs.intake.partitions import export_partitions
+from export_pipeline.defs.resources import AppDatabase, ClipDownloads, MediaTools, StorageResource
+from export_pipeline.domain.request import ClipSpec
+from export_pipeline.io.http import (
+    ByteBudget,
+    DownloadError,
+    DownloadPolicy,
+    download,
+    http_client,
+)
+from export_pipeline.io.storage import Storage
+from export_pipeline.media.probe import InvalidMedia, probe_and_check
+
+PROGRESS_BAND = (0, 10)
+
+
+def manifest_key(partition_key: str) -> str:
+    return f"work/{partition_key}/clips.json"
+
+
+def archive_key(sha256: str) -> str:
+    return f"clips/sha256/{sha256}.mp4"
+
+
+def url_index_key(url: str) -> str:
+    return f"clips/by-url/{hashlib.sha256(url.encode()).hexdigest()}.json"
+
+
+@dataclass
+class ClipFetcher:
+    """Gets one clip into the archive: from an earlier run if possible, else from the CDN."""
+
+    storage: Storage
+    media: MediaTools
+    policy: DownloadPolicy
+    scratch: Path
+    previous: dict[str, dict[str, Any]]
+    # The export's limit on the bytes of all its clips, shared by the download threads.
+    budget: ByteBudget | None = None
+
+    def archived(self, clip: ClipSpec) -> dict[str, Any] | None:
+        for entry in (self.previous.get(clip.url), self._by_url(clip.url)):
+            if entry and self.storage.exists(entry["key"]):
+                return entry
+        return None
+
+    def _by_url(self, url: str) -> dict[str, Any] | None:
+        key = url_index_key(url)
+        return self.storage.get_json(key) if self.storage.exists(key) else None
+
+    def fetch(self, clip: ClipSpec, client) -> dict[str, Any]:
+        entry = self.archived(clip)
+        if entry:
+            # A reused clip is encoded all the same: it counts against the export's limit.
+            self._count(clip, entry["bytes"])
+            return {**entry, "reused": True}
+        path = self.scratch / f"clip-{clip.position:04d}.download"
+        try:
+            got = download(clip.url, path, self.policy, client, self.budget)
+            info = probe_and_check(
+                path,
+                ffprobe=self.media.ffprobe,
+                ffmpeg=self.media.ffmpeg,
+                limits=self.media.limits(),
+            )
+        except DownloadError as exc:
+            raise ExportError(
+                f"{clip.label}: {exc}", permanent=exc.permanent, retry_after_s=exc.retry_after_s
+            ) from exc
+        except InvalidMedia as exc:
+            raise ExportError(f"{clip.label}: the file {exc.reason}", permanent=True) from exc
+        key = archive_key(got.sha256)
+        if not self.storage.exists(key):
+            self.storage.move_file(path, key, content_type="video/mp4")
+        path.unlink(missing_ok=True)
+        entry = {
+            "key": key,
+            "sha256": got.sha256,
+            "bytes": got.size_bytes,
+            **info.as_metadata(),
+            "media": info.to_record(),  # so the encode step need not probe it again
+        }
+        self.storage.put_json(url_index_key(clip.url), entry)
+        return {**entry, "reused": False}
+
+    def _count(self, clip: ClipSpec, size: int) -> None:
+        if self.budget is None:
+            return
+        try:
+            self.budget.take(size)
+        except DownloadError as exc:
+            raise ExportError(f"{clip.label}: {exc}", permanent=exc.permanent) from exc
+
+
+def planned_duration(clip: ClipSpec, clip_length_s: float) -> float:
+    """Seconds of `clip` in the export: from trim_start for `duration`, or to the end."""
+    available = clip_length_s - clip.trim_start
+    if available <= 0:
+        raise ExportError(
+            f"{clip.label}: trim_start {clip.trim_start:g} s is at or beyond the clip's "
+            f"length {clip_length_s:g} s",
+            permanent=True,
+        )
+    return available if clip.duration is None else min(available, clip.duration)
+
+
+def check_total_duration(clips: list[ClipSpec], entries: list[dict], limit_s: float) -> float:
+    """Validate trims against the real clip lengths and the total against the limit."""
+    total = sum(planned_duration(c, e["duration"]) for c, e in zip(clips, entries, strict=True))
+    if total > limit_s:
+        raise ExportError(
+            f"the export would be {total / 60:.1f} minutes long; the maximum is "
+            f"{limit_s / 60:.1f} minutes: shorten or remove clips",
+            permanent=True,
+        )
+    return total
+
+
+def download_clips(
+    step: ExportStep, storage: Storage, media: MediaTools, downloads: ClipDownloads
+) -> MaterializeResult:
+    started = time.monotonic()
+    clips = step.spec.ordered_clips
+    manifest = manifest_key(step.partition_key)
+    previous = storage.get_json(manifest) if storage.exists(manifest) else {"clips": []}
+    by_url = {entry["url"]: entry for entry in previous["clips"]}
+    policy = downloads.policy()
+
+    with media.temp_dir(f"export-{step.partition_key}-clips") as scratch:
+        budget = ByteBudget(downloads.max_request_bytes)
+        fetcher = ClipFetcher(storage, media, policy, Path(scratch), by_url, budget)
+        done = 0
+
+        def fetch(clip: ClipSpec) -> dict[str, Any]:
+            nonlocal done
+            entry = fetcher.fetch(clip, client)
+            done += 1
+            step.progress(done / len(clips))
+            how = "reused from our archive" if entry["reused"] else "downloaded"
+            step.context.log.info(f"{clip.label}: {how} ({entry['bytes']} bytes)")
+            return entry
+
+        with http_client(policy) as client, ThreadPoolExecutor(downloads.concurrency) as pool:
+            entries = list(pool.map(fetch, clips))
+            extras = {}
+            if step.spec.soundtrack:
+                extras["soundtrack"] = fetch_soundtrack(
+                    step.spec.soundtrack, previous.get("soundtrack"), storage, policy, client,
+                    budget, Path(scratch), media.ffprobe, media.limits(),
+                )  # fmt: skip
+                step.context.log.info(f"soundtrack: {extras['soundtrack']['bytes']} bytes")
+            if step.spec.captions:
+                captions = fetch_captions(
+                    step.spec.captions, previous.get("captions"), policy, client, budget,
+                    Path(scratch),
+                )  # fmt: skip
+                if captions:
+                    extras["captions"] = captions
+
+    total_s = check_total_duration(clips, entries, downloads.max_total_duration_s)
+    records = [
+        {"position": c.position, "scene_number": c.scene_number, "url": c.url, **e}
+        for c, e in zip(clips, entries, strict=True)
+    ]
+    seconds = round(time.monotonic() - started, 2)
+    storage.put_json(manifest, {"clips": records, "seconds": seconds, **extras})
+    reused = sum(1 for r in records if r["reused"])
+    return MaterializeResult(
+        metadata={
+            "clip_count": len(records),
+            "fetched": len(records) - reused,
+            "reused": reused,
+            "bytes": sum(r["bytes"] for r in records),
+            "planned_duration_s": round(total_s, 3),
+            "seconds": seconds,
+            "manifest": MetadataValue.path(manifest),
+            "clips": MetadataValue.md(_clip_table(records)),
+        }
+    )
+
+
+def _clip_table(records: list[dict]) -> str:
+    lines = [
+        "| # | scene | codec | size | fps | duration s | audio | bytes | source |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        lines.append(
+            f"| {r['position']} | {r['scene_number']} | {r.get('codec')} | "
+            f"{r.get('width')}x{r.get('height')} | {r.get('fps')} | {r.get('duration')} | "
+            f"{'yes' if r.get('audio') else 'no'} | {r['bytes']} | "
+            f"{'reused' if r['reused'] else 'fetched'} |"
+        )
+    return "\n".join(lines)
+
+
+def build_downloaded_clips(retry_policy: RetryPolicy):
+    @asset(
+        name="downloaded_clips",
+        partitions_def=export_partitions,
+        group_name="export",
+        retry_policy=retry_policy,
+        description="The request's clips, checked with ffprobe and archived in our storage.",
+        kinds={"python"},
+    )
+    def downloaded_clips(
+        context: AssetExecutionContext,
+        app_db: AppDatabase,
+        storage: StorageResource,
+        media: MediaTools,
+        downloads: ClipDownloads,
+    ) -> MaterializeResult:
+        with export_step(
+            context, app_db, "downloaded_clips", PROGRESS_BAND, retry_policy.max_retries
+        ) as step:
+            return download_clips(step, storage.open(), media, downloads)
+
+    return downloaded_clips
+
+
+downloaded_clips_key = AssetKey("downloaded_clips")

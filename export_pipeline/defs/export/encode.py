@@ -1,0 +1,607 @@
+"""`encoded_video`: the clips trimmed, fitted to the frame, joined and encoded.
+
+A graph-backed asset whose segments are steps of their own, so the run's Dagster executor
+(in-process by default, multiprocess on one machine, Docker or Kubernetes across machines:
+see `definitions.build_executor`) spreads one export over its workers:
+
+    plan ──> audio track + segment × N (dynamic: one per part still to render) ──> join
+
+- `encoded_video_plan` reads the partition's clip manifest (never the CDN), chooses the
+  encoder settings, plans the segments (`media.render.plan_render`: one per clip, or per
+  chunk of at most `EXPORT_SEGMENT_MAX_S` of a long one, each ending in the transition
+  out of it), records that at `work/exp-<id>/plan.json` and yields one dynamic output for
+  the audio track and one per segment whose pictures are missing from the segment cache.
+- `encoded_video_segment` renders its part. A segment: it fetches its clip (and the next
+  one, for a transition), renders the pictures and puts them in the segment cache in
+  storage: the hand-off, as steps on other machines share nothing else; rendering is
+  idempotent through that cache. The audio track: every segment's sound (cached the same
+  way), each clip brought to the loudness target, joined, the soundtrack mixed in, and
+  encoded once into `work/exp-<id>/audio-<run>.<ext>`, while the pictures are encoded.
+- `encoded_video_join` joins the segments and the audio track by stream copy into
+  `work/exp-<id>/encoded.<ext>` with a small JSON record beside it for `published_video`.
+
+A retried step uses safer encoder settings (`encode_settings(attempt=...)`). Segments of one
+video must share their settings, so when a segment's retry used safer ones, the join renders
+the others again with them (the cache keeps both).
+"""
+
+import errno
+import time
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from dagster import (
+    AssetIn,
+    DynamicOut,
+    DynamicOutput,
+    In,
+    MetadataValue,
+    Nothing,
+    OpExecutionContext,
+    Out,
+    Output,
+    RetryPolicy,
+    graph_asset,
+    op,
+)
+
+from export_pipeline.defs.export.clips import downloaded_clips_key, manifest_key
+from export_pipeline.defs.export.steps import ExportError, ExportStep, export_step
+from export_pipeline.defs.intake.partitions import export_partitions
+from export_pipeline.defs.resources import AppDatabase, MediaTools, StorageResource
+from export_pipeline.domain.captions import Cue, parse_captions
+from export_pipeline.domain.formats import output_format
+from export_pipeline.domain.request import ClipSpec, ExportSpec
+from export_pipeline.io.storage import ObjectNotFound, Storage
+from export_pipeline.media.commands import EncodeSettings, RemoteFile, Source, encode_settings
+from export_pipeline.media.frame import choose_frame_rate
+from export_pipeline.media.probe import InvalidMedia, MediaInfo, probe
+from export_pipeline.media.render import (
+    BurnIn,
+    ClipError,
+    Music,
+    RenderInput,
+    RenderPlan,
+    Transition,
+    plan_render,
+    render_segments,
+    render_video,
+)
+from export_pipeline.media.runner import FFmpegError
+
+# The encode's share of the progress bar (see tracking), cut between its steps: planning
+# (fetching and measuring), the segments (summed over all of them, wherever they run) and
+# the join (a stream copy: about 4 % of the encode's time, bench_eta).
+PROGRESS_BAND = (10, 97)
+PLAN_BAND = (10, 12)
+SEGMENTS_BAND = (12, 94)
+JOIN_BAND = (94, 97)
+STEP_NAME = "encoded_video"
+
+
+def encoded_key(partition_key: str, extension: str = "mp4") -> str:
+    return f"work/{partition_key}/encoded.{extension}"
+
+
+def encoded_record_key(partition_key: str) -> str:
+    return f"work/{partition_key}/encoded.json"
+
+
+def plan_key(partition_key: str) -> str:
+    return f"work/{partition_key}/plan.json"
+
+
+def audio_track_key(partition_key: str, run_id: str, extension: str) -> str:
+    return f"work/{partition_key}/audio-{run_id}.{extension}"
+
+
+class StorageSegmentCache:
+    """Rendered segments kept in our storage, their pictures and their sound apart
+    (`segments/<clip sha256>/<trim>-<length>-<settings>.mp4`, `...-a<audio settings>.wav`:
+    `Segment.video_name`, `Segment.audio_name`), shared by every export and every worker:
+    the hand-off from the segment steps to the join, and what lets a re-export or backfill
+    render only the clips that changed."""
+
+    CONTENT_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".wav": "audio/wav"}
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+
+    def has(self, name: str | None) -> bool:
+        return bool(name) and self.storage.exists(f"segments/{name}")
+
+    def fetch(self, name: str, out: Path) -> bool:
+        try:
+            self.storage.get_file(f"segments/{name}", out)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def store(self, name: str, path: Path) -> None:
+        kind = self.CONTENT_TYPES.get(path.suffix)
+        self.storage.put_file(path, f"segments/{name}", content_type=kind)
+
+
+def render_error(exc: Exception) -> ExportError:
+    """What an exception from rendering means for the export: worth another attempt (FFmpeg
+    crashed, the disk filled up, storage blinked) or certain to happen again (a clip that
+    cannot be rendered, an archived clip that is gone, a setting that cannot work)."""
+    if isinstance(exc, ClipError | InvalidMedia):
+        return ExportError(str(exc), permanent=True)
+    if isinstance(exc, ObjectNotFound):
+        return ExportError(
+            f"{exc.key} is missing from storage: materialize downloaded_clips for this "
+            "partition again",
+            permanent=True,
+        )
+    if isinstance(exc, FFmpegError):  # a limit hit once is hit again: no retry for that
+        return ExportError(f"FFmpeg failed: {exc}", permanent=exc.over_limit)
+    if isinstance(exc, OSError):
+        permanent = exc.errno in (errno.ENAMETOOLONG, errno.EINVAL)
+        return ExportError(f"{type(exc).__name__}: {exc}", permanent=permanent)
+    if isinstance(exc, ValueError | TypeError | KeyError):  # bad data or configuration
+        return ExportError(f"cannot encode: {type(exc).__name__}: {exc}", permanent=True)
+    return ExportError(f"{type(exc).__name__}: {exc}", permanent=False)
+
+
+def _transition(clip: ClipSpec) -> Transition | None:
+    if clip.transition is None or clip.transition.kind == "cut":
+        return None
+    return Transition(clip.transition.kind, clip.transition.duration)
+
+
+def _music(spec: ExportSpec, manifest: dict, work: Path) -> tuple[Music | None, str | None]:
+    """The request's soundtrack, archived by downloaded_clips (to be fetched into `work`
+    where the audio track is rendered), and its key in storage."""
+    if spec.soundtrack is None:
+        return None, None
+    entry = manifest.get("soundtrack")
+    if not entry or entry.get("url") != spec.soundtrack.url:
+        raise ExportError(
+            "the soundtrack is not in the clip manifest: re-run downloaded_clips", permanent=True
+        )
+    return Music(work / "soundtrack.audio", spec.soundtrack.track, entry.get("duration")), entry[
+        "key"
+    ]
+
+
+def _captions(spec: ExportSpec, manifest: dict) -> tuple[BurnIn | None, tuple[Cue, ...] | None]:
+    """The request's captions (inline, or as downloaded_clips fetched them), to burn in or
+    to add as a soft track."""
+    if spec.captions is None:
+        return None, None
+    fetched = manifest.get("captions") or {}
+    text = spec.captions.text if spec.captions.text is not None else fetched.get("text")
+    if text is None:
+        raise ExportError(
+            "the captions are missing from the clip manifest: re-run downloaded_clips",
+            permanent=True,
+        )
+    cues = tuple(parse_captions(text, spec.captions.kind))
+    if spec.captions.burn_in:
+        return BurnIn(cues, spec.captions.style), None
+    return None, cues
+
+
+@dataclass
+class Encode:
+    """What every step of one encode works from: the request's clips as render inputs (the
+    sources fetched into `work` only where the step needs them), the manifest, the
+    settings at an attempt, and the captions and soundtrack."""
+
+    step: ExportStep
+    storage: Storage
+    media: MediaTools
+    work: Path
+    manifest: dict
+    inputs: list[RenderInput]
+    settings: EncodeSettings
+    burn: BurnIn | None
+    soft: tuple[Cue, ...] | None
+    music: Music | None = None
+    music_key: str | None = None
+
+    def plan(self) -> RenderPlan:
+        return plan_render(
+            self.inputs,
+            self.settings,
+            self.work,
+            captions=self.burn,
+            max_segment_s=self.media.max_segment_s,
+            music=self.music,
+        )
+
+    def fetch_sources(self, clips: set[int]) -> None:
+        """Bring the archived files of `clips` (0-based) into `work`."""
+        entries = {entry["position"]: entry for entry in self.manifest["clips"]}
+        for n in sorted(clips):
+            inp = self.inputs[n]
+            if isinstance(inp.path, Path) and not inp.path.exists():
+                clip = self.step.spec.ordered_clips[n]
+                self.storage.get_file(entries[clip.position]["key"], inp.path)
+
+    def fetch_music(self) -> None:
+        """Bring the archived soundtrack into `work` (for the audio track)."""
+        if self.music is not None and self.music_key and not self.music.path.exists():
+            self.storage.get_file(self.music_key, self.music.path)
+
+
+def _clips_of(segments) -> set[int]:
+    """The clips (0-based) whose sources rendering `segments` reads: each segment's own, and
+    the next one for a transition."""
+    return {s.clip for s in segments} | {s.clip + 1 for s in segments if s.b is not None}
+
+
+def open_encode(
+    step: ExportStep,
+    storage: Storage,
+    media: MediaTools,
+    work: Path,
+    attempt: int,
+    stream: bool = False,
+) -> Encode:
+    """The encode as `step` sees it, at `attempt` (0: the requested settings). Clip sources
+    are only fetched where the manifest has no probe of them; with `stream`, clips over
+    `stream_sources_mb` in remote storage will be read over HTTP, not fetched."""
+    spec = step.spec
+    try:
+        manifest = storage.get_json(manifest_key(step.partition_key))
+    except ObjectNotFound as exc:
+        raise ExportError(
+            "the clip manifest is missing: materialize downloaded_clips for this partition first",
+            permanent=True,
+        ) from exc
+    entries = {entry["position"]: entry for entry in manifest["clips"]}
+    inputs = []
+    for clip in spec.ordered_clips:
+        entry = entries.get(clip.position)
+        if entry is None or entry["url"] != clip.url:
+            raise ExportError(
+                f"{clip.label} is not in the clip manifest: re-run downloaded_clips",
+                permanent=True,
+            )
+        # Read in place where storage is a filesystem here, or streamed (`stream`) where a
+        # step needs only its span of a large clip: one long clip's chunks are many steps,
+        # and each would otherwise copy the whole clip.
+        info = MediaInfo.from_record(entry.get("media"))
+        local: Source | None = storage.local_file(entry["key"])
+        big = entry.get("bytes", 0) > media.stream_sources_mb * 1024**2 > 0
+        if local is None and stream and big and info is not None:
+            local = RemoteFile(storage.url(entry["key"]))
+        local = local or work / f"source-{clip.position:04d}.mp4"
+        if info is None:  # an older manifest: probe the file itself
+            if not local.exists():
+                storage.get_file(entry["key"], local)
+            info = probe(local, ffprobe=media.ffprobe, limits=media.limits())
+        inputs.append(
+            RenderInput(
+                path=local,
+                trim_start=clip.trim_start,
+                duration=clip.duration,
+                info=info,
+                label=clip.label,
+                content_hash=entry["sha256"],
+                transition=_transition(clip),
+            )
+        )
+    burn, soft = _captions(spec, manifest)
+    music, music_key = _music(spec, manifest, work)
+    fps = choose_frame_rate([i.info.fps for i in inputs], cap=Fraction(media.max_fps))
+    settings = encode_settings(
+        spec.resolution,
+        spec.aspect_ratio,
+        spec.quality,
+        fps,
+        media.x264_preset,
+        attempt,
+        format=spec.format,
+        loudness=media.loudness_lufs if spec.audio_normalize else None,
+    )
+    return Encode(
+        step, storage, media, work, manifest, inputs, settings, burn, soft, music, music_key
+    )
+
+
+def _guarded(step_call):
+    """Run a step's work, turning what rendering raises into an ExportError."""
+    try:
+        return step_call()
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise render_error(exc) from exc
+
+
+# ---- the steps
+
+
+def plan_encode(
+    step: ExportStep, media: MediaTools, storage: Storage, attempt: int
+) -> list[tuple[str, list[int]]]:
+    """The plan step's work; returns the parts to render (their indexes: the audio track,
+    then the segments missing from the cache), in batches of `segments_per_step` (0: all
+    in one), one segment step each, with its name."""
+    started = time.time()
+    with media.temp_dir(f"export-{step.partition_key}-plan") as scratch:
+        encode = open_encode(step, storage, media, Path(scratch), attempt)
+        plan = encode.plan()
+        cache = StorageSegmentCache(storage)
+        cached = [cache.has(s.video_name) for s in plan.segments]
+    pending = [s.index for s, hit in zip(plan.segments, cached, strict=True) if not hit]
+    record = {
+        "attempt": attempt,
+        "keys": [s.key for s in plan.segments],
+        "settings": str(encode.settings),
+        "cached": len(plan.segments) - len(pending),
+        "started_at": started,  # when the encode began, for its total time
+    }
+    storage.put_json(plan_key(step.partition_key), record)
+    step.store.start_segments(
+        step.request_id,
+        [part.duration for part in plan.parts],
+        [1.0 if hit else 0.0 for hit in cached] + [0.0],
+    )
+    step.context.log.info(
+        f"{step.partition_key}: {len(plan.segments)} segments at {encode.settings.width}x"
+        f"{encode.settings.height} {float(encode.settings.fps):.3f} fps (attempt "
+        f"{attempt + 1}): {len(pending)} to render, {len(plan.segments) - len(pending)} "
+        "cached; the audio track beside them"
+    )
+    parts = [plan.audio.index, *pending]  # the audio track first: it takes the longest
+    per_step = media.segments_per_step or len(parts)
+    batches = [parts[n : n + per_step] for n in range(0, len(parts), per_step)]
+    return [(_step_name(batch, plan.audio.index), batch) for batch in batches]
+
+
+def _step_name(batch: list[int], audio: int) -> str:
+    """A segment step's mapping key: `audio`, `segment_0003`, or for a batch
+    `segments_0000_0011`, with `audio_` in front when the audio track is in it."""
+    segments = [n for n in batch if n != audio]
+    name = "audio" if audio in batch else ""
+    if len(segments) == 1:
+        name = "_".join(filter(None, [name, f"segment_{segments[0]:04d}"]))
+    elif segments:
+        name = "_".join(filter(None, [name, f"segments_{segments[0]:04d}_{segments[-1]:04d}"]))
+    return name
+
+
+def render_batch(
+    step: ExportStep, media: MediaTools, storage: Storage, indexes: list[int], attempt: int
+) -> dict:
+    """The segment step's work: render parts `indexes` of the plan (one, or several side by
+    side, `segments_per_step`): segments' pictures into the cache, the audio track into
+    work/. Returns the attempt whose settings the pictures used (the plan's, or a safer
+    one on this step's retry; None without pictures) and the audio track's key (None
+    without it)."""
+    record = storage.get_json(plan_key(step.partition_key))
+    attempt = max(attempt, int(record["attempt"]))
+    name = f"{indexes[0]}" if len(indexes) == 1 else f"{indexes[0]}-{indexes[-1]}"
+    with media.temp_dir(f"export-{step.partition_key}-segment-{name}") as scratch:
+        # Pictures alone read a span of each clip: large remote clips are streamed. The
+        # audio track reads every clip whole: it fetches them.
+        pictures_only = max(indexes) < len(record["keys"])
+        encode = open_encode(step, storage, media, Path(scratch), attempt, pictures_only)
+        plan = encode.plan()
+        if [s.key for s in plan.segments] != record["keys"] and attempt == record["attempt"]:
+            raise ExportError(
+                "the request changed after its encode was planned: run the export again",
+                permanent=True,
+            )
+        cache = StorageSegmentCache(storage)
+        wanted = [plan.parts[i] for i in indexes]
+        # a segment already in the cache (a retried run, another export's) is done
+        todo: list = [p for p in wanted if p is not plan.audio and not cache.has(p.video_name)]
+        sounds = []
+        if plan.audio in wanted:
+            sounds = [s for s in plan.segments if not cache.fetch(s.audio_name or "", s.audio)]
+            encode.fetch_music()
+            todo.insert(0, plan.audio)
+        encode.fetch_sources(_clips_of([p for p in todo if p is not plan.audio] + sounds))
+
+        reported: dict[int, float] = {}
+
+        def report() -> None:
+            # Only the parts that moved since the last report (this runs twice a second).
+            moved = {p.index: p.done for p in todo if reported.get(p.index) != p.done}
+            if not moved:
+                return
+            reported.update(moved)
+            whole = step.store.segment_progress(step.request_id, moved)
+            if whole is not None:
+                step.progress(whole)
+
+        def finished(segment) -> None:
+            if segment.video_name:
+                cache.store(segment.video_name, segment.video)
+            step.context.log.info(f"{step.partition_key}: {segment.label} rendered ({segment.key})")
+
+        render_segments(
+            plan, todo, audio_pending=sounds, parallel=media.segment_workers, report=report,
+            finished=finished, ffmpeg=media.ffmpeg, timeout_s=media.ffmpeg_timeout_s,
+            limits=media.limits(),
+        )  # fmt: skip
+        report()
+        track = None
+        if plan.audio in wanted:
+            for segment in sounds:
+                if segment.audio_name:
+                    cache.store(segment.audio_name, segment.audio)
+            ext = plan.settings.audio_extension
+            track = audio_track_key(step.partition_key, step.context.run_id, ext)
+            storage.put_file(plan.audio.path, track, content_type=f"audio/{ext}")
+            step.context.log.info(
+                f"{step.partition_key}: the audio track rendered ({len(sounds)} of "
+                f"{len(plan.segments)} segments' sound rendered, the others cached)"
+            )
+    pictures = any(p is not plan.audio for p in wanted)
+    return {"attempt": attempt if pictures else None, "audio_track": track}
+
+
+def join_encode(step: ExportStep, media: MediaTools, storage: Storage, parts: list[dict]) -> Output:
+    """The join step's work: the segments (rendered by the segment steps, normally all in
+    the cache) and the audio track joined into the encoded video and its record."""
+    record = storage.get_json(plan_key(step.partition_key))
+    attempts = [int(p["attempt"]) for p in parts if p.get("attempt") is not None]
+    attempt = max([int(record["attempt"]), *attempts])
+    tracks = [p["audio_track"] for p in parts if p.get("audio_track")]
+    with media.temp_dir(f"export-{step.partition_key}-join") as scratch:
+        work = Path(scratch)
+        encode = open_encode(step, storage, media, work, attempt)
+        cache = StorageSegmentCache(storage)
+        # Normally nothing is left to render; after a segment's retry with safer settings,
+        # the others are rendered again here with those (`render_video` renders only what
+        # the cache lacks, so the sources of those clips alone are fetched).
+        plan = encode.plan()
+        missing = [s for s in plan.segments if not cache.has(s.video_name)]
+        track = work / f"audio-track.{encode.settings.audio_extension}"
+        try:
+            storage.get_file(tracks[0], track)
+        except (IndexError, ObjectNotFound):
+            track = None  # not rendered (or gone): rendered here
+            missing += [s for s in plan.segments if not cache.has(s.audio_name)]
+            encode.fetch_music()
+        encode.fetch_sources(_clips_of(missing))
+        target = output_format(step.spec.format)
+        output = work / f"encoded.{target.extension}"
+        result = render_video(
+            encode.inputs,
+            encode.settings,
+            work / "segments",
+            output,
+            on_progress=step.progress,
+            ffmpeg=media.ffmpeg,
+            ffprobe=media.ffprobe,
+            timeout_s=media.ffmpeg_timeout_s,
+            cache=cache,
+            limits=media.limits(),
+            parallel=media.segment_workers,
+            captions=encode.burn,
+            music=encode.music,
+            subtitles=encode.soft,
+            max_segment_s=media.max_segment_s,
+            audio_track=track,
+        )
+        key = encoded_key(step.partition_key, target.extension)
+        storage.move_file(output, key, content_type=target.content_type)
+    for used in tracks:
+        storage.delete(used)
+    step.store.end_segments(step.request_id)
+    settings = encode.settings
+    seconds = round(time.time() - float(record["started_at"]), 2)  # plan to join
+    rendered_here = result.segments - result.reused_segments
+    reused = int(record["cached"])
+    summary = {
+        "key": key,
+        "format": target.name,
+        "bytes": result.size_bytes,
+        "duration_s": result.duration_s,
+        "frames": result.frames,
+        "width": settings.width,
+        "height": settings.height,
+        "fps": str(settings.fps),
+        "settings": {k: str(v) for k, v in asdict(settings).items()},
+        "attempt": attempt + 1,
+        "clip_count": len(encode.inputs),
+        "segments": result.segments,
+        "reused_segments": reused,
+        "rendered_in_join": rendered_here,
+        "stream_copy": result.stream_copy,
+        "seconds": seconds,
+    }
+    storage.put_json(encoded_record_key(step.partition_key), summary)
+    return Output(
+        None,
+        metadata={
+            "duration_s": round(result.duration_s, 3),
+            "bytes": result.size_bytes,
+            "frame_size": f"{settings.width}x{settings.height}",
+            "fps": float(settings.fps),
+            "frames": result.frames,
+            "encoder_settings": MetadataValue.json(summary["settings"]),
+            "attempt": attempt + 1,
+            "segments": result.segments,
+            "reused_segments": reused,
+            "rendered_in_join": rendered_here,
+            "stream_copy": result.stream_copy,
+            "seconds": seconds,
+        },
+    )
+
+
+def build_encoded_video(retry_policy: RetryPolicy):
+    retries = retry_policy.max_retries
+
+    @op(
+        name="encoded_video_plan",
+        ins={"downloaded_clips": In(Nothing)},
+        out=DynamicOut(list[int]),
+        retry_policy=retry_policy,
+        description="Plans the segments; one output for the audio track and one per segment "
+        "to render.",
+    )
+    def plan_op(
+        context: OpExecutionContext,
+        app_db: AppDatabase,
+        storage: StorageResource,
+        media: MediaTools,
+    ):
+        with export_step(context, app_db, STEP_NAME, PLAN_BAND, retries) as step:
+            attempt = context.retry_number
+            pending = _guarded(lambda: plan_encode(step, media, storage.open(), attempt))
+        for key, batch in pending:
+            yield DynamicOutput(batch, mapping_key=key)
+
+    @op(
+        name="encoded_video_segment",
+        retry_policy=retry_policy,
+        description="Renders a segment's pictures into the segment cache in storage, or the "
+        "audio track (or a batch of such parts).",
+    )
+    def segment_op(
+        context: OpExecutionContext,
+        app_db: AppDatabase,
+        storage: StorageResource,
+        media: MediaTools,
+        indexes: list[int],
+    ) -> dict:
+        # One of many: the band is full only when all of them are (`segment_progress`).
+        with export_step(
+            context, app_db, STEP_NAME, SEGMENTS_BAND, retries, fills_band=False
+        ) as step:
+            return _guarded(
+                lambda: render_batch(step, media, storage.open(), indexes, context.retry_number)
+            )
+
+    @op(
+        name="encoded_video_join",
+        out=Out(Nothing),
+        retry_policy=retry_policy,
+        description="Joins the segments and the audio track by stream copy into the video.",
+    )
+    def join_op(
+        context: OpExecutionContext,
+        app_db: AppDatabase,
+        storage: StorageResource,
+        media: MediaTools,
+        parts: list[dict],
+    ):
+        with export_step(context, app_db, STEP_NAME, JOIN_BAND, retries) as step:
+            return _guarded(lambda: join_encode(step, media, storage.open(), parts))
+
+    @graph_asset(
+        name="encoded_video",
+        partitions_def=export_partitions,
+        group_name="export",
+        ins={"downloaded_clips": AssetIn(key=downloaded_clips_key, dagster_type=Nothing)},
+        description=(
+            "The clips trimmed, fitted, joined and encoded (H.264/AAC MP4, faststart; HEVC "
+            "or WebM on request), one step per segment."
+        ),
+        kinds={"ffmpeg"},
+    )
+    def encoded_video(downloaded_clips):
+        segments = plan_op(downloaded_clips).map(segment_op)
+        return join_op(segments.collect())
+
+    return encoded_video

@@ -1,0 +1,119 @@
+"""The request's other downloads: its soundtrack and its captions file.
+
+Both come from the app's CDN like the clips, so they go through the same download policy
+(`clips.download`: scheme, private networks, redirects, sizes, timeouts) and the same
+byte budget, and are kept for later runs of the partition: the soundtrack archived under
+its content hash (`soundtracks/sha256/<hex>`), the captions text in the clip manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from export_pipeline.defs.export.steps import ExportError
+from export_pipeline.domain.captions import MAX_TEXT, CaptionError, parse_captions
+from export_pipeline.domain.request import CaptionsSpec, SoundtrackSpec
+from export_pipeline.io.http import ByteBudget, DownloadError, DownloadPolicy, download
+from export_pipeline.io.storage import Storage
+from export_pipeline.media.runner import Limits, capture
+from export_pipeline.media.soundtrack import MUSIC_FORMATS
+
+
+def soundtrack_key(sha256: str) -> str:
+    return f"soundtracks/sha256/{sha256}"
+
+
+def _failed(what: str, exc: DownloadError) -> ExportError:
+    return ExportError(f"{what}: {exc}", permanent=exc.permanent, retry_after_s=exc.retry_after_s)
+
+
+def music_duration(path: Path, ffprobe: str, limits: Limits) -> float | None:
+    """The length of the audio in a music file; ExportError if it has no audio FFmpeg
+    can read (or is not in one of the audio containers we open)."""
+    done = capture(
+        [ffprobe, "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file",
+         "-format_whitelist", MUSIC_FORMATS, "-show_entries",
+         "stream=codec_type:format=duration", "-of", "json", f"file:{path}"],
+        timeout_s=60.0, limits=limits,
+    )  # fmt: skip
+    try:
+        data = json.loads(done.stdout or b"{}") if done.returncode == 0 else {}
+    except ValueError:
+        data = {}
+    if not any(s.get("codec_type") == "audio" for s in data.get("streams", [])):
+        raise ExportError(
+            "soundtrack: the file has no audio that can be read; use MP3, M4A (AAC), WAV, "
+            "Ogg (Vorbis or Opus) or FLAC",
+            permanent=True,
+        )
+    try:
+        return float(data["format"]["duration"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def fetch_soundtrack(
+    spec: SoundtrackSpec,
+    previous: dict[str, Any] | None,
+    storage: Storage,
+    policy: DownloadPolicy,
+    client,
+    budget: ByteBudget | None,
+    scratch: Path,
+    ffprobe: str,
+    limits: Limits,
+) -> dict[str, Any]:
+    """The soundtrack's manifest entry: reused from an earlier run when archived, else
+    downloaded, checked and archived."""
+    if previous and previous.get("url") == spec.url and storage.exists(previous["key"]):
+        return {**previous, "reused": True}
+    path = scratch / "soundtrack.download"
+    try:
+        got = download(spec.url, path, policy, client, budget)
+    except DownloadError as exc:
+        raise _failed("soundtrack", exc) from exc
+    duration = music_duration(path, ffprobe, limits)
+    key = soundtrack_key(got.sha256)
+    if not storage.exists(key):
+        storage.put_file(path, key, content_type="application/octet-stream")
+    path.unlink(missing_ok=True)
+    return {
+        "url": spec.url, "key": key, "sha256": got.sha256, "bytes": got.size_bytes,
+        "duration": duration, "reused": False,
+    }  # fmt: skip
+
+
+def fetch_captions(
+    spec: CaptionsSpec,
+    previous: dict[str, Any] | None,
+    policy: DownloadPolicy,
+    client,
+    budget: ByteBudget | None,
+    scratch: Path,
+) -> dict[str, Any] | None:
+    """The captions' manifest entry (their text) when they come from a URL; None when the
+    request holds the text itself."""
+    if spec.url is None:
+        return None
+    if previous and previous.get("url") == spec.url and previous.get("text") is not None:
+        return previous
+    path = scratch / "captions.download"
+    try:
+        download(spec.url, path, policy, client, budget)
+    except DownloadError as exc:
+        raise _failed("captions", exc) from exc
+    data = path.read_bytes()
+    path.unlink(missing_ok=True)
+    if len(data) > 4 * MAX_TEXT:
+        raise ExportError(f"captions: the file is {len(data)} bytes; the limit is "
+                          f"{4 * MAX_TEXT}", permanent=True)  # fmt: skip
+    try:
+        text = data.decode("utf-8-sig")
+        parse_captions(text, spec.kind)
+    except UnicodeDecodeError:
+        raise ExportError("captions: the file is not UTF-8 text", permanent=True) from None
+    except CaptionError as exc:
+        raise ExportError(str(exc), permanent=True) from exc
+    return {"url": spec.url, "text": text}

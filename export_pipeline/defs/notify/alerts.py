@@ -1,0 +1,627 @@
+"""Alerts that reach a person: failing KPI checks and runs that failed for good, to Slack
+and/or PagerDuty (Events API v2), one alert per incident and one resolve when it is over.
+
+`export_alerts_sensor` looks at the Dagster instance on every tick:
+- the latest evaluation of each `export_metrics` check (success rate, p95 time): a failed
+  evaluation opens the check's incident, a passing one resolves it;
+- run status changes since its cursor (`RUN_FAILURE`, `RUN_SUCCESS` in the event log,
+  filtered by job in Python: PostgreSQL storage refuses a job-name filter there): a run of
+  one of our jobs that failed and will not be retried (Dagster tags every failed run with
+  `dagster/will_retry` when it is stored, from `dagster/max_retries`, the retry number and
+  the instance's `run_retries`) opens the job's incident; further final failures while it
+  is open go into that incident (a reply in the Slack thread, no new page); the job's next
+  successful run resolves it.
+
+Incidents, the read positions and the messages not yet delivered live in the sensor's
+cursor (JSON, stored by Dagster with the sensor's state): a restart neither repeats an
+alert nor forgets a resolve. A channel that is down is tried again on the next ticks
+(`max_attempts`), in order per incident, so a resolve never overtakes its trigger.
+
+Messages name the cause (the `failures_*` counts of `export_metrics`, or the failed
+request's classified error), a few request ids and links into the Dagster UI
+(`EXPORT_DAGSTER_WEBSERVER_URL`). Everything sent passes through `scrub`: no signed URL or
+credential leaves in an alert.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    DagsterEventType,
+    DefaultSensorStatus,
+    RunStatusChangeRecordsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    sensor,
+)
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.tags import PARTITION_NAME_TAG, RETRY_NUMBER_TAG, WILL_RETRY_TAG
+
+from export_pipeline.defs.intake.partitions import request_id_from_key
+from export_pipeline.defs.notify.channels import AlertDeliveryError
+from export_pipeline.defs.operations.metrics import (
+    ASSET_NAME,
+    CAUSES,
+    EXPORT_1080P_1MIN_TARGET_S,
+    QUOTA_CHECK_NAME,
+    SPEED_CHECK_NAME,
+    SUCCESS_CHECK_NAME,
+    as_utc,
+    classify_failure,
+    is_1080p_one_minute,
+)
+from export_pipeline.defs.operations.usage import KINDS
+from export_pipeline.domain import status as st
+from export_pipeline.domain.values import human_bytes
+from export_pipeline.observability.scrub import scrub, scrub_text
+
+SENSOR_NAME = "export_alerts_sensor"
+SOURCE = "export-pipeline"
+SLACK_KEY = "alert_slack"
+PAGERDUTY_KEY = "alert_pagerduty"
+CHANNEL_KEYS = (SLACK_KEY, PAGERDUTY_KEY)
+CHECKS = (SUCCESS_CHECK_NAME, SPEED_CHECK_NAME, QUOTA_CHECK_NAME)
+EXAMPLES = 5  # request ids named in one message
+EVENTS_PER_TICK = 200
+
+
+# ---- messages
+
+
+@dataclass
+class Alert:
+    """What is said about one incident, whatever the channel."""
+
+    title: str
+    summary: str
+    severity: str  # PagerDuty's: critical, error, warning, info
+    component: str
+    kind: str  # PagerDuty's `class`: kpi_check, run_failure
+    lines: list[str] = field(default_factory=list)
+    links: list[tuple[str, str]] = field(default_factory=list)  # (text, href)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def slack_text(alert: Alert, action: str, note: str = "") -> str:
+    """Slack mrkdwn for a trigger, an update (a reply in the incident's thread) or a resolve."""
+    icon = {"trigger": ":rotating_light:", "update": ":warning:", "resolve": ":white_check_mark:"}
+    label = {"trigger": "", "update": "Still failing: ", "resolve": "Resolved: "}
+    lines = [f"{icon[action]} *[{SOURCE}] {label[action]}{alert.title}*", alert.summary]
+    if note:
+        lines.append(note)
+    if action == "trigger":
+        lines += alert.lines
+    links = [f"<{href}|{text}>" for text, href in alert.links]
+    if links:
+        lines.append(" · ".join(links))
+    return scrub_text("\n".join(line for line in lines if line))
+
+
+def pagerduty_event(alert: Alert, action: str, dedup_key: str, client_url: str | None) -> dict:
+    """An Events API v2 body (without the routing key) for `trigger` or `resolve`."""
+    if action == "resolve":
+        return {"event_action": "resolve", "dedup_key": dedup_key}
+    event: dict[str, Any] = {
+        "event_action": "trigger",
+        "dedup_key": dedup_key,
+        "payload": {
+            "summary": scrub_text(f"[{SOURCE}] {alert.title}: {alert.summary}")[:1024],
+            "source": SOURCE,
+            "severity": alert.severity,
+            "component": alert.component,
+            "group": SOURCE,
+            "class": alert.kind,
+            "custom_details": scrub({**alert.details, "details": alert.lines}),
+        },
+        "client": SOURCE,
+    }
+    if alert.links:
+        event["links"] = [{"href": href, "text": text} for text, href in alert.links]
+    if client_url:
+        event["client_url"] = client_url
+    return event
+
+
+class Links:
+    """Links into the Dagster UI; without a base URL, none (ids are named in the text)."""
+
+    def __init__(self, base_url: str | None):
+        self.base = (base_url or "").rstrip("/")
+
+    def run(self, run_id: str) -> str | None:
+        return f"{self.base}/runs/{run_id}" if self.base and run_id else None
+
+    def checks(self) -> str | None:
+        return f"{self.base}/assets/{quote(ASSET_NAME)}?view=checks" if self.base else None
+
+    def partition(self, key: str) -> str | None:
+        return (
+            f"{self.base}/runs?q%5B0%5D=tag%3Adagster%2Fpartition%3D{quote(key)}"
+            if self.base
+            else None
+        )
+
+
+def _request_label(row: Mapping[str, Any], links: Links, extra: str = "") -> str:
+    run_id = row.get("run_id") or ""
+    label = f"exp-{row['id']}"
+    parts = [extra] if extra else []
+    if run_id:
+        href = links.run(run_id)
+        parts.append(f"<{href}|run {run_id[:8]}>" if href else f"run {run_id[:8]}")
+    return f"{label} ({', '.join(parts)})" if parts else label
+
+
+def _causes(metadata: Mapping[str, Any]) -> dict[str, int]:
+    counts = {cause: metadata.get(f"failures_{cause}") for cause in CAUSES}
+    return {cause: int(n) for cause, n in counts.items() if isinstance(n, int | float) and n}
+
+
+def check_alert(
+    check_name: str,
+    evaluation: Any,
+    check_run_id: str,
+    metadata: Mapping[str, Any],
+    rows: Sequence[Mapping[str, Any]],
+    links: Links,
+) -> Alert:
+    """The alert for a failed KPI check. `metadata`: the latest `export_metrics` values;
+    `rows`: requests of the window (the app database), for examples."""
+    causes = _causes(metadata)
+    summary = evaluation.description or f"{check_name} failed"
+    lines = []
+    if check_name == SUCCESS_CHECK_NAME:
+        title = "Export success rate below target"
+        cause_text = ", ".join(f"{c} {n}" for c, n in sorted(causes.items(), key=lambda i: -i[1]))
+        lines.append(f"Failures by cause (last 24 h): {cause_text or 'none recorded'}")
+        chosen = [r for r in rows if r.get("status") == st.FAILED][:EXAMPLES]
+        examples = [
+            _request_label(r, links, classify_failure(r.get("error_message"), r.get("status")))
+            for r in chosen
+        ]
+    elif check_name == QUOTA_CHECK_NAME:
+        title = "Storage nearly full"
+        chosen, examples = [], []
+        kinds = sorted(
+            ((kind, n) for kind in KINDS if (n := metadata.get(f"storage_{kind}_bytes"))),
+            key=lambda item: -item[1],
+        )
+        lines.append("By kind: " + ", ".join(f"{k} {human_bytes(n)}" for k, n in kinds))
+        users = metadata.get("storage_top_users") or []
+        if users:
+            lines.append("Top users: " + ", ".join(
+                f"{u['user_id']} {human_bytes(u['bytes'])} ({u['exports']} exports)"
+                for u in users[:EXAMPLES]))  # fmt: skip
+    else:
+        title = "1-minute 1080p exports slower than target"
+        slow = sorted(
+            (
+                (seconds, r)
+                for r in rows
+                if r.get("status") == st.COMPLETE and is_1080p_one_minute(r)
+                and (seconds := _took(r)) is not None and seconds > EXPORT_1080P_1MIN_TARGET_S
+            ),
+            key=lambda item: -item[0],
+        )  # fmt: skip
+        chosen = [r for _, r in slow[:EXAMPLES]]
+        examples = [_request_label(r, links, f"{s:.0f} s") for s, r in slow[:EXAMPLES]]
+        queue = metadata.get("queue_wait_p95_s")
+        if queue is not None:
+            lines.append(f"Queue wait p95: {queue:.1f} s; export time p95 (all): "
+                         f"{metadata.get('export_time_p95_s') or 'n/a'} s")  # fmt: skip
+        if causes:
+            lines.append("Failures by cause (last 24 h): "
+                         + ", ".join(f"{c} {n}" for c, n in causes.items()))  # fmt: skip
+    if examples:
+        lines.append("Requests: " + "; ".join(examples))
+    alert_links = [(text, href) for text, href in (("Checks in Dagster", links.checks()),
+                   ("Check run", links.run(check_run_id))) if href]  # fmt: skip
+    details = {
+        "check": check_name,
+        "asset": ASSET_NAME,
+        "check_run_id": check_run_id,
+        "failures_by_cause": causes,
+        "request_ids": [int(r["id"]) for r in chosen],
+        **{k: v for k, v in _values(evaluation.metadata).items() if _plain(v)},
+    }
+    return Alert(title, summary, "warning", ASSET_NAME, "kpi_check", lines, alert_links, details)
+
+
+def _values(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Dagster metadata as plain values."""
+    return {k: getattr(v, "value", v) for k, v in (metadata or {}).items()}
+
+
+def _plain(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None
+
+
+def _took(row: Mapping[str, Any]) -> float | None:
+    end, start = as_utc(row.get("completed_at")), as_utc(row.get("processing_started_at"))
+    return None if end is None or start is None else (end - start).total_seconds()
+
+
+def run_alert(run: Any, failure_message: str, row: Mapping[str, Any] | None, links: Links) -> Alert:
+    """The alert for a run of `run.job_name` that failed for good."""
+    attempt = int(run.tags.get(RETRY_NUMBER_TAG, "0")) + 1
+    partition = run.tags.get(PARTITION_NAME_TAG)
+    reason = (row or {}).get("error_message") or failure_message
+    cause = classify_failure(reason, (row or {}).get("status")) if row else "other"
+    what = f"exp-{row['id']}" if row else (partition or run.job_name)
+    title = f"{run.job_name} run failed for good"
+    summary = f"{what}: {cause}" + (f" (run attempt {attempt})" if attempt > 1 else "")
+    lines = [f"Cause: {cause}: {reason[:500]}"]
+    if row:
+        lines.append(
+            f"Request: {_request_label({**row, 'run_id': run.run_id}, links)}, user "
+            f"{row.get('user_id')}, project {row.get('project_id')}"
+        )
+    else:
+        href = links.run(run.run_id)
+        lines.append(f"Run: <{href}|{run.run_id}>" if href else f"Run: {run.run_id}")
+    alert_links = [(t, h) for t, h in (("Run in Dagster", links.run(run.run_id)),) if h]
+    details = {
+        "job": run.job_name,
+        "run_id": run.run_id,
+        "partition": partition,
+        "request_ids": [int(row["id"])] if row else [],
+        "cause": cause,
+        "attempt": attempt,
+    }
+    return Alert(title, summary, "error", run.job_name, "run_failure", lines, alert_links, details)
+
+
+# ---- the sensor's memory
+
+
+@dataclass
+class Incident:
+    dedup_key: str
+    alert: dict[str, Any]
+    opened_at: float
+    opened_after: int = 0  # storage id of the event that opened it (runs)
+    state: str = "open"  # open, resolved (until its resolve is delivered)
+    slack_ts: str | None = None
+    failures: int = 1
+    request_ids: list[int] = field(default_factory=list)
+
+    def as_alert(self) -> Alert:
+        data = dict(self.alert)
+        data["links"] = [tuple(link) for link in data.get("links", [])]
+        return Alert(**data)
+
+
+@dataclass
+class Outgoing:
+    slot: str  # the incident's slot: check:<name> or run:<job>
+    channel: str  # alert_slack or alert_pagerduty
+    action: str  # trigger, update, resolve
+    note: str = ""
+    attempts: int = 0
+
+
+@dataclass
+class State:
+    after_failure: int | None = None
+    after_success: int | None = None
+    incidents: dict[str, Incident] = field(default_factory=dict)
+    outbox: list[Outgoing] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, cursor: str | None) -> State:
+        """An unreadable cursor starts afresh (at worst one repeated alert)."""
+        try:
+            data = json.loads(cursor) if cursor else {}
+            return cls(
+                after_failure=data.get("after_failure"),
+                after_success=data.get("after_success"),
+                incidents={k: Incident(**v) for k, v in data.get("incidents", {}).items()},
+                outbox=[Outgoing(**item) for item in data.get("outbox", [])],
+            )
+        except (ValueError, TypeError, AttributeError):
+            return cls()
+
+    def dump(self) -> str:
+        return json.dumps(
+            {
+                "v": 1,
+                "after_failure": self.after_failure,
+                "after_success": self.after_success,
+                "incidents": {k: asdict(v) for k, v in sorted(self.incidents.items())},
+                "outbox": [asdict(item) for item in self.outbox],
+            },
+            separators=(",", ":"),
+            default=str,
+        )
+
+
+# ---- one tick
+
+
+class AlertTick:
+    def __init__(self, context: SensorEvaluationContext, state: State, channels: Mapping[str, Any],
+                 jobs: Collection[str], links: Links, clock: Callable[[], float]):  # fmt: skip
+        self.context = context
+        self.instance = context.instance
+        self.state = state
+        self.channels = channels
+        self.jobs = set(jobs)
+        self.links = links
+        self.clock = clock
+        self.said: list[str] = []
+        self._store = None
+
+    def store(self):
+        if self._store is None:
+            self._store = self.context.resources.app_db.store()
+        return self._store
+
+    def open(self, slot: str, dedup_key: str, alert: Alert, opened_after: int = 0, request_ids=()):
+        self.state.incidents[slot] = Incident(
+            dedup_key=dedup_key,
+            alert=asdict(alert),
+            opened_at=self.clock(),
+            opened_after=opened_after,
+            request_ids=list(request_ids),
+        )
+        self._queue(slot, "trigger")
+        self.said.append(f"opened {slot}")
+        self.context.log.warning(f"alert: {alert.title}: {alert.summary} ({dedup_key})")
+
+    def resolve(self, slot: str, note: str) -> None:
+        incident = self.state.incidents[slot]
+        incident.state = "resolved"
+        self._queue(slot, "resolve", note)
+        self.said.append(f"resolved {slot}")
+        self.context.log.info(f"alert resolved: {incident.alert['title']} ({note})")
+
+    def _queue(self, slot: str, action: str, note: str = "") -> None:
+        for channel in self.channels:
+            if action == "update" and channel != SLACK_KEY:
+                continue  # PagerDuty already pages for this incident: nothing new to say
+            self.state.outbox.append(Outgoing(slot, channel, action, note))
+
+    # -- KPI checks
+
+    def checks(self) -> None:
+        keys = [AssetCheckKey(AssetKey(ASSET_NAME), name) for name in CHECKS]
+        latest = self.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+        for key in keys:
+            record = latest.get(key)
+            if record is None or record.status == AssetCheckExecutionRecordStatus.PLANNED:
+                continue
+            slot = f"check:{key.name}"
+            incident = self.state.incidents.get(slot)
+            is_open = incident is not None and incident.state == "open"
+            failed = record.status == AssetCheckExecutionRecordStatus.FAILED
+            if failed and not is_open:
+                evaluation = record.event.asset_check_evaluation if record.event else None
+                if evaluation is None:
+                    continue
+                alert = self._check_alert(key.name, evaluation, record.run_id)
+                dedup = f"{SOURCE}/check/{key.name}/{record.id}"
+                self.open(slot, dedup, alert, record.id, alert.details.get("request_ids", []))
+            elif not failed and is_open:
+                evaluation = record.event.asset_check_evaluation if record.event else None
+                text = evaluation.description if evaluation is not None else "passes again"
+                self.resolve(slot, f"{key.name} passes again: {text}")
+
+    def _check_alert(self, name: str, evaluation: Any, run_id: str) -> Alert:
+        event = self.instance.get_latest_materialization_event(AssetKey(ASSET_NAME))
+        metadata: dict[str, Any] = {}
+        if event is not None and event.asset_materialization is not None:
+            metadata = _values(event.asset_materialization.metadata)
+        since = datetime.now(UTC) - timedelta(hours=float(metadata.get("window_hours") or 24))
+        status = st.FAILED if name == SUCCESS_CHECK_NAME else st.COMPLETE
+        try:
+            rows = self.store().list(status=status, since=since.replace(tzinfo=None), limit=500)
+        except Exception as exc:  # noqa: BLE001 - the alert matters more than its examples
+            self.context.log.warning(f"alert: could not read example requests: {exc}")
+            rows = []
+        return check_alert(name, evaluation, run_id, metadata, rows, self.links)
+
+    # -- runs
+
+    def runs(self) -> None:
+        state = self.state
+        if state.after_failure is None or state.after_success is None:
+            # The first tick starts from now: turning alerts on does not replay history.
+            state.after_failure = self._latest_id(DagsterEventType.RUN_FAILURE)
+            state.after_success = self._latest_id(DagsterEventType.RUN_SUCCESS)
+            return
+        failures = self._since(DagsterEventType.RUN_FAILURE, state.after_failure)
+        successes = self._since(DagsterEventType.RUN_SUCCESS, state.after_success)
+        horizon = min(
+            failures[-1].storage_id if len(failures) >= EVENTS_PER_TICK else float("inf"),
+            successes[-1].storage_id if len(successes) >= EVENTS_PER_TICK else float("inf"),
+        )
+        events = sorted(
+            [(r.storage_id, "failure", r) for r in failures if r.storage_id <= horizon]
+            + [(r.storage_id, "success", r) for r in successes if r.storage_id <= horizon],
+            key=lambda item: item[0],
+        )
+        updates: dict[str, list[str]] = {}
+        for storage_id, kind, record in events:
+            if kind == "failure":
+                state.after_failure = storage_id
+            else:
+                state.after_success = storage_id
+            entry = record.event_log_entry
+            if entry.job_name not in self.jobs:
+                continue  # another code location's, or a job we do not watch
+            run = self.instance.get_run_by_id(entry.run_id)
+            if run is None:
+                continue
+            slot = f"run:{run.job_name}"
+            incident = self.state.incidents.get(slot)
+            is_open = incident is not None and incident.state == "open"
+            if kind == "success":
+                if is_open and storage_id > incident.opened_after:
+                    note = (
+                        f"a {run.job_name} run succeeded again ({run.run_id[:8]}) after "
+                        f"{incident.failures} final failure(s)"
+                    )
+                    if incident.request_ids:
+                        note += ": " + ", ".join(f"exp-{i}" for i in incident.request_ids[:10])
+                    self.resolve(slot, note)
+                continue
+            if run.tags.get(WILL_RETRY_TAG) == "true":
+                self.context.log.info(f"alert: run {run.run_id} failed and will be retried")
+                continue
+            row = self._row(run)
+            if is_open:
+                incident.failures += 1
+                if row and len(incident.request_ids) < 50:
+                    incident.request_ids.append(int(row["id"]))
+                cause = classify_failure(row.get("error_message"), row.get("status")) if row else ""
+                label = _request_label({**row, "run_id": run.run_id}, self.links, cause) if row \
+                    else run.run_id  # fmt: skip
+                updates.setdefault(slot, []).append(label)
+                continue
+            message = entry.dagster_event.message if entry.dagster_event else entry.user_message
+            alert = run_alert(run, message or "the run failed", row, self.links)
+            dedup = f"{SOURCE}/runs/{run.job_name}/{storage_id}"
+            self.open(slot, dedup, alert, storage_id, [int(row["id"])] if row else [])
+        for slot, labels in updates.items():
+            incident = self.state.incidents[slot]
+            more = f" and {len(labels) - EXAMPLES} more" if len(labels) > EXAMPLES else ""
+            note = (
+                f"{len(labels)} more final failure(s), {incident.failures} in this incident: "
+                + "; ".join(labels[:EXAMPLES]) + more
+            )  # fmt: skip
+            self._queue(slot, "update", note)
+            self.said.append(f"updated {slot}")
+
+    def _latest_id(self, event_type: DagsterEventType) -> int:
+        result = self.instance.fetch_run_status_changes(
+            RunStatusChangeRecordsFilter(event_type=event_type), limit=1, ascending=False
+        )
+        return result.records[0].storage_id if result.records else 0
+
+    def _since(self, event_type: DagsterEventType, after: int):
+        # No job_names in the filter: PostgreSQL's event log refuses it (filtered above).
+        result = self.instance.fetch_run_status_changes(
+            RunStatusChangeRecordsFilter(event_type=event_type, after_storage_id=after),
+            limit=EVENTS_PER_TICK,
+            ascending=True,
+        )
+        return list(result.records)
+
+    def _row(self, run: Any) -> dict[str, Any] | None:
+        try:
+            request_id = request_id_from_key(run.tags.get(PARTITION_NAME_TAG, ""))
+        except ValueError:
+            return None
+        try:
+            return self.store().get(request_id)
+        except Exception as exc:  # noqa: BLE001 - alert without the row's details
+            self.context.log.warning(f"alert: could not read export request {request_id}: {exc}")
+            return {"id": request_id}
+
+    # -- delivery
+
+    def deliver(self, max_attempts: int, client_url: str | None) -> tuple[int, int]:
+        sent = failed = 0
+        blocked: set[tuple[str, str]] = set()
+        keep: list[Outgoing] = []
+        for item in self.state.outbox:
+            incident = self.state.incidents.get(item.slot)
+            channel = self.channels.get(item.channel)
+            if incident is None or channel is None:
+                continue  # the channel was removed from the configuration: drop it
+            if (item.slot, item.channel) in blocked:
+                keep.append(item)
+                continue
+            try:
+                self._send(channel, item, incident, client_url)
+                sent += 1
+            except AlertDeliveryError as exc:
+                failed += 1
+                item.attempts += 1
+                if item.attempts >= max_attempts:
+                    self.context.log.error(
+                        f"alert: giving up on the {item.action} of {incident.dedup_key} to "
+                        f"{item.channel} after {item.attempts} attempts: {exc}"
+                    )
+                else:
+                    self.context.log.warning(
+                        f"alert: {item.action} of {incident.dedup_key} to {item.channel} "
+                        f"failed (attempt {item.attempts}), trying again next tick: {exc}"
+                    )
+                    blocked.add((item.slot, item.channel))
+                    keep.append(item)
+        self.state.outbox = keep
+        waiting = {item.slot for item in keep}
+        self.state.incidents = {
+            slot: incident
+            for slot, incident in self.state.incidents.items()
+            if incident.state == "open" or slot in waiting
+        }
+        return sent, failed
+
+    def _send(self, channel: Any, item: Outgoing, incident: Incident, client_url: str | None):
+        alert = incident.as_alert()
+        if item.channel == SLACK_KEY:
+            text = slack_text(alert, item.action, item.note)
+            ts = channel.post(
+                text,
+                thread_ts=incident.slack_ts if item.action != "trigger" else None,
+                broadcast=item.action == "resolve",
+            )
+            if item.action == "trigger":
+                incident.slack_ts = ts or None
+        else:
+            channel.send(pagerduty_event(alert, item.action, incident.dedup_key, client_url))
+
+
+def build_export_alerts_sensor(
+    channels: Collection[str],
+    jobs: Collection[str],
+    *,
+    webserver_url: str | None = None,
+    interval_s: int = 30,
+    max_attempts: int = 20,
+    clock: Callable[[], float] = time.time,
+):
+    """`export_alerts_sensor`, sending to the resources named in `channels` (`alert_slack`,
+    `alert_pagerduty`: at least one), watching the runs of `jobs`."""
+    channels = tuple(channels)
+    unknown = set(channels) - set(CHANNEL_KEYS)
+    if not channels or unknown:
+        raise ValueError(f"alert channels must be some of {CHANNEL_KEYS}, got {channels}")
+    links = Links(webserver_url)
+
+    @sensor(
+        name=SENSOR_NAME,
+        minimum_interval_seconds=interval_s,
+        default_status=DefaultSensorStatus.RUNNING,
+        # Taken from context.resources: resource parameters are not filled for sensors
+        # in the daemon when they are optional.
+        required_resource_keys={"app_db", *channels},
+        description=(
+            "Alerts Slack/PagerDuty when an export_metrics check fails or a run fails for "
+            "good; one alert per incident, resolved when it passes or succeeds again."
+        ),
+    )
+    def export_alerts_sensor(context: SensorEvaluationContext):
+        state = State.load(context.cursor)
+        resources = {key: getattr(context.resources, key) for key in channels}
+        tick = AlertTick(context, state, resources, jobs, links, clock)
+        tick.checks()
+        tick.runs()
+        sent, failed = tick.deliver(max_attempts, links.base or None)
+        opened = sum(1 for i in state.incidents.values() if i.state == "open")
+        said = "; ".join(tick.said) or "nothing new"
+        summary = f"alerts: {said}; {sent} sent, {failed} failed; {opened} incident(s) open"
+        return SensorResult(skip_reason=summary, cursor=state.dump())
+
+    return export_alerts_sensor

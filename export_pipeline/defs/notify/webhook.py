@@ -1,0 +1,364 @@
+"""Completion webhook: tell the app when an export has finished, signed, retried, never blocking.
+
+`export_webhook_sensor` looks for finished rows (`complete`, `failed`, `canceled`,
+`rejected`) whose outcome the app has not been told about yet (`notified_status` differs
+from `status`, or the row finished again after `notified_at`), POSTs one JSON document per
+row and, on a 2xx answer, records `notified_status`/`notified_at`. The export itself never
+waits for the app: the sensor runs on its own, after the fact.
+
+A failed delivery is retried on later ticks with exponential backoff (an HTTP
+`Retry-After` wins when longer); attempt counts and next-attempt times live in the
+sensor's cursor (JSON). It gives up, and logs an error, after `max_attempts` attempts, or
+at once on a 4xx other than 408/429 (the app refuses that document; sending it again
+will not help). When the receiver cannot be reached at all, the tick stops there instead
+of trying every other row against it.
+
+Signing (`sign`, `verify`): `X-Export-Timestamp` is the Unix time of the attempt and
+`X-Export-Signature` is `sha256=` + hex HMAC-SHA256, keyed with the shared secret, of
+`f"{timestamp}.{body}"` (the raw request body, byte for byte). The app recomputes it,
+compares in constant time and refuses timestamps more than 5 minutes away from its clock
+(a captured request cannot be replayed later). `X-Export-Delivery` names the outcome
+(`exp-<id>:<status>:<completed_at>`); it is the same on every retry, so the app can
+ignore a document it has already processed.
+"""
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, sensor
+
+from export_pipeline.defs.resources import AppDatabase
+from export_pipeline.domain import status as st
+
+NOTIFY_STATUSES: tuple[str, ...] = (st.COMPLETE, st.FAILED, st.CANCELED, st.REJECTED)
+TIMESTAMP_HEADER = "X-Export-Timestamp"
+SIGNATURE_HEADER = "X-Export-Signature"
+DELIVERY_HEADER = "X-Export-Delivery"
+TOLERANCE_S = 300
+USER_AGENT = "export-pipeline-webhook/1"
+
+PAYLOAD_FIELDS: tuple[str, ...] = (
+    "request_id",
+    "project_id",
+    "user_id",
+    "status",
+    "video_url",
+    "poster_url",
+    "error_message",
+    "output_duration_s",
+    "output_bytes",
+    "completed_at",
+)
+
+
+# ---- signing (both sides)
+
+
+def _bytes(body: bytes | str) -> bytes:
+    return body.encode("utf-8") if isinstance(body, str) else body
+
+
+def sign(secret: str, timestamp: int | str, body: bytes | str) -> str:
+    """The `X-Export-Signature` value: `sha256=` + hex HMAC-SHA256 of `{timestamp}.{body}`."""
+    message = f"{timestamp}.".encode() + _bytes(body)
+    return "sha256=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def verify(
+    secret: str,
+    timestamp: str | int | None,
+    body: bytes | str,
+    signature: str | None,
+    now: float,
+    tolerance_s: float = TOLERANCE_S,
+) -> bool:
+    """What the app does with a delivery: True only if `signature` is the HMAC of exactly this
+    timestamp header and body, and the timestamp is within `tolerance_s` of `now`.
+
+    `timestamp` and `signature` are the header values as received; `now` is the receiver's
+    Unix time. The comparison takes constant time."""
+    if timestamp is None or signature is None:
+        return False
+    raw = str(timestamp)
+    if not raw.isdigit():
+        return False
+    if abs(now - int(raw)) > tolerance_s:
+        return False
+    expected = sign(secret, raw, body).encode("ascii")
+    return hmac.compare_digest(expected, signature.encode("utf-8", errors="replace"))
+
+
+# ---- the document
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """`2026-11-24T10:32:00Z` (database timestamps are UTC; SQLite returns them naive)."""
+    moment = _utc(moment)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z") if moment else None
+
+
+def payload(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON document for one finished row."""
+    duration = row.get("output_duration_s")
+    size = row.get("output_bytes")
+    return {
+        "request_id": int(row["id"]),
+        "project_id": row.get("project_id"),
+        "user_id": row.get("user_id"),
+        "status": row.get("status"),
+        "video_url": row.get("video_url"),
+        "poster_url": row.get("poster_url"),
+        "error_message": row.get("error_message"),
+        "output_duration_s": float(duration) if duration is not None else None,
+        "output_bytes": int(size) if size is not None else None,
+        "completed_at": iso(row.get("completed_at")),
+    }
+
+
+def encode(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def outcome_key(row: Mapping[str, Any]) -> str:
+    """One finished outcome of a request: the same on every retry, new after a re-export."""
+    completed = _utc(row.get("completed_at"))
+    stamp = completed.isoformat().replace("+00:00", "Z") if completed else "-"
+    return f"exp-{int(row['id'])}:{row.get('status')}:{stamp}"
+
+
+def headers(secret: str, timestamp: int, body: bytes, delivery: str) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret, timestamp, body),
+        DELIVERY_HEADER: delivery,
+    }
+
+
+# ---- delivering
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How one POST went. `permanent`: do not try this document again. `unreachable`: the
+    receiver did not answer at all (connection refused, timeout)."""
+
+    ok: bool
+    detail: str
+    permanent: bool = False
+    unreachable: bool = False
+    retry_after_s: float | None = None
+
+
+def classify(status_code: int) -> str:
+    """`ok` (2xx), `give_up` (4xx except 408 and 429) or `retry` (anything else)."""
+    if 200 <= status_code < 300:
+        return "ok"
+    if 400 <= status_code < 500 and status_code not in (408, 429):
+        return "give_up"
+    return "retry"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # HTTP-date form: fall back to our own backoff
+
+
+def deliver(
+    client: httpx.Client, url: str, secret: str, row: Mapping[str, Any], now: float
+) -> Delivery:
+    """POST the row's document, signed with timestamp `now`."""
+    return post(client, url, secret, payload(row), outcome_key(row), now)
+
+
+def post(
+    client: httpx.Client,
+    url: str,
+    secret: str,
+    document: Mapping[str, Any],
+    delivery: str,
+    now: float,
+) -> Delivery:
+    """POST one JSON document, signed with timestamp `now` (every event goes this way)."""
+    body = encode(document)
+    try:
+        response = client.post(url, content=body, headers=headers(secret, int(now), body, delivery))
+    except httpx.HTTPError as exc:
+        return Delivery(ok=False, detail=f"{type(exc).__name__}: {exc}", unreachable=True)
+    verdict = classify(response.status_code)
+    detail = f"HTTP {response.status_code}"
+    if verdict != "ok" and response.text.strip():
+        detail += f": {response.text.strip()[:200]}"
+    return Delivery(
+        ok=verdict == "ok",
+        detail=detail,
+        permanent=verdict == "give_up",
+        retry_after_s=_retry_after(response) if verdict == "retry" else None,
+    )
+
+
+def backoff_s(attempts: int, base_s: float, max_s: float) -> float:
+    """Wait after the `attempts`-th failed attempt: base, 2 x base, 4 x base, ... up to max."""
+    return min(max_s, base_s * 2 ** max(0, attempts - 1))
+
+
+# ---- the sensor's memory
+
+
+@dataclass
+class Pending:
+    """A delivery that failed: for which outcome, how often, and when to try again."""
+
+    outcome: str
+    attempts: int
+    next_at: float
+    finished_at: float  # when the row finished (Unix time): entries expire with the window
+    gave_up: bool = False
+
+    def waiting(self, now: float) -> bool:
+        return self.gave_up or self.next_at > now
+
+
+def load_cursor(cursor: str | None) -> dict[str, Pending]:
+    """Per request id; an unreadable cursor starts afresh (at worst a few extra POSTs)."""
+    try:
+        data = json.loads(cursor) if cursor else {}
+        return {key: Pending(**value) for key, value in data.get("pending", {}).items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
+def dump_cursor(pending: Mapping[str, Pending]) -> str:
+    entries = {key: vars(value) for key, value in sorted(pending.items(), key=lambda i: int(i[0]))}
+    return json.dumps({"v": 1, "pending": entries}, separators=(",", ":"))
+
+
+def _finished_at(row: Mapping[str, Any], fallback: float) -> float:
+    moment = _utc(row.get("completed_at") or row.get("updated_at"))
+    return moment.timestamp() if moment else fallback
+
+
+def build_export_webhook_sensor(
+    url: str,
+    secret: str,
+    *,
+    max_attempts: int = 8,
+    backoff_base_s: float = 30.0,
+    backoff_max_s: float = 3600.0,
+    timeout_s: float = 10.0,
+    interval_s: int = 10,
+    batch_size: int = 50,
+    max_age_s: float = 24 * 3600.0,
+    tick_budget_s: float = 40.0,
+    statuses: Collection[str] = NOTIFY_STATUSES,
+    clock: Callable[[], float] = time.time,
+):
+    """`export_webhook_sensor`, POSTing to `url` and signing with `secret` (both required).
+
+    Attempts of one outcome: up to `max_attempts`, waiting `backoff_base_s` x 2^n between
+    them (at most `backoff_max_s`). Only rows finished within `max_age_s` are considered,
+    so turning the webhook on does not replay the whole history. One tick sends at most
+    `batch_size` documents and starts no POST after `tick_budget_s` (Dagster stops a
+    sensor evaluation after 60 s). `clock` is for tests.
+    """
+    if urlsplit(url or "").scheme not in ("http", "https"):
+        raise ValueError(f"the export webhook needs an http(s) URL, got {url!r}")
+    if not secret:
+        raise ValueError("the export webhook needs a secret to sign its requests with")
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+    statuses = tuple(statuses)
+
+    @sensor(
+        name="export_webhook_sensor",
+        minimum_interval_seconds=interval_s,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="POSTs a signed JSON document to the app when an export finishes.",
+    )
+    def export_webhook_sensor(context: SensorEvaluationContext, app_db: AppDatabase):
+        now = clock()
+        started = time.monotonic()
+        pending = load_cursor(context.cursor)
+        store = app_db.store()
+        held = sum(1 for entry in pending.values() if entry.waiting(now))
+        since = datetime.fromtimestamp(now - max_age_s, UTC)
+        rows = store.unnotified(statuses, since=since, limit=batch_size + held)
+
+        sent, failed, tried = 0, 0, 0
+        stopped = ""
+        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+            for row in rows:
+                key, outcome = str(row["id"]), outcome_key(row)
+                entry = pending.get(key)
+                if entry is not None and entry.outcome != outcome:
+                    del pending[key]  # a newer outcome: it gets its own attempts
+                    entry = None
+                if entry is not None and entry.waiting(now):
+                    continue
+                if tried >= batch_size:
+                    break
+                if time.monotonic() - started + timeout_s > tick_budget_s:
+                    stopped = "; out of time for this tick"
+                    break
+                tried += 1
+                result = deliver(client, url, secret, row, now)
+                label = f"export request {key} ({row['status']})"
+                if result.ok:
+                    store.mark_notified(int(row["id"]), row["status"], row.get("completed_at"))
+                    pending.pop(key, None)
+                    sent += 1
+                    context.log.info(f"webhook: {label} delivered ({result.detail})")
+                    continue
+                failed += 1
+                attempts = (entry.attempts if entry else 0) + 1
+                gave_up = result.permanent or attempts >= max_attempts
+                wait = max(
+                    backoff_s(attempts, backoff_base_s, backoff_max_s), result.retry_after_s or 0
+                )
+                pending[key] = Pending(
+                    outcome=outcome,
+                    attempts=attempts,
+                    next_at=now + min(wait, backoff_max_s),
+                    finished_at=_finished_at(row, now),
+                    gave_up=gave_up,
+                )
+                if gave_up:
+                    why = "the app refused it" if result.permanent else "no attempts left"
+                    context.log.error(
+                        f"webhook: giving up on {label} after attempt {attempts}, {why} "
+                        f"({result.detail})"
+                    )
+                else:
+                    context.log.warning(
+                        f"webhook: {label} attempt {attempts} failed ({result.detail}); "
+                        f"next attempt in {min(wait, backoff_max_s):.0f} s"
+                    )
+                if result.unreachable:
+                    # The host only: webhook URLs sometimes carry a token.
+                    stopped = f"; {urlsplit(url).netloc} unreachable, trying again later"
+                    break
+
+        # Rows that left the window are no longer looked at: forget them.
+        pending = {k: v for k, v in pending.items() if v.finished_at >= now - max_age_s}
+        summary = f"webhook: {sent} delivered, {failed} failed{stopped}"
+        return SensorResult(skip_reason=summary, cursor=dump_cursor(pending))
+
+    return export_webhook_sensor
