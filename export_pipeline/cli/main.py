@@ -11,11 +11,13 @@ from pathlib import Path
 from export_pipeline.cli.watch import duration_text, time_left, watch
 from export_pipeline.defs.settings import Settings
 from export_pipeline.domain import status as st
+from export_pipeline.domain.clock import utcnow
+from export_pipeline.domain.failures import InvalidRequest
 from export_pipeline.domain.formats import FORMATS
-from export_pipeline.domain.request import InvalidRequest, parse_request
+from export_pipeline.domain.request import parse_request
 from export_pipeline.domain.target import ASPECT_RATIOS, QUALITIES, RESOLUTIONS
 from export_pipeline.domain.values import decode_json
-from export_pipeline.io.appdb.store import RequestStore, for_display, utcnow
+from export_pipeline.io.appdb.store import RequestStore, for_display
 
 
 def _clip_arg(value: str) -> dict:

@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from export_pipeline.domain import status as st
-from export_pipeline.domain.eta import as_utc
-from export_pipeline.io.appdb.store import RequestStore, utcnow
+from export_pipeline.domain.clock import as_utc, utcnow
+from export_pipeline.io.appdb.store import RequestStore
 
 BAR_WIDTH = 24
 

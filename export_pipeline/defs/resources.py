@@ -24,6 +24,7 @@ from export_pipeline.media.runner import Limits
 
 BACKENDS = ("local", "s3")
 
+
 class AppDatabase(ConfigurableResource):
     """The app's database holding `export_requests` (SQLite file or PostgreSQL URL).
 
@@ -35,7 +36,6 @@ class AppDatabase(ConfigurableResource):
 
     def store(self) -> RequestStore:
         return RequestStore.from_url(self.url)
-
 
 
 class ClipDownloads(ConfigurableResource):
@@ -69,8 +69,6 @@ class ClipDownloads(ConfigurableResource):
             allowed_hosts=tuple(h.lower() for h in self.allowed_hosts),
             private_networks=tuple(self.private_networks),
         )
-
-
 
 
 class MediaTools(ConfigurableResource):

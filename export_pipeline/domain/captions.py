@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from export_pipeline.domain.failures import InvalidRequest
+
 KINDS: tuple[str, ...] = ("srt", "vtt")
 MAX_CUES = 5000
 MAX_TEXT = 200_000  # characters of caption input: a feature film's SRT is about 100,000
@@ -56,7 +58,7 @@ _VTT_BLOCKS = ("NOTE", "STYLE", "REGION")
 _EXAMPLE = {"srt": "00:00:01,000 --> 00:00:03,500", "vtt": "00:00:01.000 --> 00:00:03.500"}
 
 
-class CaptionError(ValueError):
+class CaptionError(InvalidRequest):
     """Captions (or their style) that cannot be used; the message says what to fix."""
 
 

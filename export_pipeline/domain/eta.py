@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from statistics import median
 from typing import Any
+
+from export_pipeline.domain.clock import as_utc
 
 # Exports whose length is within this factor of the request's count as "similar".
 SIMILAR_LENGTH = 2.0
@@ -50,10 +51,6 @@ class Finished:
     duration_s: float | None
     seconds: float
     format: str = "mp4"
-
-
-def as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def history_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Finished]:

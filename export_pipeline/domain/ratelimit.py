@@ -30,10 +30,11 @@ which sets `requeued_at`) is not refused: the operator decided; it still counts.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from export_pipeline.domain import status as st
+from export_pipeline.domain.clock import as_utc, iso_rounded_up
 
 DEFAULT_DAILY_LIMIT = 5
 WINDOW = timedelta(hours=24)
@@ -42,11 +43,6 @@ WINDOW = timedelta(hours=24)
 COUNTED_STATUSES: frozenset[str] = frozenset(
     {st.QUEUED, st.PROCESSING, st.RETRYING, st.COMPLETE, st.EXPIRED, st.FAILED}
 )
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Database timestamps come back naive on SQLite (stored as UTC): make them aware."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def counts(row: Mapping[str, Any]) -> bool:
@@ -80,15 +76,6 @@ def next_allowed_at(
     return recent[len(recent) - limit] + window
 
 
-def iso_utc(moment: datetime) -> str:
-    """`2026-11-24T10:32:00Z`, rounded up to the second (trying at the shown time works)."""
-    moment = as_utc(moment)
-    whole = moment.replace(microsecond=0)
-    if whole != moment:
-        whole += timedelta(seconds=1)
-    return whole.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def rejection_message(
     user_id: str, limit: int, retry_at: datetime, window: timedelta = WINDOW
 ) -> str:
@@ -97,7 +84,7 @@ def rejection_message(
     noun = "export" if limit == 1 else "exports"
     return (
         f"rate limit: {limit} {noun} per {span} per user; "
-        f"{user_id} can export again at {iso_utc(retry_at)}"
+        f"{user_id} can export again at {iso_rounded_up(retry_at)}"
     )
 
 

@@ -18,11 +18,12 @@ from export_pipeline.domain.captions import (
     parse_captions,
     parse_style,
 )
+from export_pipeline.domain.failures import InvalidRequest
 from export_pipeline.domain.formats import DEFAULT_FORMAT, FORMATS
 from export_pipeline.domain.soundtrack import Soundtrack, parse_soundtrack
 from export_pipeline.domain.target import ASPECT_RATIOS, QUALITIES, RESOLUTIONS
+from export_pipeline.domain.urls import url_problem
 from export_pipeline.domain.values import decode_json, finite_number, shown
-from export_pipeline.io.http import url_problem
 
 MAX_CLIPS = 500
 # Identifiers end up in Dagster run tags, whose PostgreSQL index refuses values over ~2.7 KB
@@ -40,10 +41,6 @@ MAX_PROBLEMS_SHOWN = 20  # the error message stays readable when 500 clips are w
 # Days a finished video is kept (`retention_days`, from the user's plan). A year at most:
 # beyond it a value is a mistake (a timestamp, milliseconds) rather than a plan.
 MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 1, 365
-
-
-class InvalidRequest(ValueError):
-    """The request row cannot be exported as written; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -236,7 +233,7 @@ def _parse_soundtrack(raw: Any, problems: list[str]) -> SoundtrackSpec | None:
     try:
         value = decode_json(raw)
         url, track = parse_soundtrack(value)
-    except (ValueError, TypeError) as exc:  # SoundtrackError, or JSON that does not parse
+    except (InvalidRequest, ValueError, TypeError) as exc:  # SoundtrackError, or bad JSON
         text = str(exc)
         problems.append(text if text.startswith("soundtrack") else f"soundtrack: {text[:200]}")
         return None

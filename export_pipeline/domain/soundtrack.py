@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from export_pipeline.domain.failures import InvalidRequest
 from export_pipeline.domain.values import finite_number, shown
 
 # Request defaults (what editors use: music under speech is quiet, fades are short).
@@ -18,7 +19,7 @@ MAX_FADE_S = 30.0
 KEYS = ("url", "volume", "fade_in", "fade_out", "loop")
 
 
-class SoundtrackError(ValueError):
+class SoundtrackError(InvalidRequest):
     """The request's soundtrack cannot be used as written; the message says why."""
 
 

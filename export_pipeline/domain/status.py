@@ -32,9 +32,6 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     REJECTED: frozenset({PENDING}),
 }
 
-# The message of a row the app canceled (`cancel_requested_at`).
-CANCELED_MESSAGE = "canceled at the app's request (cancel_requested_at is set)"
-
 STATUSES: tuple[str, ...] = tuple(TRANSITIONS)
 TERMINAL: frozenset[str] = frozenset({COMPLETE, FAILED, CANCELED, EXPIRED, REJECTED})
 ACTIVE: frozenset[str] = frozenset({QUEUED, PROCESSING, RETRYING})

@@ -24,6 +24,7 @@ QUALITIES: tuple[str, ...] = ("low", "medium", "high")
 _REFERENCE_PIXELS = 1920 * 1080
 _BITRATE_AT_1080P: dict[str, int] = {"low": 2_000_000, "medium": 5_000_000, "high": 8_000_000}
 
+
 def allowed_error(kind: str, value: str, allowed: Iterable[str]) -> ValueError:
     return ValueError(f"unknown {kind} {value!r}; allowed: {', '.join(allowed)}")
 

@@ -22,26 +22,20 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from export_pipeline.domain.failures import ExportFailure, FailureCause
 from export_pipeline.domain.urls import ip_literal, url_problem
 
 # Answers that mean the clip is gone for good: retrying will not bring it back.
 GONE = {401, 403, 404, 410}
 MAX_REDIRECTS = 5
 MB = 1024**2
-
-
-class DownloadError(Exception):
-    """A clip could not be fetched. `permanent` errors are not worth retrying."""
-
-    def __init__(self, message: str, *, permanent: bool, retry_after_s: float | None = None):
-        super().__init__(message)
-        self.permanent = permanent
-        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
@@ -101,23 +95,30 @@ def check_url(url: str, policy: DownloadPolicy) -> list[str] | None:
     forbidden address refuses the URL, since a later lookup could pick it. The caller
     connects only to the returned addresses. None means "connect by name": the policy allows
     every address (embedded demo, tests), so there is nothing to check or pin.
-    Raises a permanent DownloadError if the policy forbids the URL.
+    Raises a permanent ExportFailure if the policy forbids the URL.
     """
     problem = url_problem(url)
     if problem:
-        raise DownloadError(f"URL is not valid: {problem}", permanent=True)
+        raise ExportFailure(
+            f"URL is not valid: {problem}", cause=FailureCause.INVALID_REQUEST, permanent=True
+        )
     parts = urlsplit(url)
     allowed_schemes = ("https", "http") if policy.allow_http else ("https",)
     scheme = parts.scheme.lower()
     if scheme not in allowed_schemes:
-        raise DownloadError(
+        raise ExportFailure(
             f"URL scheme {parts.scheme!r} is not allowed (only {' or '.join(allowed_schemes)})",
+            cause=FailureCause.INVALID_REQUEST,
             permanent=True,
         )
     host = httpx.URL(url).raw_host.decode("ascii").lower()
     names = {host.removesuffix("."), (parts.hostname or "").removesuffix(".")}
     if policy.allowed_hosts and not names & set(policy.allowed_hosts):
-        raise DownloadError(f"host {host!r} is not in the allowed CDN hosts", permanent=True)
+        raise ExportFailure(
+            f"host {host!r} is not in the allowed CDN hosts",
+            cause=FailureCause.INVALID_REQUEST,
+            permanent=True,
+        )
     if policy.allow_private_hosts:
         return None  # skip the DNS lookup too
     literal = ip_literal(host)
@@ -127,17 +128,28 @@ def check_url(url: str, policy: DownloadPolicy) -> list[str] | None:
         try:
             addresses = resolve(host, parts.port or (443 if scheme == "https" else 80))
         except socket.gaierror as exc:
-            raise DownloadError(
-                f"host {host!r} could not be resolved ({exc})", permanent=False
+            raise ExportFailure(
+                f"host {host!r} could not be resolved ({exc})",
+                cause=FailureCause.CLIP_DOWNLOAD,
+                permanent=False,
             ) from exc
         except UnicodeError as exc:  # the idna codec; url_problem should have caught it
-            raise DownloadError(f"URL is not valid: host {host!r} ({exc})", permanent=True) from exc
+            raise ExportFailure(
+                f"URL is not valid: host {host!r} ({exc})",
+                cause=FailureCause.INVALID_REQUEST,
+                permanent=True,
+            ) from exc
     if not addresses:
-        raise DownloadError(f"host {host!r} resolves to no address", permanent=False)
+        raise ExportFailure(
+            f"host {host!r} resolves to no address",
+            cause=FailureCause.CLIP_DOWNLOAD,
+            permanent=False,
+        )
     for address in addresses:
         if ip_literal(address) is None or not policy.address_allowed(address):
-            raise DownloadError(
+            raise ExportFailure(
                 f"host {host!r} resolves to a private or reserved address ({address})",
+                cause=FailureCause.INVALID_REQUEST,
                 permanent=True,
             )
     return addresses
@@ -157,7 +169,7 @@ class ByteBudget:
         self._lock = threading.Lock()
 
     def take(self, count: int) -> None:
-        """Count `count` more bytes; raise a permanent DownloadError past the limit."""
+        """Count `count` more bytes; raise a permanent ExportFailure past the limit."""
         if self.limit_bytes <= 0:
             return
         with self._lock:
@@ -166,9 +178,10 @@ class ByteBudget:
                 self.used_bytes += count
                 return
         limit = _megabytes(self.limit_bytes)
-        raise DownloadError(
+        raise ExportFailure(
             f"the clips of this export add up to more than {limit} MB; "
             f"the limit per export is {limit} MB",
+            cause=FailureCause.INVALID_REQUEST,
             permanent=True,
         )
 
@@ -191,15 +204,16 @@ class _Clock:
     def remaining(self) -> float:
         return self.policy.deadline_s - self.elapsed()
 
-    def deadline_error(self) -> DownloadError:
-        return DownloadError(
+    def deadline_error(self) -> ExportFailure:
+        return ExportFailure(
             f"the download did not finish within {self.policy.deadline_s:g} s, the limit per "
             f"clip ({self.received} bytes received); will retry",
+            cause=FailureCause.CLIP_DOWNLOAD,
             permanent=False,
         )
 
     def check(self, received: int) -> None:
-        """Raise a transient DownloadError if the download is past a time limit."""
+        """Raise a transient ExportFailure if the download is past a time limit."""
         self.received = received
         if self.remaining() <= 0:
             raise self.deadline_error()
@@ -208,9 +222,10 @@ class _Clock:
         if minimum > 0 and elapsed > self.policy.min_kbps_grace_s:
             rate = received / 1024 / elapsed
             if rate < minimum:
-                raise DownloadError(
+                raise ExportFailure(
                     f"the CDN sent {received} bytes in {elapsed:.0f} s ({rate:.1f} KB/s; "
                     f"the minimum is {minimum:g} KB/s); will retry",
+                    cause=FailureCause.CLIP_DOWNLOAD,
                     permanent=False,
                 )
 
@@ -251,27 +266,43 @@ def _watchdog(response: httpx.Response, clock: _Clock) -> Iterator[None]:
         timer.cancel()
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def retry_after(response: httpx.Response, now: float | None = None) -> float | None:
+    """Seconds the server asks us to wait (`Retry-After`: a number of seconds, or an HTTP
+    date), never negative; None when it says nothing we can read."""
     value = response.headers.get("retry-after", "").strip()
-    return float(value) if value.replace(".", "", 1).isdigit() else None
+    if value.replace(".", "", 1).isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:  # an HTTP date is GMT
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
 def _check_status(response: httpx.Response) -> None:
     code = response.status_code
     if code in GONE:
-        raise DownloadError(
+        raise ExportFailure(
             f"its source URL has expired or was removed (HTTP {code}); "
             "regenerate the clip and export again",
+            cause=FailureCause.EXPIRED_CLIP_URL,
             permanent=True,
         )
     if code == 429 or code >= 500:
-        raise DownloadError(
+        raise ExportFailure(
             f"the CDN answered HTTP {code}; will retry",
+            cause=FailureCause.CLIP_DOWNLOAD,
             permanent=False,
-            retry_after_s=_retry_after(response),
+            retry_after_s=retry_after(response),
         )
     if code >= 400:
-        raise DownloadError(f"the CDN refused the download (HTTP {code})", permanent=True)
+        raise ExportFailure(
+            f"the CDN refused the download (HTTP {code})",
+            cause=FailureCause.CLIP_DOWNLOAD,
+            permanent=True,
+        )
 
 
 def _request(client: httpx.Client, url: str, address: str | None, clock: _Clock) -> httpx.Request:
@@ -291,7 +322,9 @@ def _request(client: httpx.Client, url: str, address: str | None, clock: _Clock)
             timeout=clock.timeout(),
         )
     except (httpx.InvalidURL, ValueError) as exc:  # ValueError covers UnicodeError (idna)
-        raise DownloadError(f"URL is not valid: {exc}", permanent=True) from exc
+        raise ExportFailure(
+            f"URL is not valid: {exc}", cause=FailureCause.INVALID_REQUEST, permanent=True
+        ) from exc
 
 
 def _send(
@@ -329,30 +362,44 @@ def download(
                 if response.is_redirect:
                     location = response.headers.get("location")
                     if not location:
-                        raise DownloadError("redirect without a Location", permanent=True)
+                        raise ExportFailure(
+                            "redirect without a Location",
+                            cause=FailureCause.CLIP_DOWNLOAD,
+                            permanent=True,
+                        )
                     url = urljoin(url, location)
                     continue
                 _check_status(response)
                 with _watchdog(response, clock):
                     return _save(response, dest, policy.max_bytes, clock, budget)
         except httpx.UnsupportedProtocol as exc:
-            raise DownloadError(f"URL is not valid: {exc}", permanent=True) from exc
+            raise ExportFailure(
+                f"URL is not valid: {exc}", cause=FailureCause.INVALID_REQUEST, permanent=True
+            ) from exc
         except httpx.HTTPError as exc:
             # Past the deadline, a timeout or a cut connection is the deadline's doing.
             if clock.remaining() <= 0:
                 raise clock.deadline_error() from exc
             raise _transient(exc) from exc
-    raise DownloadError(f"more than {MAX_REDIRECTS} redirects", permanent=True)
+    raise ExportFailure(
+        f"more than {MAX_REDIRECTS} redirects", cause=FailureCause.CLIP_DOWNLOAD, permanent=True
+    )
 
 
-def _transient(exc: Exception) -> DownloadError:
+def _transient(exc: Exception) -> ExportFailure:
     if isinstance(exc, httpx.TimeoutException):
-        return DownloadError(f"timed out ({type(exc).__name__})", permanent=False)
-    if isinstance(exc, httpx.DecodingError):
-        return DownloadError(
-            f"the CDN sent a body that could not be decoded ({exc})", permanent=False
+        return ExportFailure(
+            f"timed out ({type(exc).__name__})", cause=FailureCause.CLIP_DOWNLOAD, permanent=False
         )
-    return DownloadError(f"connection failed ({exc})", permanent=False)
+    if isinstance(exc, httpx.DecodingError):
+        return ExportFailure(
+            f"the CDN sent a body that could not be decoded ({exc})",
+            cause=FailureCause.CLIP_DOWNLOAD,
+            permanent=False,
+        )
+    return ExportFailure(
+        f"connection failed ({exc})", cause=FailureCause.CLIP_DOWNLOAD, permanent=False
+    )
 
 
 def _save(
@@ -365,8 +412,10 @@ def _save(
     declared_text = response.headers.get("content-length", "")
     declared = int(declared_text) if declared_text.isascii() and declared_text.isdigit() else None
     if declared is not None and declared > max_bytes:
-        raise DownloadError(
-            f"the file is {declared} bytes; the limit per clip is {max_bytes}", permanent=True
+        raise ExportFailure(
+            f"the file is {declared} bytes; the limit per clip is {max_bytes}",
+            cause=FailureCause.INVALID_CLIP_FILE,
+            permanent=True,
         )
     counted = 0  # bytes counted against the export's budget so far
     if budget is not None and declared is not None:
@@ -384,8 +433,10 @@ def _save(
         for chunk in response.iter_bytes():
             size += len(chunk)
             if size > max_bytes:
-                raise DownloadError(
-                    f"the file exceeds the limit per clip of {max_bytes} bytes", permanent=True
+                raise ExportFailure(
+                    f"the file exceeds the limit per clip of {max_bytes} bytes",
+                    cause=FailureCause.INVALID_CLIP_FILE,
+                    permanent=True,
                 )
             if budget is not None and size > counted:
                 budget.take(size - counted)
@@ -397,15 +448,21 @@ def _save(
             except OSError as exc:
                 raise _disk_error(exc) from exc
     if declared is not None and size != declared:
-        raise DownloadError(
-            f"the download was cut short ({size} of {declared} bytes)", permanent=False
+        raise ExportFailure(
+            f"the download was cut short ({size} of {declared} bytes)",
+            cause=FailureCause.CLIP_DOWNLOAD,
+            permanent=False,
         )
     return Downloaded(path=dest, sha256=digest.hexdigest(), size_bytes=size)
 
 
-def _disk_error(exc: OSError) -> DownloadError:
+def _disk_error(exc: OSError) -> ExportFailure:
     # A full or failing disk on our side: the clip itself is fine, a retry may succeed.
-    return DownloadError(f"could not write the clip to disk ({exc}); will retry", permanent=False)
+    return ExportFailure(
+        f"could not write the clip to disk ({exc}); will retry",
+        cause=FailureCause.STORAGE,
+        permanent=False,
+    )
 
 
 def http_client(policy: DownloadPolicy, verify: ssl.SSLContext | bool = True) -> httpx.Client:

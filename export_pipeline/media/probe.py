@@ -15,6 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from export_pipeline.domain.failures import ExportFailure, FailureCause
 from export_pipeline.media.commands import (
     CLIP_FORMAT_NAMES,
     decode_check_argv,
@@ -59,14 +60,23 @@ _NO_INDEX = (
 )
 
 
-class InvalidMedia(Exception):
-    """A file that is not a usable video. `reason` is a predicate such as "is empty (0 bytes)";
-    str() is "<file name> <reason>", and callers can prefix `reason` with their own label."""
+class InvalidMedia(ExportFailure):
+    """A file that is not a usable video (cause `invalid_clip_file`, permanent). `reason`
+    is a predicate such as "is empty (0 bytes)"; str() is "<file name> <reason>", and
+    callers can prefix `reason` with their own label (`of_clip`)."""
 
     def __init__(self, path: Path, reason: str) -> None:
         self.path = path
         self.reason = reason
-        super().__init__(f"{path.name} {reason}")
+        super().__init__(
+            f"{path.name} {reason}", cause=FailureCause.INVALID_CLIP_FILE, permanent=True
+        )
+
+    def of_clip(self, label: str) -> ExportFailure:
+        """The failure as the request names the clip: `clip 3 (scene 7): the file is empty`."""
+        return ExportFailure(
+            f"{label}: the file {self.reason}", cause=self.cause, permanent=self.permanent
+        )
 
 
 @dataclass(frozen=True)

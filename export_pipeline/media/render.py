@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 from export_pipeline.domain.captions import CaptionStyle, Cue, cues_in_span
+from export_pipeline.domain.failures import ExportFailure, FailureCause
 from export_pipeline.domain.soundtrack import Soundtrack
 from export_pipeline.media.captions import ass_document, srt_document, vtt_document
 from export_pipeline.media.commands import (
@@ -125,13 +126,17 @@ class SegmentCache(Protocol):
     def store(self, name: str, path: Path) -> None: ...
 
 
-class ClipError(ValueError):
-    """A clip spec that cannot be rendered; the message starts with the clip's label."""
+class ClipError(ExportFailure):
+    """A clip that cannot be rendered as asked (permanent); the message starts with the
+    clip's label. Its cause: the request (a trim past the clip's end, transitions longer
+    than the clip) unless told otherwise (a file with nothing to decode)."""
 
-    def __init__(self, label: str, problem: str) -> None:
+    def __init__(
+        self, label: str, problem: str, cause: FailureCause = FailureCause.INVALID_REQUEST
+    ) -> None:
         self.label = label
         self.problem = problem
-        super().__init__(f"{label}: {problem}")
+        super().__init__(f"{label}: {problem}", cause=cause, permanent=True)
 
 
 @dataclass
@@ -367,7 +372,11 @@ def render_segment_video(
     )
     written = _run_segment(argv, job, inp.label, on_progress, timeout_s, limits, stop)
     if written == 0:  # FFmpeg can read nothing from a damaged file and still exit 0
-        raise ClipError(inp.label, "no video could be decoded from the file; upload it again")
+        raise ClipError(
+            inp.label,
+            "no video could be decoded from the file; upload it again",
+            FailureCause.INVALID_CLIP_FILE,
+        )
     return frames
 
 

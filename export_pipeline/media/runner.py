@@ -23,10 +23,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
+from export_pipeline.domain.failures import ExportFailure, FailureCause
 from export_pipeline.media.commands import MAX_INPUT_PIXELS, MAX_INPUT_SIDE
 
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 STDERR_LIMIT = 4096  # bytes of stderr kept for errors
+STDERR_CONTEXT_CHARS = 3000  # of them, what an error tracker is sent
 _MEANINGFUL_LINES = 5
 # How FFmpeg, its libraries and the loader say that an allocation failed (ENOMEM's text,
 # libavutil's and x264's own words), as seen under a memory limit.
@@ -144,10 +146,11 @@ class Captured:
 DEFAULT_LIMITS = Limits()
 
 
-class FFmpegError(Exception):
-    """FFmpeg failed. `stderr` is the tail of its stderr (about the last 4 KB).
-    `over_limit` is set when a resource limit (memory, CPU time) was the reason: the same
-    file would hit it again, so the failure is not worth a retry."""
+class FFmpegError(ExportFailure):
+    """FFmpeg failed (cause `ffmpeg`). `stderr` is the tail of its stderr (about the last
+    4 KB). `over_limit` is set when a resource limit (memory, CPU time) was the reason: the
+    same file would hit it again, so the failure is permanent; otherwise another attempt
+    may succeed. `context` holds what an error tracker shows beside the message."""
 
     def __init__(
         self,
@@ -163,7 +166,18 @@ class FFmpegError(Exception):
         self.stderr = _unsigned(stderr)
         self.reason = reason or f"exited with code {returncode}"
         self.over_limit = over_limit
-        super().__init__(self._message())
+        super().__init__(
+            self._message(),
+            cause=FailureCause.FFMPEG,
+            permanent=over_limit,
+            context={
+                "program": self.argv[0] if self.argv else "ffmpeg",
+                "returncode": returncode,
+                "reason": self.reason,
+                "over_limit": over_limit,
+                "stderr_tail": self.stderr[-STDERR_CONTEXT_CHARS:],
+            },
+        )
 
     def _message(self) -> str:
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]

@@ -16,9 +16,8 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+from export_pipeline.domain.failures import ExportFailure
 from export_pipeline.observability.scrub import scrub
-
-FFMPEG_STDERR_CHARS = 3000  # the tail of FFmpeg's stderr attached to an event
 
 
 def before_send(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -74,19 +73,12 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def ffmpeg_context(exc: BaseException) -> dict[str, Any] | None:
-    """What Sentry should know about the FFmpeg run behind `exc`, if there is one."""
-    from export_pipeline.media.runner import FFmpegError
-
+def failure_context(exc: BaseException) -> tuple[str, dict[str, Any]] | None:
+    """What Sentry should know beside the message: the first `ExportFailure` in the chain
+    that carries a context (an FFmpeg run's exit code and stderr tail), under its cause."""
     for link in _chain(exc):
-        if isinstance(link, FFmpegError):
-            return {
-                "program": link.argv[0] if link.argv else "ffmpeg",
-                "returncode": link.returncode,
-                "reason": link.reason,
-                "over_limit": link.over_limit,
-                "stderr_tail": link.stderr[-FFMPEG_STDERR_CHARS:],
-            }
+        if isinstance(link, ExportFailure) and link.context:
+            return str(link.cause), link.context
     return None
 
 
@@ -127,9 +119,9 @@ def report_step_exception(
                     scope.set_tag(key, str(value))
             if user_id:
                 scope.set_user({"id": user_id})
-            ffmpeg = ffmpeg_context(exc)
-            if ffmpeg:
-                scope.set_context("ffmpeg", ffmpeg)
+            context = failure_context(exc)
+            if context:
+                scope.set_context(*context)
             # A permanent error is the request's (an expired clip URL, a file that is not
             # a video): worth seeing, but not a bug of ours.
             scope.set_level("warning" if permanent else "error")

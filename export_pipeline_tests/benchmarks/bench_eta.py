@@ -36,7 +36,7 @@ from export_pipeline.defs.export.encode import PROGRESS_BAND as ENCODE_BAND
 from export_pipeline.defs.export.publish import PROGRESS_BAND as PUBLISH_BAND
 from export_pipeline.defs.local_runner import evaluate_intake, run_requested
 from export_pipeline.defs.settings import Settings
-from export_pipeline.domain.eta import as_utc
+from export_pipeline.domain.clock import as_utc
 from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline_tests.benchmarks.corpus import CLASSES, make_clips
 

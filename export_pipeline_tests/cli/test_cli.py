@@ -151,7 +151,8 @@ def test_list_and_status_show_time_left_and_place_in_queue(env, capsys):
     from datetime import timedelta
 
     from export_pipeline.domain import status as st
-    from export_pipeline.io.appdb.store import RequestStore, utcnow
+    from export_pipeline.domain.clock import utcnow
+    from export_pipeline.io.appdb.store import RequestStore
 
     assert (
         main(["request", "--project-id", "p", "--user-id", "u", "--clip", "https://x/a.mp4"]) == 0

@@ -15,7 +15,9 @@ import pytest
 
 from export_pipeline.cli.watch import duration_text, render
 from export_pipeline.domain import status as st
-from export_pipeline.io.appdb.store import RequestStore, utcnow
+from export_pipeline.domain.clock import utcnow
+from export_pipeline.domain.failures import FailureCause
+from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline_tests import REPO_ROOT
 
 REPO = REPO_ROOT
@@ -118,7 +120,7 @@ def test_watch_exits_1_when_the_export_fails(app_store, home):
         out.wait_for(r"#2 in queue")
         process_to(app_store, request_id, 30, eta_s=600)
         out.wait_for(r"30%  ETA (10m00s|9m5\ds)")
-        app_store.transition(request_id, st.FAILED, error_message="encoded_video failed: boom")
+        app_store.fail(request_id, st.FAILED, "encoded_video failed: boom", FailureCause.FFMPEG)
         out.wait_for(r"failed .*  30%  encoded_video failed: boom")
         assert process.wait(timeout=TIMEOUT_S) == 1
     finally:
@@ -134,7 +136,7 @@ def test_watch_on_a_pipe_prints_a_line_per_change(app_store, home):
         process_to(app_store, request_id, 40, eta_s=20)
         out.wait_for(r"40%  ETA 20s\n")
         app_store.request_cancel(request_id)
-        app_store.transition(request_id, st.CANCELED, error_message="canceled at the app's request")
+        app_store.fail(request_id, st.CANCELED, "canceled at the app's request", FailureCause.CANCELED)
         out.wait_for(r"canceled .*canceled at the app's request\n")
         assert process.wait(timeout=TIMEOUT_S) == 1
     finally:

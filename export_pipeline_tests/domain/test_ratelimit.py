@@ -9,13 +9,13 @@ from sqlalchemy import text
 from export_pipeline.definitions import build_definitions
 from export_pipeline.defs.intake.sensors import build_export_requests_sensor
 from export_pipeline.domain import status as st
+from export_pipeline.domain.clock import as_utc, iso_rounded_up
+from export_pipeline.domain.failures import FailureCause
 from export_pipeline.domain.ratelimit import (
     COUNTED_STATUSES,
     RateLimiter,
-    as_utc,
     counts,
     history_from_rows,
-    iso_utc,
     next_allowed_at,
     rejection_message,
 )
@@ -80,8 +80,8 @@ def test_what_counts(status, run_id, counted):
         (datetime(2026, 11, 24, 12, 32, tzinfo=timezone(H)), "2026-11-24T11:32:00Z"),
     ],
 )
-def test_iso_utc_rounds_up_to_the_second(moment, text_):
-    assert iso_utc(moment) == text_
+def test_iso_rounded_up_rounds_up_to_the_second(moment, text_):
+    assert iso_rounded_up(moment) == text_
 
 
 def test_rejection_message_reads_as_the_product_doc():
@@ -198,7 +198,7 @@ def test_invalid_requests_and_old_exports_do_not_count(settings, store, instance
     recent = insert(store, "u")
     store.transition(recent, st.QUEUED)
     store.transition(recent, st.PROCESSING, run_id="r1")
-    store.transition(recent, st.FAILED, error_message="encoded_video failed")  # ran: counts
+    store.fail(recent, st.FAILED, "encoded_video failed", FailureCause.FFMPEG)  # ran: counts
     new = [insert(store, "u"), insert(store, "u")]
     result = tick(defs, instance, limit=2, cursor=str(recent))
     assert [r.partition_key for r in result.run_requests] == [f"exp-{new[0]}"]

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from export_pipeline.domain.request import InvalidRequest, parse_request
+from export_pipeline.domain.failures import InvalidRequest
+from export_pipeline.domain.request import parse_request
 from export_pipeline_tests import REPO_ROOT
 
 

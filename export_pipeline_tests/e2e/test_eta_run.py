@@ -3,7 +3,7 @@
 import pytest
 
 from export_pipeline.domain import status as st
-from export_pipeline.domain.eta import as_utc
+from export_pipeline.domain.clock import as_utc
 from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.e2e.test_pipeline import export

@@ -184,6 +184,7 @@ def test_expired_clip_fails_with_a_message_naming_it(settings, store, instance, 
     assert row["status"] == st.FAILED
     assert row["error_message"].startswith("downloaded_clips failed: clip 2 (scene 7):")
     assert "expired or was removed" in row["error_message"]
+    assert row["error_cause"] == "expired_clip_url"
     assert row["retry_count"] == 0  # permanent: no retries burnt
     assert cdn.hits["portrait.mp4"] == 1
 
@@ -195,6 +196,7 @@ def test_not_a_video_fails_permanently(settings, store, instance, cdn):
     assert not result.success and row["status"] == st.FAILED
     assert "clip 1 (scene 1): the file" in row["error_message"]
     assert "HTML" in row["error_message"]
+    assert row["error_cause"] == "invalid_clip_file"
 
 
 def test_transient_error_is_retried_then_succeeds(settings, store, instance, cdn):
@@ -214,6 +216,7 @@ def test_transient_error_fails_after_the_last_attempt(settings, store, instance,
     assert row["status"] == st.FAILED and row["retry_count"] == settings.max_retries
     assert f"after {settings.max_retries + 1} attempts" in row["error_message"]
     assert "HTTP 503" in row["error_message"]
+    assert row["error_cause"] == "clip_download"
     assert cdn.hits["landscape.mp4"] == settings.max_retries + 1
 
 
@@ -225,6 +228,7 @@ def test_trim_beyond_the_clip_fails_naming_it(settings, store, instance, cdn):
     assert (
         "clip 2 (scene 2): trim_start 5 s is at or beyond the clip's length" in row["error_message"]
     )
+    assert row["error_cause"] == "invalid_request"
 
 
 def test_no_temporary_files_are_left(settings, store, instance, cdn):

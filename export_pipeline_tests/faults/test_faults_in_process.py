@@ -80,6 +80,7 @@ def test_files_that_are_not_videos_fail_at_once(
     assert not result.success and row["status"] == st.FAILED
     assert row["error_message"].startswith("downloaded_clips failed: clip 1 (scene 4): the file")
     assert reason.lower() in row["error_message"].lower(), row["error_message"]
+    assert row["error_cause"] == "invalid_clip_file"
     assert row["retry_count"] == 0 and cdn.hits["bad.mp4"] == 1
     no_leftovers(settings, request_id, published=False)
 
@@ -90,6 +91,7 @@ def test_redirect_to_a_private_address_is_refused(settings, store, instance, cdn
     row = store.get(request_id)
     assert row["status"] == st.FAILED and row["retry_count"] == 0
     assert "private or reserved address (169.254.169.254)" in row["error_message"]
+    assert row["error_cause"] == "invalid_request"
 
 
 def test_too_long_an_export_is_refused(settings, store, instance, cdn):
@@ -101,6 +103,7 @@ def test_too_long_an_export_is_refused(settings, store, instance, cdn):
     assert (
         "the export would be 0.1 minutes long; the maximum is 0.1 minutes" in row["error_message"]
     )
+    assert row["error_cause"] == "invalid_request"
 
 
 def test_expired_url_uses_the_archive_when_there_is_one(settings, store, instance, cdn):
@@ -150,6 +153,7 @@ def test_storage_quota_refuses_with_sizes(settings, store, instance, cdn):
     assert message.startswith("published_video failed: storage is full: this video is")
     assert f"of the {human_bytes(300_000)} quota are used" in message  # 293.0 KB
     assert "delete old exports or upgrade" in message
+    assert row["error_cause"] == "storage"
     no_leftovers(settings, request_id, published=False)
 
 
@@ -166,6 +170,7 @@ def test_cancel_before_start_launches_nothing(settings, store, instance, cdn):
     assert not tick.run_requests
     row = store.get(request_id)
     assert row["status"] == st.CANCELED and "canceled at the app's request" in row["error_message"]
+    assert row["error_cause"] == "canceled"
     assert cdn.hits["landscape.mp4"] == 0
 
 
@@ -187,6 +192,7 @@ def test_s3_throttling_is_absorbed_and_persistent_refusal_fails_cleanly(
     assert not bad.success and row["status"] == st.FAILED
     assert row["error_message"].startswith("published_video failed (after 2 attempts)")
     assert "AccessDenied" in row["error_message"]
+    assert row["error_cause"] == "storage"
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
     assert f"videos/exp-{bad_id}.mp4" not in keys
     assert f"videos/exp-{ok_id}.mp4" in keys
@@ -237,6 +243,7 @@ def test_a_cancel_during_an_encode_never_waits_for_a_retry(
     assert not result.success
     assert row["status"] == st.CANCELED and row["retry_count"] == 0, row
     assert "canceled at the app's request" in row["error_message"]
+    assert row["error_cause"] == "canceled"
     retries = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
     assert retries == []
     no_leftovers(settings, request_id, published=False)

@@ -32,7 +32,8 @@ from export_pipeline_tests.fuzz.harness import Finding, fuzz_main, instrumented
 from export_pipeline_tests.fuzz.values import Provider, any_value, number, pick, text, url
 
 with instrumented(__name__):
-    from export_pipeline.domain.request import ExportSpec, InvalidRequest, parse_request
+    from export_pipeline.domain.failures import InvalidRequest
+    from export_pipeline.domain.request import ExportSpec, parse_request
     from export_pipeline.domain.target import ASPECT_RATIOS, QUALITIES, RESOLUTIONS
     from export_pipeline.domain.values import decode_json
     from export_pipeline.io.appdb.store import for_display

@@ -19,7 +19,7 @@ import sentry_sdk
 from export_pipeline.domain import status as st
 from export_pipeline.observability.errors import (
     before_send,
-    ffmpeg_context,
+    failure_context,
     init_error_tracking,
     report_step_exception,
 )
@@ -133,7 +133,7 @@ def test_error_tracking_is_off_without_a_dsn():
                                  step="s", attempt=1) is None  # fmt: skip
 
 
-def test_ffmpeg_context_is_found_through_the_exception_chain():
+def test_the_failure_context_is_found_through_the_exception_chain():
     from export_pipeline.media.runner import FFmpegError
 
     cause = FFmpegError(["ffmpeg", "-i", "https://s3/x.mp4?X-Amz-Signature=a"], 1, "line\n" * 2000)
@@ -143,10 +143,11 @@ def test_ffmpeg_context_is_found_through_the_exception_chain():
         except FFmpegError as exc:
             raise RuntimeError("encoded_video: the encode failed") from exc
     except RuntimeError as wrapped:
-        context = ffmpeg_context(wrapped)
+        name, context = failure_context(wrapped)
+    assert name == "ffmpeg"  # the cause names the context
     assert context["returncode"] == 1 and context["program"] == "ffmpeg"
-    assert len(context["stderr_tail"]) <= 3000
-    assert ffmpeg_context(ValueError("no ffmpeg here")) is None
+    assert len(context["stderr_tail"]) <= 3000 and "X-Amz-Signature" not in str(context)
+    assert failure_context(ValueError("no ffmpeg here")) is None
 
 
 # ---- a Sentry endpoint on loopback

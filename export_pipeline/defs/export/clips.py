@@ -22,13 +22,13 @@ from dagster import (
 )
 
 from export_pipeline.defs.export.extras import fetch_captions, fetch_soundtrack
-from export_pipeline.defs.export.steps import ExportError, ExportStep, export_step
+from export_pipeline.defs.export.steps import ExportStep, export_step
 from export_pipeline.defs.intake.partitions import export_partitions
 from export_pipeline.defs.resources import AppDatabase, ClipDownloads, MediaTools, StorageResource
+from export_pipeline.domain.failures import ExportFailure, FailureCause
 from export_pipeline.domain.request import ClipSpec
 from export_pipeline.io.http import (
     ByteBudget,
-    DownloadError,
     DownloadPolicy,
     download,
     http_client,
@@ -88,12 +88,10 @@ class ClipFetcher:
                 ffmpeg=self.media.ffmpeg,
                 limits=self.media.limits(),
             )
-        except DownloadError as exc:
-            raise ExportError(
-                f"{clip.label}: {exc}", permanent=exc.permanent, retry_after_s=exc.retry_after_s
-            ) from exc
         except InvalidMedia as exc:
-            raise ExportError(f"{clip.label}: the file {exc.reason}", permanent=True) from exc
+            raise exc.of_clip(clip.label) from exc
+        except ExportFailure as exc:
+            raise exc.within(clip.label) from exc
         key = archive_key(got.sha256)
         if not self.storage.exists(key):
             self.storage.move_file(path, key, content_type="video/mp4")
@@ -113,17 +111,18 @@ class ClipFetcher:
             return
         try:
             self.budget.take(size)
-        except DownloadError as exc:
-            raise ExportError(f"{clip.label}: {exc}", permanent=exc.permanent) from exc
+        except ExportFailure as exc:
+            raise exc.within(clip.label) from exc
 
 
 def planned_duration(clip: ClipSpec, clip_length_s: float) -> float:
     """Seconds of `clip` in the export: from trim_start for `duration`, or to the end."""
     available = clip_length_s - clip.trim_start
     if available <= 0:
-        raise ExportError(
+        raise ExportFailure(
             f"{clip.label}: trim_start {clip.trim_start:g} s is at or beyond the clip's "
             f"length {clip_length_s:g} s",
+            cause=FailureCause.INVALID_REQUEST,
             permanent=True,
         )
     return available if clip.duration is None else min(available, clip.duration)
@@ -133,9 +132,10 @@ def check_total_duration(clips: list[ClipSpec], entries: list[dict], limit_s: fl
     """Validate trims against the real clip lengths and the total against the limit."""
     total = sum(planned_duration(c, e["duration"]) for c, e in zip(clips, entries, strict=True))
     if total > limit_s:
-        raise ExportError(
+        raise ExportFailure(
             f"the export would be {total / 60:.1f} minutes long; the maximum is "
             f"{limit_s / 60:.1f} minutes: shorten or remove clips",
+            cause=FailureCause.INVALID_REQUEST,
             permanent=True,
         )
     return total

@@ -25,7 +25,6 @@ video must share their settings, so when a segment's retry used safer ones, the 
 the others again with them (the cache keeps both).
 """
 
-import errno
 import time
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -47,19 +46,19 @@ from dagster import (
 )
 
 from export_pipeline.defs.export.clips import downloaded_clips_key, manifest_key
-from export_pipeline.defs.export.steps import ExportError, ExportStep, export_step
+from export_pipeline.defs.export.steps import ExportStep, export_step
 from export_pipeline.defs.intake.partitions import export_partitions
 from export_pipeline.defs.resources import AppDatabase, MediaTools, StorageResource
 from export_pipeline.domain.captions import Cue, parse_captions
+from export_pipeline.domain.failures import ExportFailure, FailureCause
 from export_pipeline.domain.formats import output_format
 from export_pipeline.domain.request import ClipSpec, ExportSpec
 from export_pipeline.io.storage import ObjectNotFound, Storage
 from export_pipeline.media.commands import EncodeSettings, RemoteFile, Source, encode_settings
 from export_pipeline.media.frame import choose_frame_rate
-from export_pipeline.media.probe import InvalidMedia, MediaInfo, probe
+from export_pipeline.media.probe import MediaInfo, probe
 from export_pipeline.media.render import (
     BurnIn,
-    ClipError,
     Music,
     RenderInput,
     RenderPlan,
@@ -68,7 +67,6 @@ from export_pipeline.media.render import (
     render_segments,
     render_video,
 )
-from export_pipeline.media.runner import FFmpegError
 
 # The encode's share of the progress bar (see tracking), cut between its steps: planning
 # (fetching and measuring), the segments (summed over all of them, wherever they run) and
@@ -123,28 +121,6 @@ class StorageSegmentCache:
         self.storage.put_file(path, f"segments/{name}", content_type=kind)
 
 
-def render_error(exc: Exception) -> ExportError:
-    """What an exception from rendering means for the export: worth another attempt (FFmpeg
-    crashed, the disk filled up, storage blinked) or certain to happen again (a clip that
-    cannot be rendered, an archived clip that is gone, a setting that cannot work)."""
-    if isinstance(exc, ClipError | InvalidMedia):
-        return ExportError(str(exc), permanent=True)
-    if isinstance(exc, ObjectNotFound):
-        return ExportError(
-            f"{exc.key} is missing from storage: materialize downloaded_clips for this "
-            "partition again",
-            permanent=True,
-        )
-    if isinstance(exc, FFmpegError):  # a limit hit once is hit again: no retry for that
-        return ExportError(f"FFmpeg failed: {exc}", permanent=exc.over_limit)
-    if isinstance(exc, OSError):
-        permanent = exc.errno in (errno.ENAMETOOLONG, errno.EINVAL)
-        return ExportError(f"{type(exc).__name__}: {exc}", permanent=permanent)
-    if isinstance(exc, ValueError | TypeError | KeyError):  # bad data or configuration
-        return ExportError(f"cannot encode: {type(exc).__name__}: {exc}", permanent=True)
-    return ExportError(f"{type(exc).__name__}: {exc}", permanent=False)
-
-
 def _transition(clip: ClipSpec) -> Transition | None:
     if clip.transition is None or clip.transition.kind == "cut":
         return None
@@ -158,8 +134,10 @@ def _music(spec: ExportSpec, manifest: dict, work: Path) -> tuple[Music | None, 
         return None, None
     entry = manifest.get("soundtrack")
     if not entry or entry.get("url") != spec.soundtrack.url:
-        raise ExportError(
-            "the soundtrack is not in the clip manifest: re-run downloaded_clips", permanent=True
+        raise ExportFailure(
+            "the soundtrack is not in the clip manifest: re-run downloaded_clips",
+            cause=FailureCause.STORAGE,
+            permanent=True,
         )
     return Music(work / "soundtrack.audio", spec.soundtrack.track, entry.get("duration")), entry[
         "key"
@@ -174,8 +152,9 @@ def _captions(spec: ExportSpec, manifest: dict) -> tuple[BurnIn | None, tuple[Cu
     fetched = manifest.get("captions") or {}
     text = spec.captions.text if spec.captions.text is not None else fetched.get("text")
     if text is None:
-        raise ExportError(
+        raise ExportFailure(
             "the captions are missing from the clip manifest: re-run downloaded_clips",
+            cause=FailureCause.STORAGE,
             permanent=True,
         )
     cues = tuple(parse_captions(text, spec.captions.kind))
@@ -248,8 +227,9 @@ def open_encode(
     try:
         manifest = storage.get_json(manifest_key(step.partition_key))
     except ObjectNotFound as exc:
-        raise ExportError(
+        raise ExportFailure(
             "the clip manifest is missing: materialize downloaded_clips for this partition first",
+            cause=FailureCause.STORAGE,
             permanent=True,
         ) from exc
     entries = {entry["position"]: entry for entry in manifest["clips"]}
@@ -257,8 +237,9 @@ def open_encode(
     for clip in spec.ordered_clips:
         entry = entries.get(clip.position)
         if entry is None or entry["url"] != clip.url:
-            raise ExportError(
+            raise ExportFailure(
                 f"{clip.label} is not in the clip manifest: re-run downloaded_clips",
+                cause=FailureCause.STORAGE,
                 permanent=True,
             )
         # Read in place where storage is a filesystem here, or streamed (`stream`) where a
@@ -301,16 +282,6 @@ def open_encode(
     return Encode(
         step, storage, media, work, manifest, inputs, settings, burn, soft, music, music_key
     )
-
-
-def _guarded(step_call):
-    """Run a step's work, turning what rendering raises into an ExportError."""
-    try:
-        return step_call()
-    except ExportError:
-        raise
-    except Exception as exc:
-        raise render_error(exc) from exc
 
 
 # ---- the steps
@@ -384,8 +355,9 @@ def render_batch(
         encode = open_encode(step, storage, media, Path(scratch), attempt, pictures_only)
         plan = encode.plan()
         if [s.key for s in plan.segments] != record["keys"] and attempt == record["attempt"]:
-            raise ExportError(
+            raise ExportFailure(
                 "the request changed after its encode was planned: run the export again",
+                cause=FailureCause.OTHER,
                 permanent=True,
             )
         cache = StorageSegmentCache(storage)
@@ -548,7 +520,7 @@ def build_encoded_video(retry_policy: RetryPolicy):
     ):
         with export_step(context, app_db, STEP_NAME, PLAN_BAND, retries) as step:
             attempt = context.retry_number
-            pending = _guarded(lambda: plan_encode(step, media, storage.open(), attempt))
+            pending = plan_encode(step, media, storage.open(), attempt)
         for key, batch in pending:
             yield DynamicOutput(batch, mapping_key=key)
 
@@ -569,9 +541,7 @@ def build_encoded_video(retry_policy: RetryPolicy):
         with export_step(
             context, app_db, STEP_NAME, SEGMENTS_BAND, retries, fills_band=False
         ) as step:
-            return _guarded(
-                lambda: render_batch(step, media, storage.open(), indexes, context.retry_number)
-            )
+            return render_batch(step, media, storage.open(), indexes, context.retry_number)
 
     @op(
         name="encoded_video_join",
@@ -587,7 +557,7 @@ def build_encoded_video(retry_policy: RetryPolicy):
         parts: list[dict],
     ):
         with export_step(context, app_db, STEP_NAME, JOIN_BAND, retries) as step:
-            return _guarded(lambda: join_encode(step, media, storage.open(), parts))
+            return join_encode(step, media, storage.open(), parts)
 
     @graph_asset(
         name="encoded_video",

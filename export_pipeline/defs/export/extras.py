@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from export_pipeline.defs.export.steps import ExportError
-from export_pipeline.domain.captions import MAX_TEXT, CaptionError, parse_captions
+from export_pipeline.domain.captions import MAX_TEXT, parse_captions
+from export_pipeline.domain.failures import ExportFailure, FailureCause, InvalidRequest
 from export_pipeline.domain.request import CaptionsSpec, SoundtrackSpec
-from export_pipeline.io.http import ByteBudget, DownloadError, DownloadPolicy, download
+from export_pipeline.io.http import ByteBudget, DownloadPolicy, download
 from export_pipeline.io.storage import Storage
 from export_pipeline.media.runner import Limits, capture
 from export_pipeline.media.soundtrack import MUSIC_FORMATS
@@ -25,12 +25,8 @@ def soundtrack_key(sha256: str) -> str:
     return f"soundtracks/sha256/{sha256}"
 
 
-def _failed(what: str, exc: DownloadError) -> ExportError:
-    return ExportError(f"{what}: {exc}", permanent=exc.permanent, retry_after_s=exc.retry_after_s)
-
-
 def music_duration(path: Path, ffprobe: str, limits: Limits) -> float | None:
-    """The length of the audio in a music file; ExportError if it has no audio FFmpeg
+    """The length of the audio in a music file; an ExportFailure if it has no audio FFmpeg
     can read (or is not in one of the audio containers we open)."""
     done = capture(
         [ffprobe, "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file",
@@ -43,9 +39,10 @@ def music_duration(path: Path, ffprobe: str, limits: Limits) -> float | None:
     except ValueError:
         data = {}
     if not any(s.get("codec_type") == "audio" for s in data.get("streams", [])):
-        raise ExportError(
+        raise ExportFailure(
             "soundtrack: the file has no audio that can be read; use MP3, M4A (AAC), WAV, "
             "Ogg (Vorbis or Opus) or FLAC",
+            cause=FailureCause.INVALID_CLIP_FILE,
             permanent=True,
         )
     try:
@@ -72,8 +69,8 @@ def fetch_soundtrack(
     path = scratch / "soundtrack.download"
     try:
         got = download(spec.url, path, policy, client, budget)
-    except DownloadError as exc:
-        raise _failed("soundtrack", exc) from exc
+    except ExportFailure as exc:
+        raise exc.within("soundtrack") from exc
     duration = music_duration(path, ffprobe, limits)
     key = soundtrack_key(got.sha256)
     if not storage.exists(key):
@@ -102,18 +99,17 @@ def fetch_captions(
     path = scratch / "captions.download"
     try:
         download(spec.url, path, policy, client, budget)
-    except DownloadError as exc:
-        raise _failed("captions", exc) from exc
+    except ExportFailure as exc:
+        raise exc.within("captions") from exc
     data = path.read_bytes()
     path.unlink(missing_ok=True)
     if len(data) > 4 * MAX_TEXT:
-        raise ExportError(f"captions: the file is {len(data)} bytes; the limit is "
-                          f"{4 * MAX_TEXT}", permanent=True)  # fmt: skip
+        raise InvalidRequest(
+            f"captions: the file is {len(data)} bytes; the limit is {4 * MAX_TEXT}"
+        )
     try:
         text = data.decode("utf-8-sig")
         parse_captions(text, spec.kind)
     except UnicodeDecodeError:
-        raise ExportError("captions: the file is not UTF-8 text", permanent=True) from None
-    except CaptionError as exc:
-        raise ExportError(str(exc), permanent=True) from exc
+        raise InvalidRequest("captions: the file is not UTF-8 text") from None
     return {"url": spec.url, "text": text}

@@ -28,7 +28,6 @@ from dagster import (
 from export_pipeline.defs.export.clips import manifest_key
 from export_pipeline.defs.export.encode import encoded_record_key
 from export_pipeline.defs.export.steps import (
-    ExportError,
     ExportStep,
     check_not_canceled,
     export_step,
@@ -36,9 +35,10 @@ from export_pipeline.defs.export.steps import (
 from export_pipeline.defs.intake.partitions import export_partitions
 from export_pipeline.defs.resources import AppDatabase, MediaTools, StorageResource
 from export_pipeline.domain import status as st
+from export_pipeline.domain.clock import utcnow
+from export_pipeline.domain.failures import ExportFailure, FailureCause
 from export_pipeline.domain.formats import output_format
 from export_pipeline.domain.values import human_bytes
-from export_pipeline.io.appdb.store import utcnow
 from export_pipeline.io.storage import ObjectNotFound, Storage
 from export_pipeline.media.poster import THUMBNAIL_WIDTH, make_poster, poster_time
 from export_pipeline.media.runner import FFmpegError
@@ -90,10 +90,11 @@ def check_quota(storage: Storage, quota_bytes: int, new_bytes: int, replaced_byt
         return
     used = storage.total_bytes()
     if used - replaced_bytes + new_bytes > quota_bytes:
-        raise ExportError(
+        raise ExportFailure(
             f"storage is full: this video is {human_bytes(new_bytes)} and {human_bytes(used)} "
             f"of the {human_bytes(quota_bytes)} quota are used; delete old exports or upgrade "
             "the storage plan, then export again",
+            cause=FailureCause.STORAGE,
             permanent=True,
         )
 
@@ -112,8 +113,10 @@ def publish(
         encoded = storage.get_json(encoded_record_key(step.partition_key))
         clips = storage.get_json(manifest_key(step.partition_key))
     except ObjectNotFound as exc:
-        raise ExportError(
-            f"{exc}: materialize encoded_video for this partition first", permanent=True
+        raise ExportFailure(
+            f"{exc}: materialize encoded_video for this partition first",
+            cause=FailureCause.STORAGE,
+            permanent=True,
         ) from exc
     target = output_format(encoded.get("format"))  # what encoded_video made
     key = video_key(step.partition_key, target.extension)
@@ -128,8 +131,10 @@ def publish(
             if not local.is_file():
                 storage.get_file(source, local)
         except ObjectNotFound as exc:
-            raise ExportError(
-                f"{exc}: materialize encoded_video for this partition first", permanent=True
+            raise ExportFailure(
+                f"{exc}: materialize encoded_video for this partition first",
+                cause=FailureCause.STORAGE,
+                permanent=True,
             ) from exc
         posters = make_posters(step, local, encoded["duration_s"], media, Path(scratch))
         poster_bytes = posters[0].stat().st_size if posters else 0
@@ -169,9 +174,10 @@ def publish(
     )
     if not changed:
         row = step.store.get(step.request_id) or {}
-        raise ExportError(
+        raise ExportFailure(
             f"the request is {row.get('status')} (run {row.get('run_id')}); not marking it "
             "complete from this run",
+            cause=FailureCause.OTHER,
             permanent=True,
         )
     # The work copy would double every video in storage (and in the quota) until retention.

@@ -9,38 +9,38 @@ into monotonic row progress (throttled), and on an exception decides between
 from __future__ import annotations
 
 import contextlib
+import errno
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
+from boto3.exceptions import Boto3Error
+from botocore.exceptions import BotoCoreError, ClientError
 from dagster import AssetExecutionContext, Failure, RetryRequested
-from dagster._core.storage.tags import RETRY_NUMBER_TAG
 
+from export_pipeline.defs.dagster_internals import RETRY_NUMBER_TAG
 from export_pipeline.defs.intake.partitions import request_id_from_key
 from export_pipeline.defs.intake.queue import update_queue
 from export_pipeline.defs.resources import AppDatabase
 from export_pipeline.domain import eta
 from export_pipeline.domain import status as st
-from export_pipeline.domain.request import ExportSpec, InvalidRequest, parse_request
-from export_pipeline.domain.status import CANCELED_MESSAGE
-from export_pipeline.io.appdb.store import RequestStore, utcnow
+from export_pipeline.domain.clock import as_utc, utcnow
+from export_pipeline.domain.failures import (
+    ExportFailure,
+    FailureCause,
+    InvalidRequest,
+    canceled,
+)
+from export_pipeline.domain.request import ExportSpec, parse_request
+from export_pipeline.io.appdb.store import RequestStore
+from export_pipeline.io.storage import ObjectNotFound
 from export_pipeline.observability.errors import report_step_exception
 from export_pipeline.observability.logs import step_log_context
 
 PROGRESS_INTERVAL_S = 1.0
-
-
-class ExportError(Exception):
-    """A failure explained for the creator. Permanent ones are not retried; a transient one
-    may say how long to wait before the next attempt (an HTTP Retry-After)."""
-
-    def __init__(self, message: str, *, permanent: bool, retry_after_s: float | None = None):
-        super().__init__(message)
-        self.permanent = permanent
-        self.retry_after_s = retry_after_s
 
 
 class Heartbeat:
@@ -124,7 +124,7 @@ class ExportStep:
         """`eta_s` and `estimated_finish_at` at `pct` % done, `fraction` of this step
         (None, None: unknown)."""
         now = utcnow()
-        elapsed = (now - eta.as_utc(self.started_at)).total_seconds() if self.started_at else 0.0
+        elapsed = (now - as_utc(self.started_at)).total_seconds() if self.started_at else 0.0
         moment = time.monotonic()
         first = None if self._first is None else (self._first[0], moment - self._first[1])
         step = eta.Step(*self.band, fraction, moment - self.step_started, first)
@@ -152,34 +152,33 @@ def _load(store: RequestStore, request_id: int) -> tuple[dict, ExportSpec]:
     try:
         return row, parse_request(row)
     except InvalidRequest as exc:
-        store.transition(request_id, st.FAILED, error_message=str(exc), completed_at=utcnow())
+        store.fail(request_id, st.FAILED, str(exc), exc.cause)
         raise Failure(str(exc), allow_retries=False) from exc
 
 
 def check_not_canceled(store: RequestStore, request_id: int, row: dict | None = None) -> None:
-    """Stop here if the app asked to cancel (the cancel sensor also ends the run). `row`:
-    the request as just read, to spare another query."""
+    """Stop here if the app asked to cancel (the cancel sensor also ends the run): the row
+    ends `canceled` and the failure says so. `row`: the request as just read, to spare
+    another query."""
     row = row if row is not None else store.get(request_id) or {}
     if row.get("cancel_requested_at") is not None:
-        store.transition(
-            request_id,
-            st.CANCELED,
-            error_message=CANCELED_MESSAGE,
-            completed_at=utcnow(),
-        )
-        raise Failure(CANCELED_MESSAGE, allow_retries=False)
+        failure = canceled()
+        store.fail(request_id, st.CANCELED, str(failure), failure.cause)
+        raise failure
 
 
-def _stop_if_canceled(store: RequestStore, request_id: int) -> None:
+def _canceled_meanwhile(store: RequestStore, request_id: int) -> ExportFailure | None:
     """A cancel that lands mid-step often surfaces as the step's own error (FFmpeg killed
-    under it, a connection closed): end the export as canceled now, never as a failure that
-    waits for a retry while holding its run slot."""
+    under it, a connection closed): such an export ends canceled now, never as a failure
+    that waits for a retry while holding its run slot. The canceled failure, if so."""
     try:
         row = store.get(request_id) or {}
-    except Exception:  # noqa: BLE001 - the step's own error is what gets reported then
-        return
-    if row.get("cancel_requested_at") is not None:
         check_not_canceled(store, request_id, row)
+    except ExportFailure as failure:
+        return failure
+    except Exception:  # noqa: BLE001 - the step's own error is what gets reported then
+        return None
+    return None
 
 
 def _claim(
@@ -191,8 +190,11 @@ def _claim(
 ) -> datetime | None:
     """Make the row this run's; returns when the run started processing."""
     request_id = int(row["id"])
-    check_not_canceled(store, request_id, row)
-    fields: dict = {"run_id": context.run_id}
+    try:
+        check_not_canceled(store, request_id, row)
+    except ExportFailure as exc:
+        raise Failure(str(exc), allow_retries=False) from exc
+    fields: dict = {"run_id": context.run_id, "queued_at": queued_at(context)}
     if row.get("run_id") != context.run_id:
         # A new run (first attempt, re-execution or backfill) starts the row afresh ...
         fields.update(
@@ -262,8 +264,8 @@ def export_step(
         ):
             yield step
     except Exception as exc:
-        _stop_if_canceled(store, request_id)
-        _record_failure(context, store, request_id, step_name, exc, max_retries)
+        failure = _canceled_meanwhile(store, request_id) or as_failure(exc)
+        _record_failure(context, store, request_id, step_name, failure, max_retries)
         report_step_exception(
             exc,
             request_id=request_id,
@@ -274,13 +276,13 @@ def export_step(
             attempt=context.retry_number + 1,
             run_id=context.run_id,
             job=context.job_name,
-            permanent=_permanent(exc),
+            permanent=failure.permanent,
         )
-        if isinstance(exc, ExportError) and exc.permanent:
-            raise Failure(f"{step_name}: {exc}", allow_retries=False) from exc
-        if isinstance(exc, ExportError) and exc.retry_after_s:
+        if failure.permanent:
+            raise Failure(f"{step_name}: {failure}", allow_retries=False) from exc
+        if failure.retry_after_s:
             # The server said when to come back (HTTP 429/503 Retry-After): honour it.
-            raise RetryRequested(max_retries, seconds_to_wait=exc.retry_after_s) from exc
+            raise RetryRequested(max_retries, seconds_to_wait=failure.retry_after_s) from exc
         raise
     if fills_band:
         step.progress(1.0)
@@ -296,10 +298,38 @@ def step_key(context: AssetExecutionContext) -> str | None:
         return None
 
 
-def _permanent(exc: Exception) -> bool:
-    return (isinstance(exc, ExportError) and exc.permanent) or (
-        isinstance(exc, Failure) and not exc.allow_retries
-    )
+def as_failure(exc: Exception) -> ExportFailure:
+    """What an exception raised in a step means for the export: the `ExportFailure` the code
+    raised, or for anything else its cause by type. Storage that blinked, a full disk, an
+    unexpected error: worth another attempt. An object missing from storage, bad data or
+    configuration: certain to happen again."""
+    if isinstance(exc, ExportFailure):
+        return exc
+    if isinstance(exc, Failure):
+        return ExportFailure(
+            exc.description or type(exc).__name__,
+            cause=FailureCause.OTHER,
+            permanent=not exc.allow_retries,
+        )
+    if isinstance(exc, ObjectNotFound):
+        return ExportFailure(
+            f"{exc.key} is missing from storage: materialize downloaded_clips for this "
+            "partition again",
+            cause=FailureCause.STORAGE,
+            permanent=True,
+        )
+    described = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, BotoCoreError | ClientError | Boto3Error):
+        return ExportFailure(described, cause=FailureCause.STORAGE, permanent=False)
+    if isinstance(exc, OSError):
+        cause = FailureCause.STORAGE if exc.errno == errno.ENOSPC else FailureCause.OTHER
+        permanent = exc.errno in (errno.ENAMETOOLONG, errno.EINVAL)
+        return ExportFailure(described, cause=cause, permanent=permanent)
+    if isinstance(exc, ValueError | TypeError | KeyError):  # bad data or configuration
+        return ExportFailure(
+            f"cannot export: {described}", cause=FailureCause.OTHER, permanent=True
+        )
+    return ExportFailure(described, cause=FailureCause.OTHER, permanent=False)
 
 
 def _record_failure(
@@ -307,27 +337,29 @@ def _record_failure(
     store: RequestStore,
     request_id: int,
     step_name: str,
-    exc: Exception,
+    failure: ExportFailure,
     max_retries: int,
 ) -> None:
-    permanent = _permanent(exc)
     attempt = context.retry_number + 1
-    reason = exc.description if isinstance(exc, Failure) else str(exc) or type(exc).__name__
     try:
-        if permanent or context.retry_number >= max_retries:
-            tries = "" if permanent else f" (after {attempt} attempts)"
-            message = f"{step_name} failed{tries}: {reason}"
-            store.transition(
-                request_id,
-                st.FAILED,
-                only_run_id=context.run_id,
-                error_message=message,
-                completed_at=utcnow(),
-            )
+        if failure.permanent or context.retry_number >= max_retries:
+            tries = "" if failure.permanent else f" (after {attempt} attempts)"
+            message = f"{step_name} failed{tries}: {failure}"
+            target = st.CANCELED if failure.cause == FailureCause.CANCELED else st.FAILED
+            store.fail(request_id, target, message, failure.cause, only_run_id=context.run_id)
             context.log.error(f"{context.partition_key}: {message}")
         else:
-            message = f"{step_name} attempt {attempt} failed, retrying: {reason}"
-            store.increment_retry(request_id, message, context.run_id)
+            message = f"{step_name} attempt {attempt} failed, retrying: {failure}"
+            store.increment_retry(request_id, message, failure.cause, context.run_id)
             context.log.warning(f"{context.partition_key}: {message}")
     except Exception as db_exc:  # never hide the step's own error behind a bookkeeping one
         context.log.error(f"could not record the failure on request {request_id}: {db_exc}")
+
+
+def queued_at(context: AssetExecutionContext) -> datetime:
+    """When the run was queued: its creation in Dagster (now, if the record is unreadable)."""
+    try:
+        record = context.instance.get_run_record_by_id(context.run_id)
+        return datetime.fromtimestamp(record.create_timestamp.timestamp(), UTC)
+    except Exception:  # noqa: BLE001 - a KPI's input, not worth failing the export over
+        return utcnow()

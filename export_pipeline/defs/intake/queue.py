@@ -25,15 +25,20 @@ from dagster import (
     SkipReason,
     sensor,
 )
-from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES
-from dagster._core.storage.tags import PARTITION_NAME_TAG, PRIORITY_TAG
 
+from export_pipeline.defs.dagster_internals import (
+    ACTIVE_RUN_STATUSES,
+    PARTITION_NAME_TAG,
+    PRIORITY_TAG,
+)
 from export_pipeline.defs.intake.partitions import request_id_from_key
 from export_pipeline.defs.resources import AppDatabase
 from export_pipeline.domain import eta
 from export_pipeline.domain import status as st
-from export_pipeline.domain.request import InvalidRequest, parse_request
-from export_pipeline.io.appdb.store import RequestStore, utcnow
+from export_pipeline.domain.clock import as_utc, utcnow
+from export_pipeline.domain.failures import InvalidRequest
+from export_pipeline.domain.request import parse_request
+from export_pipeline.io.appdb.store import RequestStore
 
 USER_TAG = "export/user_id"
 WAITING = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.QUEUED]
@@ -142,7 +147,7 @@ def _request_id(run) -> int | None:
 
 
 def _seconds_until(moment: datetime | None, now: datetime) -> float | None:
-    return None if moment is None else max(0.0, (eta.as_utc(moment) - now).total_seconds())
+    return None if moment is None else max(0.0, (as_utc(moment) - now).total_seconds())
 
 
 def _prior(row: dict[str, Any], history: list[eta.Finished]) -> float | None:
@@ -210,7 +215,7 @@ def _differs(row: dict[str, Any], target: tuple) -> bool:
     old = row.get("estimated_finish_at")
     if (old is None) != (finish is None) or (row.get("eta_s") is None) != (eta_s is None):
         return True
-    moved = abs((eta.as_utc(old) - eta.as_utc(finish)).total_seconds()) if finish else 0.0
+    moved = abs((as_utc(old) - as_utc(finish)).total_seconds()) if finish else 0.0
     return moved > FINISH_TOLERANCE_S
 
 

@@ -29,15 +29,16 @@ from export_pipeline.defs.intake.partitions import export_partitions, partition_
 from export_pipeline.defs.resources import AppDatabase
 from export_pipeline.domain import eta
 from export_pipeline.domain import status as st
+from export_pipeline.domain.clock import utcnow
+from export_pipeline.domain.failures import CANCELED_MESSAGE, FailureCause, InvalidRequest
 from export_pipeline.domain.ratelimit import (
     COUNTED_STATUSES,
     WINDOW,
     RateLimiter,
     history_from_rows,
 )
-from export_pipeline.domain.request import InvalidRequest, parse_request
-from export_pipeline.domain.status import CANCELED_MESSAGE
-from export_pipeline.io.appdb.store import RequestStore, utcnow
+from export_pipeline.domain.request import parse_request
+from export_pipeline.io.appdb.store import RequestStore
 
 JOB_NAME = "export_video_job"
 
@@ -77,19 +78,17 @@ def admit(
         except InvalidRequest as exc:
             refusal = str(exc)
     if refusal:
-        store.transition(request_id, st.FAILED, error_message=refusal, completed_at=utcnow())
+        store.fail(request_id, st.FAILED, refusal, FailureCause.INVALID_REQUEST)
         context.log.warning(f"export request {request_id} rejected: {refusal}")
         return None
     if row.get("cancel_requested_at") is not None:
-        store.transition(
-            request_id, st.CANCELED, error_message=CANCELED_MESSAGE, completed_at=utcnow()
-        )
+        store.fail(request_id, st.CANCELED, CANCELED_MESSAGE, FailureCause.CANCELED)
         return None
     # An operator's `retry` (requeued_at) overrides the limit; the export still counts.
     if row["status"] == st.PENDING and not row.get("requeued_at"):
         refusal = limiter.admit(str(row["user_id"]), row.get("created_at"))
         if refusal:
-            store.transition(request_id, st.REJECTED, error_message=refusal, completed_at=utcnow())
+            store.fail(request_id, st.REJECTED, refusal, FailureCause.RATE_LIMITED)
             context.log.info(f"export request {request_id} rejected: {refusal}")
             return None
     else:  # re-queued, or queued by an earlier tick whose cursor was lost
@@ -103,7 +102,9 @@ def admit(
     # A first estimate of the time left; the queue sensor adds the wait once the run is queued.
     eta_s = eta.eta_seconds(eta.prior_for(history or [], spec))
     finish_at = utcnow() + timedelta(seconds=eta_s) if eta_s is not None else None
-    store.transition(request_id, st.QUEUED, eta_s=eta_s, estimated_finish_at=finish_at)
+    store.transition(
+        request_id, st.QUEUED, eta_s=eta_s, estimated_finish_at=finish_at, queued_at=utcnow()
+    )
     return RunRequest(partition_key=key, run_key=run_key, tags=tags)
 
 
@@ -142,9 +143,7 @@ def build_export_requests_sensor(
                 reason = f"invalid export request: it could not be handled ({exc!r:.300})"
                 context.log.error(f"export request {request_id} failed: {reason}")
                 try:
-                    store.transition(
-                        request_id, st.FAILED, error_message=reason, completed_at=utcnow()
-                    )
+                    store.fail(request_id, st.FAILED, reason, FailureCause.INVALID_REQUEST)
                 except SQLAlchemyError:
                     break
                 request = None

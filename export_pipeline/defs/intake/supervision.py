@@ -27,15 +27,19 @@ from dagster import (
     run_status_sensor,
     sensor,
 )
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
-from dagster._core.storage.tags import PARTITION_NAME_TAG, WILL_RETRY_TAG
 
+from export_pipeline.defs.dagster_internals import (
+    IN_PROGRESS_RUN_STATUSES,
+    PARTITION_NAME_TAG,
+    WILL_RETRY_TAG,
+)
 from export_pipeline.defs.intake.partitions import partition_key, request_id_from_key
 from export_pipeline.defs.intake.sensors import JOB_NAME
 from export_pipeline.defs.resources import AppDatabase
 from export_pipeline.domain import status as st
-from export_pipeline.domain.status import CANCELED_MESSAGE
-from export_pipeline.io.appdb.store import RequestStore, utcnow
+from export_pipeline.domain.clock import utcnow
+from export_pipeline.domain.failures import CANCELED_MESSAGE, FailureCause
+from export_pipeline.io.appdb.store import RequestStore
 
 
 def _request_id(run) -> int | None:
@@ -72,12 +76,8 @@ def build_export_failure_sensor(job):
         if request_id is None:
             return
         message = failure_message(context)
-        changed = app_db.store().transition(
-            request_id,
-            st.FAILED,
-            only_run_id=run.run_id,
-            error_message=message[:4000],
-            completed_at=utcnow(),
+        changed = app_db.store().fail(
+            request_id, st.FAILED, message[:4000], FailureCause.OTHER, only_run_id=run.run_id
         )
         if changed:
             context.log.info(f"export request {request_id} marked failed: {message[:200]}")
@@ -98,12 +98,12 @@ def build_export_canceled_run_sensor(job):
         request_id = _request_id(run)
         if request_id is None:
             return
-        changed = app_db.store().transition(
+        changed = app_db.store().fail(
             request_id,
             st.CANCELED,
+            f"the export run {run.run_id} was canceled",
+            FailureCause.CANCELED,
             only_run_id=run.run_id,
-            error_message=f"the export run {run.run_id} was canceled",
-            completed_at=utcnow(),
         )
         if changed:
             context.log.info(f"export request {request_id} marked canceled")
@@ -138,9 +138,7 @@ def build_export_cancel_sensor(interval_s: int = 5):
             for run in active_runs(context.instance, request_id):
                 context.log.info(f"export request {request_id}: canceling run {run.run_id}")
                 context.instance.run_coordinator.cancel_run(run.run_id)
-            store.transition(
-                request_id, st.CANCELED, error_message=CANCELED_MESSAGE, completed_at=utcnow()
-            )
+            store.fail(request_id, st.CANCELED, CANCELED_MESSAGE, FailureCause.CANCELED)
         return SkipReason(f"canceled {len(rows)} export(s)")
 
     return export_cancel_sensor
@@ -169,13 +167,8 @@ def reconcile(instance, store: RequestStore, row: dict, stall_timeout_s: float) 
         target, message = st.FAILED, f"the export run {run.run_id} failed; see its logs in Dagster"
     else:
         target, message = st.FAILED, f"the export run {run.run_id} ended without publishing"
-    changed = store.transition(
-        request_id,
-        target,
-        only_run_id=run.run_id,
-        error_message=message,
-        completed_at=utcnow(),
-    )
+    cause = FailureCause.CANCELED if target == st.CANCELED else FailureCause.OTHER
+    changed = store.fail(request_id, target, message, cause, only_run_id=run.run_id)
     return message if changed else None
 
 

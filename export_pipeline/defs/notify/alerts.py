@@ -43,24 +43,26 @@ from dagster import (
     SensorResult,
     sensor,
 )
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
-from dagster._core.storage.tags import PARTITION_NAME_TAG, RETRY_NUMBER_TAG, WILL_RETRY_TAG
 
+from export_pipeline.defs.dagster_internals import (
+    PARTITION_NAME_TAG,
+    RETRY_NUMBER_TAG,
+    WILL_RETRY_TAG,
+    AssetCheckExecutionRecordStatus,
+)
 from export_pipeline.defs.intake.partitions import request_id_from_key
 from export_pipeline.defs.notify.channels import AlertDeliveryError
 from export_pipeline.defs.operations.metrics import (
     ASSET_NAME,
-    CAUSES,
-    EXPORT_1080P_1MIN_TARGET_S,
     QUOTA_CHECK_NAME,
     SPEED_CHECK_NAME,
     SUCCESS_CHECK_NAME,
-    as_utc,
-    classify_failure,
-    is_1080p_one_minute,
 )
 from export_pipeline.defs.operations.usage import KINDS
 from export_pipeline.domain import status as st
+from export_pipeline.domain.clock import as_utc
+from export_pipeline.domain.failures import CAUSES, FailureCause, cause_of_row
+from export_pipeline.domain.kpis import EXPORT_1080P_1MIN_TARGET_S, is_1080p_one_minute
 from export_pipeline.domain.values import human_bytes
 from export_pipeline.observability.scrub import scrub, scrub_text
 
@@ -185,7 +187,7 @@ def check_alert(
         lines.append(f"Failures by cause (last 24 h): {cause_text or 'none recorded'}")
         chosen = [r for r in rows if r.get("status") == st.FAILED][:EXAMPLES]
         examples = [
-            _request_label(r, links, classify_failure(r.get("error_message"), r.get("status")))
+            _request_label(r, links, cause_of_row(r))
             for r in chosen
         ]
     elif check_name == QUOTA_CHECK_NAME:
@@ -246,8 +248,8 @@ def _plain(value: Any) -> bool:
 
 
 def _took(row: Mapping[str, Any]) -> float | None:
-    end, start = as_utc(row.get("completed_at")), as_utc(row.get("processing_started_at"))
-    return None if end is None or start is None else (end - start).total_seconds()
+    end, start = row.get("completed_at"), row.get("processing_started_at")
+    return None if end is None or start is None else (as_utc(end) - as_utc(start)).total_seconds()
 
 
 def run_alert(run: Any, failure_message: str, row: Mapping[str, Any] | None, links: Links) -> Alert:
@@ -255,7 +257,7 @@ def run_alert(run: Any, failure_message: str, row: Mapping[str, Any] | None, lin
     attempt = int(run.tags.get(RETRY_NUMBER_TAG, "0")) + 1
     partition = run.tags.get(PARTITION_NAME_TAG)
     reason = (row or {}).get("error_message") or failure_message
-    cause = classify_failure(reason, (row or {}).get("status")) if row else "other"
+    cause = cause_of_row(row) if row else FailureCause.OTHER
     what = f"exp-{row['id']}" if row else (partition or run.job_name)
     title = f"{run.job_name} run failed for good"
     summary = f"{what}: {cause}" + (f" (run attempt {attempt})" if attempt > 1 else "")
@@ -482,7 +484,7 @@ class AlertTick:
                 incident.failures += 1
                 if row and len(incident.request_ids) < 50:
                     incident.request_ids.append(int(row["id"]))
-                cause = classify_failure(row.get("error_message"), row.get("status")) if row else ""
+                cause = cause_of_row(row) if row else ""
                 label = _request_label({**row, "run_id": run.run_id}, self.links, cause) if row \
                     else run.run_id  # fmt: skip
                 updates.setdefault(slot, []).append(label)

@@ -37,6 +37,8 @@ from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, 
 
 from export_pipeline.defs.resources import AppDatabase
 from export_pipeline.domain import status as st
+from export_pipeline.domain.clock import as_utc, iso
+from export_pipeline.io.http import retry_after
 
 NOTIFY_STATUSES: tuple[str, ...] = (st.COMPLETE, st.FAILED, st.CANCELED, st.REJECTED)
 TIMESTAMP_HEADER = "X-Export-Timestamp"
@@ -53,6 +55,7 @@ PAYLOAD_FIELDS: tuple[str, ...] = (
     "video_url",
     "poster_url",
     "error_message",
+    "error_cause",
     "output_duration_s",
     "output_bytes",
     "completed_at",
@@ -99,18 +102,6 @@ def verify(
 # ---- the document
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def iso(moment: datetime | None) -> str | None:
-    """`2026-11-24T10:32:00Z` (database timestamps are UTC; SQLite returns them naive)."""
-    moment = _utc(moment)
-    return moment.isoformat(timespec="seconds").replace("+00:00", "Z") if moment else None
-
-
 def payload(row: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON document for one finished row."""
     duration = row.get("output_duration_s")
@@ -123,6 +114,7 @@ def payload(row: Mapping[str, Any]) -> dict[str, Any]:
         "video_url": row.get("video_url"),
         "poster_url": row.get("poster_url"),
         "error_message": row.get("error_message"),
+        "error_cause": row.get("error_cause"),
         "output_duration_s": float(duration) if duration is not None else None,
         "output_bytes": int(size) if size is not None else None,
         "completed_at": iso(row.get("completed_at")),
@@ -135,8 +127,8 @@ def encode(document: Mapping[str, Any]) -> bytes:
 
 def outcome_key(row: Mapping[str, Any]) -> str:
     """One finished outcome of a request: the same on every retry, new after a re-export."""
-    completed = _utc(row.get("completed_at"))
-    stamp = completed.isoformat().replace("+00:00", "Z") if completed else "-"
+    completed = row.get("completed_at")
+    stamp = as_utc(completed).isoformat().replace("+00:00", "Z") if completed else "-"
     return f"exp-{int(row['id'])}:{row.get('status')}:{stamp}"
 
 
@@ -174,14 +166,6 @@ def classify(status_code: int) -> str:
     return "retry"
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # HTTP-date form: fall back to our own backoff
-
-
 def deliver(
     client: httpx.Client, url: str, secret: str, row: Mapping[str, Any], now: float
 ) -> Delivery:
@@ -211,7 +195,7 @@ def post(
         ok=verdict == "ok",
         detail=detail,
         permanent=verdict == "give_up",
-        retry_after_s=_retry_after(response) if verdict == "retry" else None,
+        retry_after_s=retry_after(response) if verdict == "retry" else None,
     )
 
 
@@ -252,8 +236,8 @@ def dump_cursor(pending: Mapping[str, Pending]) -> str:
 
 
 def _finished_at(row: Mapping[str, Any], fallback: float) -> float:
-    moment = _utc(row.get("completed_at") or row.get("updated_at"))
-    return moment.timestamp() if moment else fallback
+    moment = row.get("completed_at") or row.get("updated_at")
+    return as_utc(moment).timestamp() if moment else fallback
 
 
 def build_export_webhook_sensor(

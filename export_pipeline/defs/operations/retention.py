@@ -76,12 +76,16 @@ from export_pipeline.defs.intake.partitions import (
     partition_key,
     request_id_from_key,
 )
-from export_pipeline.defs.operations.metrics import as_utc
 from export_pipeline.defs.resources import AppDatabase, MediaTools, StorageResource
 from export_pipeline.domain import status as st
-from export_pipeline.domain.request import MAX_RETENTION_DAYS, MIN_RETENTION_DAYS, retention_days_of
+from export_pipeline.domain.clock import as_utc, utcnow
+from export_pipeline.domain.request import (
+    MAX_RETENTION_DAYS,
+    MIN_RETENTION_DAYS,
+    retention_days_of,
+)
 from export_pipeline.domain.values import decode_json
-from export_pipeline.io.appdb.store import RequestStore, utcnow
+from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline.io.storage import Storage
 
 RETENTION_DAYS = 7
@@ -165,10 +169,10 @@ def deadline(row: dict[str, Any], default_days: float = RETENTION_DAYS) -> datet
     complete row's `expires_at`, else when it finished plus its own retention."""
     if row.get("status") == st.COMPLETE and row.get("expires_at") is not None:
         return as_utc(row["expires_at"])
-    finished = as_utc(row.get("completed_at") or row.get("updated_at"))
+    finished = row.get("completed_at") or row.get("updated_at")
     if finished is None:
         return None
-    return finished + timedelta(days=retention_days_of(row, default_days))  # type: ignore[arg-type]
+    return as_utc(finished) + timedelta(days=retention_days_of(row, default_days))  # type: ignore[arg-type]
 
 
 def _is_due(row: dict[str, Any], now: datetime, default_days: float) -> bool:
@@ -262,7 +266,7 @@ def sweep_expired(
     """Delete what requests whose deadline has passed left behind (see the module
     docstring for what and in which order); `retention_days` is the default for rows
     without their own. Idempotent; `dry_run` only reports."""
-    now = as_utc(now) or utcnow()
+    now = utcnow() if now is None else as_utc(now)
     report = RetentionReport(dry_run=dry_run, now=now, cutoff=now - timedelta(days=retention_days))
 
     # 1. the rows, first, so the app stops linking to what is about to go

@@ -24,6 +24,24 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine
+from sqlalchemy.types import TypeDecorator
+
+from export_pipeline.domain.clock import as_utc
+
+
+class UTCDateTime(TypeDecorator):
+    """A timestamp that is aware and in UTC both ways, on every database: SQLite keeps the
+    wall-clock digits it is given and returns them naive, so moments are converted to UTC
+    before they are written and read back as UTC (PostgreSQL's timestamptz keeps the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return None if value is None else as_utc(value)
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else as_utc(value)
 
 metadata = MetaData()
 
@@ -46,9 +64,9 @@ export_requests = Table(
     Column("audio_normalize", Boolean),
     Column("soundtrack", JSON().with_variant(JSONB(), "postgresql")),
     Column("captions", JSON().with_variant(JSONB(), "postgresql")),
-    Column("cancel_requested_at", DateTime(timezone=True)),
+    Column("cancel_requested_at", UTCDateTime()),
     # set by the operator CLI's `retry`: the sensor takes the row again
-    Column("requeued_at", DateTime(timezone=True)),
+    Column("requeued_at", UTCDateTime()),
     # days the finished video is kept (the user's plan, e.g. 7 or 30; NULL:
     # EXPORT_RETENTION_DAYS), validated like the rest of the request
     Column("retention_days", Integer),
@@ -57,6 +75,8 @@ export_requests = Table(
     Column("progress", Integer, nullable=False, server_default=text("0")),
     Column("retry_count", Integer, nullable=False, server_default=text("0")),
     Column("error_message", Text),
+    # why it failed, as data (domain.failures.FailureCause), written with error_message
+    Column("error_cause", Text),
     Column("video_url", Text),
     Column("output_bytes", BigInteger),
     Column("output_duration_s", Float),
@@ -66,21 +86,24 @@ export_requests = Table(
     # should be done; NULL when unknown) and, while queued, the place in the queue (1 = next)
     # and why it waits
     Column("eta_s", Integer),
-    Column("estimated_finish_at", DateTime(timezone=True)),
+    Column("estimated_finish_at", UTCDateTime()),
     Column("queue_position", Integer),
     Column("queue_reason", Text),
     # completion webhook bookkeeping: the last status the app was notified of
     Column("notified_status", Text),
-    Column("notified_at", DateTime(timezone=True)),
+    Column("notified_at", UTCDateTime()),
     # retention: when the video will be deleted (set on completion: completed_at +
     # retention days) and when the `expiring` reminder was claimed (once per completion)
-    Column("expires_at", DateTime(timezone=True)),
-    Column("reminded_at", DateTime(timezone=True)),
+    Column("expires_at", UTCDateTime()),
+    Column("reminded_at", UTCDateTime()),
     # both
-    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    Column("processing_started_at", DateTime(timezone=True)),
-    Column("completed_at", DateTime(timezone=True)),
+    Column("created_at", UTCDateTime(), nullable=False, server_default=func.now()),
+    Column("updated_at", UTCDateTime(), nullable=False, server_default=func.now()),
+    # when the latest run was queued (its creation in Dagster): the queue wait is measured
+    # from here to processing_started_at, so retries and re-exports do not inflate it
+    Column("queued_at", UTCDateTime()),
+    Column("processing_started_at", UTCDateTime()),
+    Column("completed_at", UTCDateTime()),
     # What the sensor (status, id) and the app (user, project) query.
     Index("ix_export_requests_status_id", "status", "id"),
     Index("ix_export_requests_user_created", "user_id", "created_at"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -22,6 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from export_pipeline.domain import status as st
+from export_pipeline.domain.clock import as_utc, utcnow
+from export_pipeline.domain.failures import FailureCause
 from export_pipeline.domain.values import decode_json
 from export_pipeline.io.appdb.schema import create_schema, export_requests, export_segments
 
@@ -36,10 +38,6 @@ _TEXT_COLUMNS = ("clips", "soundtrack", "captions", "audio_normalize")
 _COLUMNS = [c for c in T.c if c.name not in _TEXT_COLUMNS] + [
     cast(T.c[name], Text).label(name) for name in _TEXT_COLUMNS
 ]
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @lru_cache(maxsize=8)
@@ -192,12 +190,36 @@ class RequestStore:
         is that run (a stale run's late failure must not overwrite a newer result).
         Returns whether the row changed.
         """
+        if fields.get("error_message") is not None and fields.get("error_cause") is None:
+            raise ValueError("an error_message is written with its error_cause (use `fail`)")
+        if "error_message" in fields and fields["error_message"] is None:
+            fields["error_cause"] = None
         query = update(T).where(T.c.id == request_id, T.c.status.in_(st.sources(target)))
         if only_run_id is not None:
             query = query.where(or_(T.c.run_id.is_(None), T.c.run_id == only_run_id))
         values = {"status": target, "updated_at": utcnow(), **_cleared_by(target), **fields}
         with self.engine.begin() as conn:
             return conn.execute(query.values(**values)).rowcount == 1
+
+    def fail(
+        self,
+        request_id: int,
+        target: str,
+        message: str,
+        cause: FailureCause,
+        *,
+        only_run_id: str | None = None,
+    ) -> bool:
+        """End the row in `target` (failed, canceled, rejected) with what went wrong: the
+        message and its cause, written together. See `transition` for `only_run_id`."""
+        return self.transition(
+            request_id,
+            target,
+            only_run_id=only_run_id,
+            error_message=message,
+            error_cause=str(FailureCause(cause)),
+            completed_at=utcnow(),
+        )
 
     def set_progress(
         self,
@@ -316,6 +338,7 @@ class RequestStore:
             "requeued_at": utcnow(),
             "cancel_requested_at": None,
             "error_message": None,
+            "error_cause": None,
             "progress": 0,
             "completed_at": None,
             "updated_at": utcnow(),
@@ -324,7 +347,9 @@ class RequestStore:
         with self.engine.begin() as conn:
             return conn.execute(query.values(**values)).rowcount == 1
 
-    def increment_retry(self, request_id: int, error_message: str, run_id: str) -> bool:
+    def increment_retry(
+        self, request_id: int, error_message: str, cause: FailureCause, run_id: str
+    ) -> bool:
         """Record a failed attempt that Dagster will retry: status `retrying`."""
         query = update(T).where(
             T.c.id == request_id,
@@ -335,6 +360,7 @@ class RequestStore:
             "status": st.RETRYING,
             "retry_count": T.c.retry_count + 1,
             "error_message": error_message,
+            "error_cause": str(FailureCause(cause)),
             "updated_at": utcnow(),
             **_cleared_by(st.RETRYING),
         }
@@ -397,15 +423,11 @@ class RequestStore:
         return {status: count for status, count in rows}
 
     # ---- operations (export_pipeline/ops): KPIs and retention
-    @staticmethod
-    def _utc(moment: datetime) -> datetime:
-        # SQLite stores the wall-clock digits and drops the zone: compare in UTC everywhere.
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
     def created_since(self, since: datetime) -> list[dict[str, Any]]:
         """Rows created at or after `since`, oldest first, without `clips` (for the KPIs)."""
         columns = [c for c in T.c if c.name != "clips"]
-        query = select(*columns).where(T.c.created_at >= self._utc(since)).order_by(T.c.id)
+        query = select(*columns).where(T.c.created_at >= since).order_by(T.c.id)
         with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(query).mappings()]
 
@@ -417,7 +439,7 @@ class RequestStore:
         finished_at = func.coalesce(T.c.completed_at, T.c.updated_at)
         query = (
             select(*_COLUMNS)
-            .where(T.c.status.in_(statuses), finished_at < self._utc(before))
+            .where(T.c.status.in_(statuses), finished_at < before)
             .order_by(T.c.id)
         )
         if ids is not None:
@@ -435,8 +457,8 @@ class RequestStore:
             .where(
                 T.c.status == st.COMPLETE,
                 or_(
-                    T.c.expires_at <= self._utc(now),
-                    and_(T.c.expires_at.is_(None), finished_at < self._utc(unstamped_before)),
+                    T.c.expires_at <= now,
+                    and_(T.c.expires_at.is_(None), finished_at < unstamped_before),
                 ),
             )
             .order_by(T.c.id)
@@ -452,7 +474,7 @@ class RequestStore:
         `finished_before` (the caller applies each row's own retention to the rest)."""
         finished_at = func.coalesce(T.c.completed_at, T.c.updated_at)
         swept = T.c.status.in_([st.COMPLETE, st.FAILED, st.CANCELED]) & (
-            finished_at < self._utc(finished_before)
+            finished_at < finished_before
         )
         query = (
             select(*_COLUMNS)
@@ -484,8 +506,8 @@ class RequestStore:
                 T.c.status == st.COMPLETE,
                 T.c.reminded_at.is_(None),
                 T.c.video_url.is_not(None),
-                T.c.expires_at > self._utc(now),
-                T.c.expires_at <= self._utc(until),
+                T.c.expires_at > now,
+                T.c.expires_at <= until,
             )
             .order_by(T.c.expires_at, T.c.id)
             .limit(limit)
@@ -506,12 +528,12 @@ class RequestStore:
             T.c.expires_at == expires_at,
         )
         with self.engine.begin() as conn:
-            values = {"reminded_at": self._utc(now), **urls}
+            values = {"reminded_at": now, **urls}
             return conn.execute(query.values(**values)).rowcount == 1
 
     def release_reminder(self, request_id: int, claimed_at: datetime) -> bool:
         """Give back a claim whose delivery failed, so a later tick tries again."""
-        query = update(T).where(T.c.id == request_id, T.c.reminded_at == self._utc(claimed_at))
+        query = update(T).where(T.c.id == request_id, T.c.reminded_at == claimed_at)
         with self.engine.begin() as conn:
             return conn.execute(query.values(reminded_at=None)).rowcount == 1
 
@@ -586,8 +608,7 @@ class RequestStore:
         # completed_at runs ahead of ours: otherwise the outcome would look new forever.
         notified_at = utcnow()
         if completed_at is not None:
-            completed = completed_at if completed_at.tzinfo else completed_at.replace(tzinfo=UTC)
-            notified_at = max(notified_at, completed)
+            notified_at = max(notified_at, as_utc(completed_at))
         with self.engine.begin() as conn:
             result = conn.execute(query.values(notified_status=status, notified_at=notified_at))
             return result.rowcount == 1

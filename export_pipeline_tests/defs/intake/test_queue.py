@@ -29,7 +29,7 @@ from export_pipeline.defs.intake.queue import (
 )
 from export_pipeline.defs.local_runner import evaluate_intake
 from export_pipeline.domain import status as st
-from export_pipeline.io.appdb.store import utcnow
+from export_pipeline.domain.clock import utcnow
 from export_pipeline_tests import REPO_ROOT
 from export_pipeline_tests.conftest import clip
 

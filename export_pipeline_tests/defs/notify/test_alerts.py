@@ -44,7 +44,7 @@ from export_pipeline.defs.operations.metrics import (
 )
 from export_pipeline.defs.resources import AppDatabase
 from export_pipeline.domain import status as st
-from export_pipeline.io.appdb.store import utcnow
+from export_pipeline.domain.clock import utcnow
 from export_pipeline.io.storage import LocalStorage
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.defs.notify.receivers import (
@@ -211,11 +211,13 @@ def fail_the_success_rate(store) -> list[int]:
     failed = [
         add_finished(store, st.FAILED, error_message=(
             "downloaded_clips failed: clip 1 (scene 1): its source URL has expired or was "
-            "removed (HTTP 403); regenerate the clip and export again"), run_id="run-expired-1"),
+            "removed (HTTP 403); regenerate the clip and export again"), run_id="run-expired-1",
+            error_cause="expired_clip_url"),
         add_finished(store, st.FAILED, error_message=(
             "downloaded_clips failed: clip 2 (scene 2): its source URL has expired or was "
-            "removed (HTTP 410)"), run_id="run-expired-2"),
-        add_finished(store, st.FAILED, retry_count=3, run_id="run-ffmpeg-1", error_message=(
+            "removed (HTTP 410)"), run_id="run-expired-2", error_cause="expired_clip_url"),
+        add_finished(store, st.FAILED, retry_count=3, run_id="run-ffmpeg-1", error_cause="ffmpeg",
+                     error_message=(
             "encoded_video failed (after 4 attempts): ffmpeg exited with code 1: "
             "https://s3.example/clips/a.mp4?X-Amz-Signature=deadbeef")),
     ]  # fmt: skip

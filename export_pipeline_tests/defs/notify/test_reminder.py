@@ -15,11 +15,11 @@ from sqlalchemy import update
 from export_pipeline.definitions import build_definitions, build_resources
 from export_pipeline.defs.notify import DELIVERY_HEADER, build_export_expiry_reminder_sensor
 from export_pipeline.defs.notify.reminder import REMINDER_FIELDS, reminder_key
-from export_pipeline.defs.operations.metrics import as_utc
 from export_pipeline.defs.resources import AppDatabase
 from export_pipeline.domain import status as st
+from export_pipeline.domain.clock import as_utc, utcnow
 from export_pipeline.io.appdb.schema import export_requests
-from export_pipeline.io.appdb.store import RequestStore, utcnow
+from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline_tests.defs.notify.test_webhook import (
     SECRET,
     Clock,
@@ -110,7 +110,7 @@ def test_no_reminder_for_failed_expired_or_past_exports(db_store):
     store, settings = db_store
     t0 = utcnow()
     soon = t0 + timedelta(days=1)
-    failed = expiring(store, st.FAILED, soon, error_message="encoded_video failed")
+    failed = expiring(store, st.FAILED, soon, error_message="encoded_video failed", error_cause="ffmpeg")
     canceled = expiring(store, st.CANCELED, soon)
     expired_id = expiring(store, st.COMPLETE, soon)
     store.transition(expired_id, st.EXPIRED, video_url=None)

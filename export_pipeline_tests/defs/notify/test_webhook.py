@@ -32,7 +32,8 @@ from export_pipeline.defs.notify.webhook import (
 )
 from export_pipeline.defs.resources import AppDatabase
 from export_pipeline.domain import status as st
-from export_pipeline.io.appdb.store import RequestStore, utcnow
+from export_pipeline.domain.clock import utcnow
+from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.e2e.test_pipeline import export
 
@@ -347,7 +348,9 @@ def test_exports_complete_while_the_receiver_is_down_and_it_gives_up_later(
 
 
 def test_a_receiver_that_fails_twice_then_accepts(settings, store, clock):
-    request_id = finished(store, st.FAILED, error_message="encoded_video failed: boom")
+    request_id = finished(
+        store, st.FAILED, error_message="encoded_video failed: boom", error_cause="ffmpeg"
+    )
     answers = [(500, {}), (503, {"Retry-After": "25"})]
     with Receiver(clock, answers) as receiver:
         hook = Webhook(settings, None, receiver.url, clock)
@@ -379,7 +382,7 @@ def test_a_permanent_refusal_is_not_retried(settings, store, clock):
         assert "0 delivered, 1 failed" in summary
         assert hook.pending()[refused].gave_up
         clock.advance(3 * 3600)
-        ok = finished(store, st.REJECTED, error_message="rate limit: ...")
+        ok = finished(store, st.REJECTED, error_message="rate limit: ...", error_cause="rate_limited")
         hook.tick()
     assert [d["json"]["request_id"] for d in receiver.deliveries] == [refused, ok]
     assert store.get(refused)["notified_status"] is None

@@ -10,18 +10,17 @@ from sqlalchemy import update
 from export_pipeline.definitions import build_definitions, build_resources
 from export_pipeline.defs.operations import build_export_metrics, metrics_table
 from export_pipeline.defs.operations.metrics import (
-    CAUSES,
     METADATA_KEYS,
     QUOTA_CHECK_NAME,
     SPEED_CHECK_NAME,
     SUCCESS_CHECK_NAME,
-    classify_failure,
-    compute_metrics,
-    percentile,
 )
 from export_pipeline.domain import status as st
+from export_pipeline.domain.clock import utcnow
+from export_pipeline.domain.failures import CAUSES, FailureCause, cause_of_row
+from export_pipeline.domain.kpis import compute_metrics, percentile
 from export_pipeline.io.appdb.schema import export_requests
-from export_pipeline.io.appdb.store import RequestStore, utcnow
+from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline.io.storage import LocalStorage
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.e2e.test_pipeline import export
@@ -34,136 +33,43 @@ def row(status: str, *, age_h: float = 1.0, export_s: float | None = 30.0, wait_
     created = (NOW - timedelta(hours=age_h)).replace(tzinfo=None)
     started = created + timedelta(seconds=wait_s) if wait_s is not None else None
     completed = started + timedelta(seconds=export_s) if started and export_s is not None else None
+    ran = status not in (st.PENDING, st.CANCELED, st.REJECTED)
     return {
         "id": extra.pop("id", 1),
         "status": status,
         "created_at": created,
+        "queued_at": created,
         "processing_started_at": started,
         "completed_at": completed,
+        "run_id": extra.pop("run_id", "run-1" if ran else None),
         "retry_count": extra.pop("retry_count", 0),
         "error_message": extra.pop("error_message", None),
+        "error_cause": extra.pop("error_cause", None),
         "resolution": extra.pop("resolution", "720p"),
         "output_duration_s": extra.pop("output_duration_s", None),
         **extra,
     }
 
 
-# ---- failure causes, from the messages the pipeline really writes (README "Failure modes")
+# ---- failure causes: the row's error_cause, written by whoever knew the cause
 
 
 @pytest.mark.parametrize(
-    "message, status, cause",
+    "values, cause",
     [
-        (
-            "downloaded_clips failed: clip 3 (scene 7): its source URL has expired or was "
-            "removed (HTTP 403); regenerate the clip and export again",
-            st.FAILED,
-            "expired_clip_url",
-        ),
-        (
-            "downloaded_clips failed: clip 1 (scene 4): the file is an HLS playlist (.m3u8), "
-            "not a video file",
-            st.FAILED,
-            "invalid_clip_file",
-        ),
-        (
-            "downloaded_clips failed: clip 1 (scene 1): the file is not a video file (looks like HTML)",
-            st.FAILED,
-            "invalid_clip_file",
-        ),
-        (
-            "downloaded_clips failed: clip 2 (scene 2): the file is empty (0 bytes)",
-            st.FAILED,
-            "invalid_clip_file",
-        ),
-        (
-            "downloaded_clips failed: clip 1 (scene 1): the file could not be decoded: "
-            "Invalid data found when processing input",
-            st.FAILED,
-            "invalid_clip_file",
-        ),
-        (
-            "downloaded_clips failed: clip 1 (scene 1): the file is 3000000000 bytes; the "
-            "limit per clip is 2147483648",
-            st.FAILED,
-            "invalid_clip_file",
-        ),
-        (
-            "invalid export request: resolution '8k' is not supported (use one of: 720p, "
-            "1080p, 1440p, 4k); clips is empty: add at least one clip",
-            st.FAILED,
-            "invalid_request",
-        ),
-        (
-            "downloaded_clips failed: clip 1 (scene 1): host 'metadata.internal' resolves to "
-            "a private or reserved address (169.254.169.254)",
-            st.FAILED,
-            "invalid_request",
-        ),
-        (
-            "downloaded_clips failed: clip 2 (scene 2): trim_start 5 s is at or beyond the "
-            "clip's length 1.5 s",
-            st.FAILED,
-            "invalid_request",
-        ),
-        (
-            "downloaded_clips failed: the export would be 12.0 minutes long; the maximum is "
-            "10.0 minutes: shorten or remove clips",
-            st.FAILED,
-            "invalid_request",
-        ),
-        (
-            "downloaded_clips failed (after 4 attempts): clip 1 (scene 1): the CDN answered "
-            "HTTP 503; will retry",
-            st.FAILED,
-            "clip_download",
-        ),
-        (
-            "downloaded_clips failed (after 4 attempts): clip 1 (scene 1): timed out (ReadTimeout)",
-            st.FAILED,
-            "clip_download",
-        ),
-        (
-            "encoded_video failed (after 4 attempts): FFmpeg failed: ffmpeg exited with code "
-            "-11: simulated crash",
-            st.FAILED,
-            "ffmpeg",
-        ),
-        (
-            "encoded_video failed (after 4 attempts): FFmpeg failed: ffmpeg timed out after 3600 s",
-            st.FAILED,
-            "ffmpeg",
-        ),
-        (
-            "published_video failed: storage is full: this video is 12.3 MB and 990.0 MB of "
-            "the 1000.0 MB quota are used; delete old exports or upgrade the storage plan, "
-            "then export again",
-            st.FAILED,
-            "storage",
-        ),
-        (
-            "published_video failed (after 2 attempts): An error occurred (AccessDenied) when "
-            "calling the CopyObject operation: Access Denied",
-            st.FAILED,
-            "storage",
-        ),
-        ("canceled at the app's request (cancel_requested_at is set)", st.CANCELED, "canceled"),
-        ("the export run 0f3c was canceled", st.CANCELED, "canceled"),
-        (None, st.CANCELED, "canceled"),
-        (
-            "export request 5: its run worker sent no heartbeat for 900 s and is presumed "
-            "dead (killed or its machine lost)",
-            st.FAILED,
-            "other",
-        ),
-        ("the export run 0f3c failed; see its logs in Dagster", st.FAILED, "other"),
-        (None, st.FAILED, "other"),
-        (None, st.REJECTED, "invalid_request"),
+        ({"status": st.FAILED, "error_cause": "ffmpeg", "run_id": "r"}, "ffmpeg"),
+        ({"status": st.FAILED, "error_cause": "expired_clip_url"}, "expired_clip_url"),
+        # rows written before the column existed: what the status says
+        ({"status": st.CANCELED}, "canceled"),
+        ({"status": st.REJECTED}, "rate_limited"),
+        ({"status": st.FAILED}, "invalid_request"),  # refused at intake: no run
+        ({"status": st.FAILED, "run_id": "r"}, "other"),
+        ({"status": st.FAILED, "run_id": "r", "error_cause": "nonsense"}, "other"),
     ],
 )
-def test_failures_are_classified_by_cause(message, status, cause):
+def test_the_cause_of_a_row_is_its_error_cause(values, cause):
     assert cause in CAUSES
-    assert classify_failure(message, status) == cause
+    assert cause_of_row(values) == cause
 
 
 @pytest.mark.parametrize(
@@ -190,28 +96,24 @@ def test_counts_rates_and_times_over_the_window():
         row(st.COMPLETE, id=1, export_s=20),
         row(st.COMPLETE, id=2, export_s=40, wait_s=15),
         row(st.COMPLETE, id=3, export_s=60, retry_count=1),
-        row(
-            st.FAILED,
-            id=4,
-            retry_count=2,
-            error_message="encoded_video failed (after 3 attempts): FFmpeg failed: x",
-        ),
-        row(st.FAILED, id=5, error_message="invalid export request: clips is empty"),
-        row(
-            st.CANCELED,
-            id=6,
-            error_message="canceled at the app's request (cancel_requested_at is set)",
-        ),
+        row(st.FAILED, id=4, retry_count=2, error_cause="ffmpeg"),
+        row(st.FAILED, id=5, run_id=None, error_cause="invalid_request"),  # refused at intake
+        row(st.CANCELED, id=6, error_cause="canceled"),
+        row(st.REJECTED, id=10, wait_s=None, error_cause="rate_limited"),
         row(st.PROCESSING, id=7, export_s=None),
         row(st.PENDING, id=8, wait_s=None),
         row(st.COMPLETE, id=9, age_h=25, export_s=999),  # outside the 24 h window
     ]
     m = compute_metrics(rows, NOW, stored_bytes=1234)
-    assert m["requests"] == 8
+    assert m["requests"] == 9
     assert m["by_status"][st.COMPLETE] == 3 and m["by_status"][st.FAILED] == 2
     assert m["by_status"][st.CANCELED] == 1 and m["by_status"][st.EXPIRED] == 0
-    assert m["finished"] == 5
-    assert m["success_rate"] == pytest.approx(3 / 5)  # canceled is not an outcome
+    assert m["by_status"][st.REJECTED] == 1
+    assert sum(m["by_status"].values()) == m["requests"]  # every row has its place
+    # of the requests that reached a run: the one refused at intake, the canceled and the
+    # rejected ones are not outcomes of the pipeline
+    assert m["finished"] == 4
+    assert m["success_rate"] == pytest.approx(3 / 4)
     assert (m["retried"], m["retried_complete"]) == (2, 1)
     assert m["retry_success_rate"] == pytest.approx(0.5)
     assert m["export_time_s"]["count"] == 3
@@ -226,9 +128,26 @@ def test_counts_rates_and_times_over_the_window():
         "ffmpeg": 1,
         "invalid_request": 1,
         "canceled": 1,
+        "rate_limited": 1,
     }
     assert m["stored_bytes"] == 1234
     assert m["since"] == NOW - timedelta(hours=24)
+
+
+def test_queue_wait_counts_from_when_the_latest_run_was_queued():
+    """A re-export (retry, backfill) of a request created hours ago waited in the queue for
+    seconds, not hours; a row without queued_at (older than the column) has no wait."""
+    reexported = row(st.COMPLETE, id=1, age_h=20)
+    started = (NOW - timedelta(minutes=2)).replace(tzinfo=None)
+    reexported.update(
+        queued_at=started - timedelta(seconds=3),
+        processing_started_at=started,
+        completed_at=started + timedelta(seconds=30),
+    )
+    unknown = row(st.COMPLETE, id=2)
+    unknown["queued_at"] = None
+    waits = compute_metrics([reexported, unknown], NOW)["queue_wait_s"]
+    assert waits["count"] == 1 and waits["median"] == pytest.approx(3)
 
 
 @pytest.mark.parametrize(
@@ -240,10 +159,14 @@ def test_counts_rates_and_times_over_the_window():
         ([st.FAILED], 0.0),
         ([st.COMPLETE] * 19 + [st.FAILED], 0.95),
         ([st.COMPLETE, st.FAILED, st.CANCELED, st.EXPIRED, st.REJECTED], 0.5),
+        ([st.COMPLETE, "failed-at-intake"], 1.0),  # never reached a run: not counted
     ],
 )
-def test_success_rate_counts_only_complete_and_failed(statuses, expected):
-    rows = [row(s, id=i) for i, s in enumerate(statuses)]
+def test_success_rate_counts_only_requests_that_reached_a_run(statuses, expected):
+    rows = [
+        row(st.FAILED, id=i, run_id=None) if s == "failed-at-intake" else row(s, id=i)
+        for i, s in enumerate(statuses)
+    ]
     rate = compute_metrics(rows, NOW)["success_rate"]
     assert rate == (None if expected is None else pytest.approx(expected))
 
@@ -354,7 +277,7 @@ def test_metrics_asset_on_target_passes_both_checks(db_store, instance):
     for _ in range(19):
         add_finished(store, st.COMPLETE, export_s=30)
     add_finished(store, st.COMPLETE, export_s=40, retry_count=1)
-    add_finished(store, st.CANCELED, error_message="canceled at the app's request")
+    store.fail(add_finished(store, st.PENDING), st.CANCELED, "canceled", FailureCause.CANCELED)
     storage = LocalStorage(settings.local_storage_root)
     storage.put_bytes("videos/exp-1.mp4", b"x" * 1000)
 
@@ -367,7 +290,10 @@ def test_metrics_asset_on_target_passes_both_checks(db_store, instance):
     assert metadata["export_1080p_1min_p95_s"] == pytest.approx(30.5, abs=0.01)
     assert metadata["failures_canceled"] == 1
     assert metadata["stored_bytes"] == 1000
-    assert "| success rate | 100.0 % (20/20) | >= 95 % | ok |" in metadata["kpis"]
+    assert (
+        "| success rate (of exports that reached a run) | 100.0 % (20/20) | >= 95 % | ok |"
+        in (metadata["kpis"])
+    )
 
     assert set(checks) == {SUCCESS_CHECK_NAME, SPEED_CHECK_NAME, QUOTA_CHECK_NAME}
     assert all(c.passed for c in checks.values())
@@ -379,8 +305,8 @@ def test_metrics_asset_off_target_warns(db_store, instance):
     add_finished(store, st.COMPLETE, export_s=120)  # a 1-minute 1080p export in 2 minutes
     add_finished(store, st.COMPLETE, export_s=20, resolution="720p")
     add_finished(
-        store, st.FAILED, retry_count=3,
-        error_message="encoded_video failed (after 4 attempts): FFmpeg failed: ffmpeg exited with code 1",
+        store, st.FAILED, retry_count=3, run_id="run-x", error_cause="ffmpeg",
+        error_message="encoded_video failed (after 4 attempts): ffmpeg exited with code 1",
     )  # fmt: skip
 
     metadata, checks = materialize_metrics(settings, instance)
@@ -432,7 +358,7 @@ def test_metrics_table_for_the_terminal(db_store):
     store, settings = db_store
     add_finished(store, st.COMPLETE, export_s=30)
     add_finished(
-        store, st.FAILED,
+        store, st.FAILED, run_id="run-y", error_cause="expired_clip_url",
         error_message="downloaded_clips failed: clip 1 (scene 1): its source URL has expired or was removed (HTTP 410); regenerate the clip and export again",
     )  # fmt: skip
     storage = LocalStorage(settings.local_storage_root)
@@ -443,7 +369,8 @@ def test_metrics_table_for_the_terminal(db_store):
     assert lines[0].startswith("Exports created in the last 24 h (since ")
     assert lines[1].split() == ["KPI", "value", "target"]
     text = "\n".join(" ".join(line.split()) for line in lines)
-    assert "success rate 50.0 % (1/2) >= 95 % MISSED" in text
+    assert "success rate (of exports that reached a run) 50.0 % (1/2) >= 95 % MISSED" in text
+    assert "requests 2 (complete 1, failed 1)" in text
     assert "retry success rate n/a >= 80 % no data" in text
     assert (
         "1-min 1080p export time median 30.0 s, p95 30.0 s, mean 30.0 s (n=1) p95 <= 90 s ok"
@@ -453,7 +380,7 @@ def test_metrics_table_for_the_terminal(db_store):
     assert "stored 2.0 KB" in text
     # A window that ended before the rows were created shows nothing.
     empty = metrics_table(store, None, now=utcnow() - timedelta(days=2))
-    assert "requests 0 (complete 0" in " ".join(empty.split())
+    assert "requests 0 (none)" in " ".join(empty.split())
     assert "stored n/a" in " ".join(empty.split())
 
 

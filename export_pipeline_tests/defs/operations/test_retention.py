@@ -16,10 +16,10 @@ from sqlalchemy import update
 from export_pipeline.definitions import build_resources
 from export_pipeline.defs.export.clips import archive_key, url_index_key
 from export_pipeline.defs.operations import build_retention_defs, sweep_expired, sweep_temp
-from export_pipeline.defs.operations.metrics import as_utc
 from export_pipeline.domain import status as st
+from export_pipeline.domain.clock import as_utc, utcnow
 from export_pipeline.io.appdb.schema import export_requests
-from export_pipeline.io.appdb.store import RequestStore, utcnow
+from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline.io.storage import LocalStorage, Storage
 from export_pipeline.media.samples import make_sample_clip
 from export_pipeline_tests.cdn import status

@@ -11,12 +11,13 @@ from sqlalchemy import text, update
 from export_pipeline.definitions import build_definitions
 from export_pipeline.defs.local_runner import evaluate_intake
 from export_pipeline.defs.operations import sweep_expired
-from export_pipeline.defs.operations.metrics import as_utc
 from export_pipeline.defs.operations.retention import deadline
 from export_pipeline.domain import status as st
-from export_pipeline.domain.request import InvalidRequest, parse_request, retention_days_of
+from export_pipeline.domain.clock import as_utc, utcnow
+from export_pipeline.domain.failures import InvalidRequest
+from export_pipeline.domain.request import parse_request, retention_days_of
 from export_pipeline.io.appdb.schema import export_requests
-from export_pipeline.io.appdb.store import RequestStore, utcnow
+from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline.io.storage import LocalStorage
 from export_pipeline_tests.conftest import clip
 

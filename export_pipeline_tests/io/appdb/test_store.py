@@ -1,7 +1,10 @@
+from datetime import datetime
+
 import pytest
 from sqlalchemy import inspect, text
 
 from export_pipeline.domain import status as st
+from export_pipeline.domain.failures import FailureCause
 from export_pipeline.domain.values import decode_json
 from export_pipeline.io.appdb.store import RequestStore
 
@@ -58,8 +61,8 @@ def test_transitions_follow_the_state_machine(db_url):
     assert store.transition(rid, st.PROCESSING, run_id="run-1")
     assert store.transition(rid, st.COMPLETE, only_run_id="run-1", video_url="file:///v.mp4")
     # a stale run's late failure does not undo the result
-    assert not store.transition(rid, st.FAILED, only_run_id="run-0", error_message="late")
-    assert not store.transition(rid, st.FAILED, error_message="late")
+    assert not store.fail(rid, st.FAILED, "late", FailureCause.OTHER, only_run_id="run-0")
+    assert not store.fail(rid, st.FAILED, "late", FailureCause.OTHER)
     row = store.get(rid)
     assert row["status"] == "complete" and row["error_message"] is None
     assert row["video_url"] == "file:///v.mp4"
@@ -84,13 +87,16 @@ def test_retry_counting_and_listing(db_url):
     b = store.insert(project_id="p2", user_id="u2", resolution="720p", quality="low", clips=CLIPS)
     store.transition(a, st.QUEUED)
     store.transition(a, st.PROCESSING, run_id="r")
-    assert store.increment_retry(a, "CDN answered 503", "r")
-    assert not store.increment_retry(a, "again", "r")  # retrying -> retrying is not a move
+    assert store.increment_retry(a, "CDN answered 503", FailureCause.CLIP_DOWNLOAD, "r")
+    assert not store.increment_retry(
+        a, "again", FailureCause.CLIP_DOWNLOAD, "r"
+    )  # retrying -> retrying is not a move
     row = store.get(a)
-    assert (row["status"], row["retry_count"], row["error_message"]) == (
+    assert (row["status"], row["retry_count"], row["error_message"], row["error_cause"]) == (
         "retrying",
         1,
         "CDN answered 503",
+        "clip_download",
     )
     assert [r["id"] for r in store.list(user_id="u2")] == [b]
     assert [r["id"] for r in store.list(status="retrying")] == [a]
@@ -151,7 +157,7 @@ def test_lost_database_connections_are_replaced(postgres_url, postgres_admin):
 def test_time_left_and_queue_place_are_written_and_cleared_with_the_status(db_url):
     from datetime import timedelta
 
-    from export_pipeline.io.appdb.store import utcnow
+    from export_pipeline.domain.clock import utcnow
 
     store = new_store(db_url)
     rid = store.insert(project_id="p", user_id="u", resolution="720p", quality="low", clips=CLIPS)
@@ -176,7 +182,7 @@ def test_time_left_and_queue_place_are_written_and_cleared_with_the_status(db_ur
     assert store.get(rid)["eta_s"] is None and store.get(rid)["estimated_finish_at"] is None
     assert store.set_progress(rid, 40, run_id="r", eta_s=9, estimated_finish_at=finish)
     # A retry makes it unknown; the end clears it.
-    assert store.increment_retry(rid, "attempt 1 failed", "r")
+    assert store.increment_retry(rid, "attempt 1 failed", FailureCause.OTHER, "r")
     assert store.get(rid)["eta_s"] is None
     assert store.transition(rid, st.PROCESSING, run_id="r")
     assert store.set_progress(rid, 50, run_id="r", eta_s=5, estimated_finish_at=finish)
@@ -239,3 +245,34 @@ def test_segment_progress_adds_up_by_length(db_url):
     assert store.segment_progress(7, {}) == 0.0
     store.end_segments(7)
     assert store.segment_progress(7, {}) is None
+
+
+def test_the_cause_is_written_with_the_message_and_cleared_with_it(db_url):
+    store = new_store(db_url)
+    rid = store.insert(project_id="p", user_id="u", resolution="720p", quality="low", clips=CLIPS)
+    with pytest.raises(ValueError, match="error_cause"):
+        store.transition(rid, st.FAILED, error_message="a message without its cause")
+    assert store.get(rid)["status"] == st.PENDING  # nothing was written
+    assert store.fail(rid, st.FAILED, "clips is empty", FailureCause.INVALID_REQUEST)
+    row = store.get(rid)
+    assert (row["error_message"], row["error_cause"]) == ("clips is empty", "invalid_request")
+    assert row["completed_at"] is not None
+    assert store.requeue(rid)
+    row = store.get(rid)
+    assert (row["status"], row["error_message"], row["error_cause"]) == (st.PENDING, None, None)
+
+
+def test_timestamps_come_back_aware_in_utc(db_url):
+    """SQLite keeps the digits it is given and returns them naive; the column type makes
+    every database give and take aware UTC moments, whatever zone they were written in."""
+    from datetime import timedelta, timezone
+
+    store = new_store(db_url)
+    rid = store.insert(project_id="p", user_id="u", resolution="720p", quality="low", clips=CLIPS)
+    moment = datetime(2026, 3, 1, 9, 30, tzinfo=timezone(timedelta(hours=-5)))
+    store.transition(rid, st.QUEUED, queued_at=moment)
+    row = store.get(rid)
+    assert row["queued_at"] == moment and row["queued_at"].utcoffset() == timedelta(0)
+    assert row["created_at"].tzinfo is not None
+    # compared in UTC by the database too
+    assert [r["id"] for r in store.created_since(row["created_at"] - timedelta(seconds=1))] == [rid]

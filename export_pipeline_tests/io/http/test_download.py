@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from export_pipeline.domain.failures import ExportFailure, FailureCause
 from export_pipeline.io.http import (
-    DownloadError,
     DownloadPolicy,
     check_url,
     download,
@@ -60,10 +60,10 @@ def test_streams_to_disk_and_hashes(server, files, tmp_path):
     ],
 )
 def test_policy_refuses_unsafe_urls(url, policy, message):
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         check_url(url, policy)
     assert message in str(info.value)
-    assert info.value.permanent
+    assert info.value.permanent and info.value.cause == FailureCause.INVALID_REQUEST
 
 
 def test_public_address_passes():
@@ -73,20 +73,21 @@ def test_public_address_passes():
 @pytest.mark.parametrize("code", [401, 403, 404, 410])
 def test_gone_is_permanent_and_actionable(server, tmp_path, code):
     server.fail("clip.mp4", status(code))
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch(server.url("clip.mp4"), tmp_path)
-    assert info.value.permanent
+    assert info.value.permanent and info.value.cause == FailureCause.EXPIRED_CLIP_URL
     assert "expired or was removed" in str(info.value) and "regenerate the clip" in str(info.value)
 
 
 def test_server_errors_and_throttling_are_transient(server, tmp_path):
     server.fail("clip.mp4", status(503), status(429, headers={"Retry-After": "7"}))
-    with pytest.raises(DownloadError) as first:
+    with pytest.raises(ExportFailure) as first:
         fetch(server.url("clip.mp4"), tmp_path)
-    with pytest.raises(DownloadError) as second:
+    with pytest.raises(ExportFailure) as second:
         fetch(server.url("clip.mp4"), tmp_path)
     assert not first.value.permanent and "HTTP 503" in str(first.value)
     assert not second.value.permanent and second.value.retry_after_s == 7
+    assert first.value.cause == second.value.cause == FailureCause.CLIP_DOWNLOAD
 
 
 def test_cut_body_is_transient(server, tmp_path):
@@ -99,16 +100,17 @@ def test_cut_body_is_transient(server, tmp_path):
         return True
 
     server.fail("clip.mp4", cut)
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch(server.url("clip.mp4"), tmp_path)
     assert not info.value.permanent
 
 
 def test_size_limit(server, tmp_path):
     policy = DownloadPolicy(allow_http=True, allow_private_hosts=True, max_bytes=1000)
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch(server.url("clip.mp4"), tmp_path, policy)
     assert info.value.permanent and "limit per clip" in str(info.value)
+    assert info.value.cause == FailureCause.INVALID_CLIP_FILE
 
 
 def test_redirects_are_followed_and_rechecked(server, tmp_path):
@@ -117,18 +119,37 @@ def test_redirects_are_followed_and_rechecked(server, tmp_path):
     # the same redirect is refused when it leads to a host outside the allow-list
     server.fail("away.mp4", status(302, headers={"Location": "http://localhost:1/secret"}))
     policy = DownloadPolicy(allow_http=True, allow_private_hosts=True, allowed_hosts=("127.0.0.1",))
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch(server.url("away.mp4"), tmp_path, policy)
     assert "'localhost' is not in the allowed" in str(info.value)
 
 
 def test_redirect_loop_stops(server, tmp_path):
     server.fail("loop.mp4", status(302, headers={"Location": "/loop.mp4"}))
-    with pytest.raises(DownloadError, match="redirects"):
+    with pytest.raises(ExportFailure, match="redirects"):
         fetch(server.url("loop.mp4"), tmp_path)
 
 
 def test_connection_refused_is_transient(tmp_path):
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch("http://127.0.0.1:9/clip.mp4", tmp_path)
-    assert not info.value.permanent
+    assert not info.value.permanent and info.value.cause == FailureCause.CLIP_DOWNLOAD
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [("7", 7.0), ("0.5", 0.5), ("", None), ("soon", None), ("-5", None),
+     ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0), ("Wed, 21 Oct 2015 07:28:30 GMT", 30.0)],
+)  # fmt: skip
+def test_retry_after_reads_seconds_and_http_dates(header, expected):
+    """One reader of Retry-After for clip downloads and the webhook: seconds, or an HTTP
+    date (counted from now, never negative); anything else says nothing."""
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from export_pipeline.io.http import retry_after
+
+    now = datetime(2015, 10, 21, 7, 28, tzinfo=UTC).timestamp()
+    response = httpx.Response(503, headers={"Retry-After": header} if header else {})
+    assert retry_after(response, now=now) == expected

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 
 from export_pipeline.defs.export.clips import ClipFetcher
-from export_pipeline.defs.export.steps import ExportError
 from export_pipeline.domain import status as st
+from export_pipeline.domain.failures import ExportFailure
 from export_pipeline.domain.request import ClipSpec
 from export_pipeline.io.http import (
     ByteBudget,
-    DownloadError,
     DownloadPolicy,
     download,
     http_client,
@@ -93,7 +92,7 @@ LONG_HOST = ".".join(["a" * 60] * 5)  # 304 characters
     ],
 )
 def test_bad_urls_fail_permanently_at_once(no_network, tmp_path, url, message, policy):
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch(url, tmp_path / "out.bin", policy)
     assert info.value.permanent
     assert str(info.value).startswith("URL is not valid: ")
@@ -120,7 +119,7 @@ def test_good_urls_have_no_problem(url):
 
 def test_bad_redirect_target_fails_permanently_after_one_hit(server, tmp_path):
     server.fail("moved.mp4", status(302, headers={"Location": "http://127.0.0.1:99999/a.mp4"}))
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch(server.url("moved.mp4"), tmp_path / "out.bin")
     assert info.value.permanent and "port 99999 is out of range" in str(info.value)
     assert server.hits["moved.mp4"] == 1
@@ -130,14 +129,14 @@ def test_bad_redirect_target_fails_permanently_after_one_hit(server, tmp_path):
 
 
 def test_full_disk_is_transient(server):
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch(server.url("clip.mp4"), Path("/dev/full"))  # every write: ENOSPC
     assert not info.value.permanent
     assert "could not write the clip to disk" in str(info.value)
 
 
 def test_unwritable_destination_is_transient(server, tmp_path):
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch(server.url("clip.mp4"), tmp_path)  # a directory
     assert not info.value.permanent and "could not write" in str(info.value)
 
@@ -145,14 +144,14 @@ def test_unwritable_destination_is_transient(server, tmp_path):
 def test_undecodable_body_is_transient(server, tmp_path):
     garbage = b"this is not gzip at all"
     server.fail("clip.mp4", status(200, garbage, headers={"Content-Encoding": "gzip"}))
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch(server.url("clip.mp4"), tmp_path / "out.bin")
     assert not info.value.permanent and "could not be decoded" in str(info.value)
 
 
 def test_garbled_answer_is_transient(server, tmp_path):
     server.fail("clip.mp4", raw(b"SPEAKING NONSENSE\r\n\r\n"))
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch(server.url("clip.mp4"), tmp_path / "out.bin")
     assert not info.value.permanent and "connection failed" in str(info.value)
 
@@ -170,7 +169,7 @@ def test_dripping_cdn_hits_the_deadline(server, tmp_path):
         min_kbps=0,
     )
     started = time.monotonic()
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch(server.url("clip.mp4"), tmp_path / "out.bin", policy)
     assert time.monotonic() - started < 1.5 + 1.0
     assert not info.value.permanent
@@ -189,7 +188,7 @@ def test_dripping_cdn_is_below_the_minimum_throughput(server, tmp_path):
         min_kbps_grace_s=1.0,
     )
     started = time.monotonic()
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch(server.url("clip.mp4"), tmp_path / "out.bin", policy)
     assert time.monotonic() - started < 1.0 + 1.5
     assert not info.value.permanent
@@ -219,7 +218,7 @@ def test_silent_cdn_is_cut_at_the_deadline(server, tmp_path, send_headers):
         min_kbps=0,
     )
     started = time.monotonic()
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch(server.url("clip.mp4"), tmp_path / "out.bin", policy)
     assert time.monotonic() - started < 1.0 + 1.5
     assert not info.value.permanent
@@ -253,7 +252,7 @@ def test_export_over_its_byte_budget_fails_permanently(server, tmp_path, fault):
             server.fail(name, fault)
     budget = ByteBudget(3 * len(CLIP) - 1)
     results = fetch_all(server, tmp_path, budget)
-    errors = [r for r in results if isinstance(r, DownloadError)]
+    errors = [r for r in results if isinstance(r, ExportFailure)]
     assert errors, "the third clip does not fit"
     assert all(e.permanent for e in errors)
     assert str(errors[0]) == (
@@ -265,7 +264,7 @@ def test_export_over_its_byte_budget_fails_permanently(server, tmp_path, fault):
 def test_budget_message_in_whole_megabytes():
     budget = ByteBudget(2 * 1024**2)
     budget.take(2 * 1024**2)
-    with pytest.raises(DownloadError, match="more than 2 MB; the limit per export is 2 MB"):
+    with pytest.raises(ExportFailure, match="more than 2 MB; the limit per export is 2 MB"):
         budget.take(1)
 
 
@@ -276,7 +275,7 @@ def test_reused_archived_clip_counts_its_stored_size(tmp_path):
     entry = {"key": "clips/sha256/abc.mp4", "bytes": 5000, "url": url}
     fetcher = ClipFetcher(storage, None, LOOPBACK, tmp_path, {url: entry}, budget=ByteBudget(4000))
     clip = ClipSpec(position=1, url=url, scene_number=3, trim_start=0.0, duration=None)
-    with pytest.raises(ExportError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetcher.fetch(clip, client=None)
     assert info.value.permanent
     assert "the limit per export is" in str(info.value)

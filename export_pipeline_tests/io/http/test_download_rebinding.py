@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from export_pipeline.domain.failures import ExportFailure
 from export_pipeline.io.http import (
-    DownloadError,
     DownloadPolicy,
     check_url,
     download,
@@ -133,7 +133,7 @@ def test_one_forbidden_address_in_the_answer_refuses_the_url(
     monkeypatch, genuine, secret, tmp_path, answer, forbidden
 ):
     AttackerDNS(monkeypatch, {"rebind.test": [answer]})
-    with pytest.raises(DownloadError) as info:
+    with pytest.raises(ExportFailure) as info:
         fetch(f"http://rebind.test:{genuine.port}/clip.mp4", tmp_path)
     assert info.value.permanent
     assert f"private or reserved address ({forbidden})" in str(info.value)
@@ -161,7 +161,7 @@ def test_ipv4_mapped_form_of_an_allowed_address_is_allowed(monkeypatch, genuine,
 
 def test_ip_literal_is_checked_without_a_lookup(monkeypatch, genuine, secret, tmp_path):
     dns = AttackerDNS(monkeypatch, {})
-    with pytest.raises(DownloadError, match=r"private or reserved address \(127\.0\.0\.2\)"):
+    with pytest.raises(ExportFailure, match=r"private or reserved address \(127\.0\.0\.2\)"):
         fetch(secret.url("clip.mp4"), tmp_path)
     assert check_url(genuine.url("clip.mp4"), POLICY) == ["127.0.0.1"]
     assert secret.total_hits == 0 and sum(dns.lookups.values()) == 0
@@ -190,7 +190,7 @@ def test_name_resolving_to_ipv6_loopback_is_fetched_over_ipv6(monkeypatch, tmp_p
         assert cdn.host_headers == [f"v6.rebind.test:{cdn.port}"]
         assert dns.lookups["v6.rebind.test"] == 1
         # ::1 is refused when it is not allowed
-        with pytest.raises(DownloadError, match=r"private or reserved address \(::1\)"):
+        with pytest.raises(ExportFailure, match=r"private or reserved address \(::1\)"):
             fetch(f"http://[::1]:{cdn.port}/clip.mp4", tmp_path, POLICY)
         assert cdn.total_hits == 1
 
@@ -310,7 +310,7 @@ def test_tls_sni_host_and_certificate_are_for_the_name(monkeypatch, ca, tls_root
         assert dns.lookups["cdn.rebind.test"] == 1
         # the same server is not trusted without the throwaway CA: verification is on
         AttackerDNS(monkeypatch, {"cdn.rebind.test": [["127.0.0.1"]]})
-        with pytest.raises(DownloadError, match="CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(ExportFailure, match="CERTIFICATE_VERIFY_FAILED"):
             fetch(url, tmp_path, TLS_POLICY)
 
 
@@ -328,7 +328,7 @@ def test_tls_certificate_for_anything_but_the_name_is_refused(
     sni_seen: list[str] = []
     with FakeCDN(tls_root, tls=ca.server_context(san, sni_seen)) as cdn:
         AttackerDNS(monkeypatch, {"cdn.rebind.test": [["127.0.0.1"]]})
-        with pytest.raises(DownloadError) as info:
+        with pytest.raises(ExportFailure) as info:
             fetch(
                 f"https://cdn.rebind.test:{cdn.port}/clip.mp4",
                 tmp_path,
@@ -353,7 +353,7 @@ def test_tls_deadline_cuts_a_silent_server(monkeypatch, ca, tls_root, tmp_path):
             private_networks=("127.0.0.1/32",), read_timeout_s=30, deadline_s=1.0, min_kbps=0
         )
         started = time.monotonic()
-        with pytest.raises(DownloadError) as info:
+        with pytest.raises(ExportFailure) as info:
             fetch(
                 f"https://cdn.rebind.test:{cdn.port}/clip.mp4",
                 tmp_path,
