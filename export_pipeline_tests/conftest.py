@@ -5,7 +5,6 @@ import shutil
 import signal
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -119,13 +118,10 @@ def settings(tmp_path) -> Settings:
     """Embedded settings in a private directory. The fake CDN is plain HTTP on 127.0.0.1:
     allowed through the same address check production uses, with loopback allow-listed."""
     base = Settings.from_env({"EXPORT_PIPELINE_HOME": str(tmp_path / "home")})
-    return replace(
-        base,
-        allow_http=True,
-        private_networks=("127.0.0.0/8",),
-        retry_delay_s=0.1,
-        max_retries=1,
-        work_dir=tmp_path / "work",
+    return base.replace(
+        downloads={"allow_http": True, "private_networks": list(("127.0.0.0/8",))},
+        runs={"retry_delay_s": 0.1, "max_retries": 1},
+        media={"work_dir": str(tmp_path / "work")},
     )
 
 
@@ -135,13 +131,13 @@ def db_store(db_url, settings) -> tuple[RequestStore, Settings]:
     settings.home.mkdir(parents=True, exist_ok=True)
     store = RequestStore.from_url(db_url)
     store.create_schema()
-    return store, replace(settings, db_url=db_url)
+    return store, settings.replace(app_db={"url": db_url})
 
 
 @pytest.fixture
 def store(settings) -> RequestStore:
     settings.home.mkdir(parents=True, exist_ok=True)
-    store = RequestStore.from_url(settings.db_url)
+    store = RequestStore.from_url(settings.app_db.url)
     store.create_schema()
     return store
 
@@ -193,10 +189,11 @@ def s3_bucket(s3_client: Any) -> str:
 @pytest.fixture
 def s3_settings(settings, s3_server, s3_env, s3_bucket) -> Settings:
     """The test's settings with S3-compatible storage (moto over loopback) in a new bucket."""
-    return replace(
-        settings,
-        storage_backend="s3",
-        s3_bucket=s3_bucket,
-        s3_endpoint_url=s3_server.endpoint_url,
-        s3_region="us-east-1",
+    return settings.replace(
+        storage={
+            "backend": "s3",
+            "s3_bucket": s3_bucket,
+            "s3_endpoint_url": s3_server.endpoint_url,
+            "s3_region": "us-east-1",
+        }
     )

@@ -42,4 +42,6 @@ def test_dagster_still_has_the_private_names_we_use():
     assert DagsterRunStatus.STARTED in dg.IN_PROGRESS_RUN_STATUSES
     assert DagsterRunStatus.STARTED in dg.ACTIVE_RUN_STATUSES
     assert DagsterRunStatus.QUEUED not in dg.ACTIVE_RUN_STATUSES  # waiting is not active
-    assert {"FAILED", "SUCCEEDED", "PLANNED"} <= {s.name for s in dg.AssetCheckExecutionRecordStatus}
+    assert {"FAILED", "SUCCEEDED", "PLANNED"} <= {
+        s.name for s in dg.AssetCheckExecutionRecordStatus
+    }

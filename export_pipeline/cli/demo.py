@@ -15,17 +15,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from dagster import DagsterInstance
 
+from export_pipeline.cli.local_runner import evaluate_intake, run_requested
 from export_pipeline.definitions import build_definitions
-from export_pipeline.defs.local_runner import evaluate_intake, run_requested
 from export_pipeline.defs.settings import Settings
-from export_pipeline.io.appdb.store import RequestStore, for_display
+from export_pipeline.io.appdb.store import for_display
 from export_pipeline.media.samples import make_sample_clip
 
 # (name, width, height, fps, seconds, audio)
@@ -92,13 +91,13 @@ def row_json(row: dict) -> str:
 
 def run_demo(settings: Settings, say: Callable[[str], None] = print) -> dict:
     # The demo's CDN is on loopback over plain HTTP; production refuses both by default.
-    settings = replace(settings, allow_http=True, allow_private_hosts=True)
+    settings = settings.replace(downloads={"allow_http": True, "allow_private_hosts": True})
     settings.home.mkdir(parents=True, exist_ok=True)
-    store = RequestStore.from_url(settings.db_url)
+    store = settings.app_db.store()
     store.create_schema()
     started = time.monotonic()
     say("Generating sample clips with FFmpeg ...")
-    samples = make_samples(settings.home / "demo" / "clips", settings.ffmpeg)
+    samples = make_samples(settings.home / "demo" / "clips", settings.media.ffmpeg)
 
     with serve_directory(samples[0].parent) as base_url:
         clips = [

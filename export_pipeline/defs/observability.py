@@ -24,3 +24,17 @@ def json_console_logger(init_context) -> logging.Logger:
     handler.setFormatter(JsonFormatter())
     log.addHandler(handler)
     return log
+
+
+def log_run_config(log_format: str) -> dict:
+    """With `EXPORT_LOG_FORMAT=json`, the run config that switches our jobs' console logger
+    on (Dagster builds a job's own loggers only when the run config names them); empty
+    otherwise."""
+    if log_format != "json":
+        return {}
+    return {"loggers": {"console": {"config": {"log_level": "DEBUG"}}}}
+
+
+def loggers(log_format: str) -> dict:
+    """The run workers' console logger: one JSON object per line with `json`."""
+    return {"console": json_console_logger} if log_format == "json" else {}

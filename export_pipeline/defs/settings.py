@@ -1,215 +1,295 @@
-"""Configuration: one place that turns environment variables into typed settings.
+"""Every setting of the pipeline, from the environment: the resources (`defs.resources`),
+the alert channels (`defs.channels`) and the groups below, each field declared once with
+its default, its variable and its meaning (`defs.config.setting`).
 
-Nothing reads the environment at import time; `Settings.from_env()` is called by the
-Dagster entry point (`definitions.py`) and by the CLI. Every variable is documented in
-README's configuration table.
+`Settings.from_env()` is called by the entry points (`definitions.py`, the CLI); nothing
+reads the environment at import time. `declared()` lists every variable: README's
+configuration table and docker/'s variable lists are checked against it.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from dataclasses import replace as _replace
 from pathlib import Path
+from typing import Any
 
-from export_pipeline.media.commands import DEFAULT_LOUDNESS_LUFS, DEFAULT_PRESET
+from dagster import Config
+from pydantic import field_validator
+
+from export_pipeline.defs.channels import CHANNELS, AlertChannel
+from export_pipeline.defs.config import Declared, FromEnv, setting
+from export_pipeline.defs.resources import AppDatabase, ClipDownloads, MediaTools, StorageResource
+from export_pipeline.domain.request import DEFAULT_RETENTION_DAYS
+from export_pipeline.io.scratch import TEMP_MAX_AGE_HOURS
+
+EXECUTORS = ("in_process", "multiprocess", "docker", "k8s")
+LOG_FORMATS = ("text", "json")
 
 
-def _auto_int(value: str) -> int | None:
-    return None if value.strip().lower() in ("", "auto", "0") else int(value)
+class Home(FromEnv, Config):
+    path: str = setting(
+        ".data", "EXPORT_PIPELINE_HOME", "where the embedded world keeps its files (relative to "
+        "the working directory)",
+    )  # fmt: skip
 
 
-def _bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+class Runs(FromEnv, Config):
+    """How a run of an export executes and retries."""
+
+    executor: str = setting(
+        "in_process", "EXPORT_EXECUTOR", "where a run's steps run, the segments of an export "
+        "above all: `in_process` (in the run's process, one after another), `multiprocess` "
+        "(a process per step on the run's machine), `docker` (dagster-docker: a container per "
+        "step) or `k8s` (dagster-k8s: a Kubernetes job per step)",
+    )  # fmt: skip
+    max_concurrent_steps: int = setting(
+        0, "EXPORT_MAX_CONCURRENT_STEPS", "steps of one run at once; 0: the machine's CPUs "
+        "(`multiprocess`) or the executor config's `max_concurrent` (`docker`, `k8s`)",
+    )  # fmt: skip
+    executor_config: str | None = setting(
+        None, "EXPORT_EXECUTOR_CONFIG", "a YAML file with the `docker` or `k8s` executor's own "
+        "config (`docker/executor-docker.yaml`, `docker/executor-k8s.yaml`)",
+    )  # fmt: skip
+    max_retries: int = setting(3, "EXPORT_MAX_RETRIES", "retries per step after the first attempt")
+    retry_delay_s: float = setting(
+        40.0, "EXPORT_RETRY_DELAY_S", "base delay; exponential: about 40 s, 2 min, 4.7 min (the "
+        "product doc's 30 s / 2 min / 5 min, as close as Dagster's backoff gets); an HTTP "
+        "`Retry-After` wins",
+    )  # fmt: skip
+
+    @field_validator("executor")
+    @classmethod
+    def _executor(cls, value: str) -> str:
+        return value.strip().lower().replace("-", "_")
 
 
-def _list(value: str) -> tuple[str, ...]:
-    return tuple(part.strip().lower() for part in value.split(",") if part.strip())
+class Intake(FromEnv, Config):
+    """How request rows become runs, and how rows and runs are kept in agreement."""
+
+    batch_size: int = setting(50, "EXPORT_SENSOR_BATCH_SIZE", "rows the sensor takes per tick")
+    interval_s: int = setting(
+        5, "EXPORT_SENSOR_INTERVAL_S", "sensor interval (the daemon's floor is about 5 s)"
+    )
+    daily_limit: int = setting(
+        5, "EXPORT_DAILY_LIMIT", "exports per user per rolling 24 h; more are `rejected` "
+        "(0: no limit)",
+    )  # fmt: skip
+    stall_timeout_s: float = setting(
+        900.0, "EXPORT_STALL_TIMEOUT_S", "a row whose run sent no heartbeat for this long is "
+        "handled by the sweeper (keep above the longest retry wait)",
+    )  # fmt: skip
+    sweeper_interval_s: int = setting(
+        30, "EXPORT_SWEEPER_INTERVAL_S", "how often `export_sweeper_sensor` looks"
+    )
+
+
+class Retention(FromEnv, Config):
+    """How long exports and scratch files are kept."""
+
+    days: int = setting(
+        DEFAULT_RETENTION_DAYS, "EXPORT_RETENTION_DAYS", "days a finished export is kept "
+        "when its request has no `retention_days`: its `expires_at` is set from it on "
+        "completion (a change applies to exports completed afterwards); `retention_job` "
+        "(daily) deletes exports past their `expires_at` and marks them `expired`",
+    )  # fmt: skip
+    temp_max_age_hours: float = setting(
+        TEMP_MAX_AGE_HOURS, "EXPORT_TEMP_MAX_AGE_HOURS", "`temp_sweep_job` (daily) removes "
+        "scratch entries older than this",
+    )  # fmt: skip
+
+
+class Webhook(FromEnv, Config):
+    """The completion webhook and the `expiring` reminder (on when url and secret are set)."""
+
+    url: str | None = setting(
+        None, "EXPORT_WEBHOOK_URL", "completion webhook target (with `EXPORT_WEBHOOK_SECRET`)"
+    )
+    secret: str | None = setting(
+        None, "EXPORT_WEBHOOK_SECRET", "the webhook's HMAC secret", secret=True
+    )
+    max_attempts: int = setting(8, "EXPORT_WEBHOOK_MAX_ATTEMPTS", "webhook attempts per outcome")
+    backoff_s: float = setting(
+        30.0, "EXPORT_WEBHOOK_BACKOFF_S", "first wait between webhook attempts; doubles"
+    )
+    max_backoff_s: float = setting(
+        3600.0, "EXPORT_WEBHOOK_MAX_BACKOFF_S", "longest wait between webhook attempts"
+    )
+    timeout_s: float = setting(10.0, "EXPORT_WEBHOOK_TIMEOUT_S", "webhook request timeout")
+    interval_s: int = setting(10, "EXPORT_WEBHOOK_INTERVAL_S", "webhook sensor interval")
+    reminder_days: float = setting(
+        2.0, "EXPORT_EXPIRY_REMINDER_DAYS", "days before `expires_at` the `expiring` webhook "
+        "event is sent (fractions allowed, e.g. `0.5`)",
+    )  # fmt: skip
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url and self.secret)
+
+
+class Alerting(FromEnv, Config):
+    """Where alerts link to and how often they look (the channels are `defs.channels`)."""
+
+    interval_s: int = setting(
+        30, "EXPORT_ALERT_INTERVAL_S", "how often `export_alerts_sensor` looks at checks and runs"
+    )
+    webserver_url: str | None = setting(
+        None, "EXPORT_DAGSTER_WEBSERVER_URL", "`https://dagster.example.com`: the Dagster UI's "
+        "address, for links in alerts (without it: ids only)",
+    )  # fmt: skip
+
+
+class Observability(FromEnv, Config):
+    """Error tracking and the log format of every process that loads the definitions."""
+
+    sentry_dsn: str | None = setting(
+        None, "SENTRY_DSN", "Sentry project DSN: exceptions of steps and sensors are reported "
+        "(scrubbed)",
+    )  # fmt: skip
+    sentry_environment: str | None = setting(
+        None, "SENTRY_ENVIRONMENT", "Sentry's environment name"
+    )
+    sentry_release: str | None = setting(None, "SENTRY_RELEASE", "Sentry's release name")
+    log_format: str = setting(
+        "text", "EXPORT_LOG_FORMAT", "`json`: run workers' and our modules' logs as one JSON "
+        "object per line",
+    )  # fmt: skip
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        return value.strip().lower()
 
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the pipeline can be configured with; defaults are the embedded world."""
+    """All of it. Build with `from_env`; tests change parts with `replace`."""
 
     home: Path
-    db_url: str
-    storage_backend: str = "local"
-    storage_root: Path | None = None
-    s3_bucket: str | None = None
-    s3_prefix: str = ""
-    s3_endpoint_url: str | None = None
-    s3_region: str | None = None
-    url_expiry_seconds: int = 7 * 24 * 3600
-    work_dir: Path | None = None
-    ffmpeg: str = "ffmpeg"
-    ffprobe: str = "ffprobe"
-    x264_preset: str = DEFAULT_PRESET
-    max_fps: int = 60
-    segment_workers: int = 0
-    segment_max_s: float = 10.0
-    stream_sources_mb: float = 256
-    executor: str = "in_process"
-    max_concurrent_steps: int = 0
-    segments_per_step: int | None = None  # None: all in one step in process, else one each
-    executor_config: str | None = None
-    loudness_lufs: float = DEFAULT_LOUDNESS_LUFS
-    download_concurrency: int = 4
-    max_clip_bytes: int = 2 * 1024**3
-    max_total_duration_s: float = 600.0
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
-    download_deadline_s: float = 600.0
-    min_download_kbps: float = 32.0
-    min_download_grace_s: float = 10.0
-    max_request_bytes: int = 8192 * 1024**2
-    allow_http: bool = False
-    allow_private_hosts: bool = False
-    allowed_hosts: tuple[str, ...] = field(default_factory=tuple)
-    private_networks: tuple[str, ...] = field(default_factory=tuple)
-    ffmpeg_timeout_s: float = 3600.0
-    ffmpeg_memory_mb: int = 3072
-    ffmpeg_cpu_s: int = 7200
-    max_input_side: int = 8192
-    max_input_pixels: int = 8192 * 4320
-    max_retries: int = 3
-    retry_delay_s: float = 40.0
-    stall_timeout_s: float = 900.0
-    sweeper_interval_s: int = 30
-    heartbeat_s: float = 15.0
-    storage_quota_bytes: int = 0
-    retention_days: int = 7
-    expiry_reminder_days: float = 2.0
-    temp_max_age_hours: float = 24.0
-    daily_export_limit: int = 5
-    webhook_url: str | None = None
-    webhook_secret: str | None = None
-    webhook_max_attempts: int = 8
-    webhook_backoff_s: float = 30.0
-    webhook_max_backoff_s: float = 3600.0
-    webhook_timeout_s: float = 10.0
-    webhook_interval_s: int = 10
-    # Alerts (notify/alerts.py): Slack and/or PagerDuty Events v2, each on when configured.
-    slack_bot_token: str | None = None
-    slack_channel: str | None = None
-    slack_api_url: str = "https://slack.com/api/"
-    pagerduty_routing_key: str | None = None
-    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
-    alert_interval_s: int = 30
-    dagster_webserver_url: str | None = None
-    # Error tracking (Sentry, on when SENTRY_DSN is set) and the log format.
-    sentry_dsn: str | None = None
-    sentry_environment: str | None = None
-    sentry_release: str | None = None
-    log_format: str = "text"
-    sensor_batch_size: int = 50
-    sensor_interval_s: int = 5
-
-    @property
-    def segments_in_a_step(self) -> int:
-        """Segments one segment step renders (0: all of them). In process, steps run one
-        after another, so one step renders them all, two FFmpeg at once as before the
-        fan-out (the fastest on one machine); under any other executor, one each, so the
-        executor spreads them."""
-        if self.segments_per_step is not None:
-            return max(1, self.segments_per_step)
-        return 0 if self.executor == "in_process" else 1
-
-    @property
-    def alert_channels(self) -> tuple[str, ...]:
-        """The configured alert channels' resource keys (Slack needs a token and a channel)."""
-        channels = []
-        if self.slack_bot_token and self.slack_channel:
-            channels.append("alert_slack")
-        if self.pagerduty_routing_key:
-            channels.append("alert_pagerduty")
-        return tuple(channels)
-
-    @property
-    def local_storage_root(self) -> Path:
-        return self.storage_root or self.home / "storage"
+    app_db: AppDatabase
+    storage: StorageResource
+    media: MediaTools
+    downloads: ClipDownloads
+    runs: Runs = field(default_factory=Runs)
+    intake: Intake = field(default_factory=Intake)
+    retention: Retention = field(default_factory=Retention)
+    webhook: Webhook = field(default_factory=Webhook)
+    alerting: Alerting = field(default_factory=Alerting)
+    channels: tuple[AlertChannel, ...] = ()  # the configured alert channels
+    observability: Observability = field(default_factory=Observability)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        import os
+
         env = os.environ if environ is None else environ
-        home = Path(env.get("EXPORT_PIPELINE_HOME") or Path.cwd() / ".data").absolute()
-
-        def get(name: str, default: str) -> str:
-            return env.get(name) or default
-
-        def opt(name: str) -> str | None:
-            return env.get(name) or None
-
+        home = Path(Home.from_env(env).path).absolute()
         return cls(
             home=home,
-            db_url=get("EXPORT_DB_URL", f"sqlite:///{home / 'app.db'}"),
-            storage_backend=get("EXPORT_STORAGE_BACKEND", "local").lower(),
-            storage_root=Path(env["EXPORT_STORAGE_ROOT"])
-            if env.get("EXPORT_STORAGE_ROOT")
-            else None,
-            s3_bucket=opt("EXPORT_S3_BUCKET"),
-            s3_prefix=get("EXPORT_S3_PREFIX", ""),
-            s3_endpoint_url=opt("EXPORT_S3_ENDPOINT_URL"),
-            s3_region=opt("EXPORT_S3_REGION") or opt("AWS_REGION"),
-            url_expiry_seconds=int(get("EXPORT_URL_EXPIRY_SECONDS", str(7 * 24 * 3600))),
-            work_dir=Path(env["EXPORT_WORK_DIR"]) if env.get("EXPORT_WORK_DIR") else None,
-            ffmpeg=get("EXPORT_FFMPEG", "ffmpeg"),
-            ffprobe=get("EXPORT_FFPROBE", "ffprobe"),
-            x264_preset=get("EXPORT_X264_PRESET", DEFAULT_PRESET),
-            max_fps=int(get("EXPORT_MAX_FPS", "60")),
-            segment_workers=int(get("EXPORT_SEGMENT_WORKERS", "0")),
-            segment_max_s=float(get("EXPORT_SEGMENT_MAX_S", "10")),
-            stream_sources_mb=float(get("EXPORT_STREAM_SOURCES_MB", "256")),
-            executor=get("EXPORT_EXECUTOR", "in_process").lower().replace("-", "_"),
-            max_concurrent_steps=int(get("EXPORT_MAX_CONCURRENT_STEPS", "0")),
-            segments_per_step=_auto_int(get("EXPORT_SEGMENTS_PER_STEP", "auto")),
-            executor_config=opt("EXPORT_EXECUTOR_CONFIG"),
-            loudness_lufs=float(get("EXPORT_LOUDNESS_LUFS", str(DEFAULT_LOUDNESS_LUFS))),
-            download_concurrency=int(get("EXPORT_DOWNLOAD_CONCURRENCY", "4")),
-            max_clip_bytes=int(get("EXPORT_MAX_CLIP_MB", "2048")) * 1024**2,
-            max_total_duration_s=float(get("EXPORT_MAX_DURATION_S", "600")),
-            connect_timeout_s=float(get("EXPORT_CONNECT_TIMEOUT_S", "10")),
-            read_timeout_s=float(get("EXPORT_READ_TIMEOUT_S", "60")),
-            download_deadline_s=float(get("EXPORT_DOWNLOAD_DEADLINE_S", "600")),
-            min_download_kbps=float(get("EXPORT_MIN_DOWNLOAD_KBPS", "32")),
-            min_download_grace_s=float(get("EXPORT_MIN_DOWNLOAD_GRACE_S", "10")),
-            max_request_bytes=int(float(get("EXPORT_MAX_REQUEST_MB", "8192")) * 1024**2),
-            allow_http=_bool(get("EXPORT_ALLOW_HTTP", "false")),
-            allow_private_hosts=_bool(get("EXPORT_ALLOW_PRIVATE_HOSTS", "false")),
-            allowed_hosts=_list(get("EXPORT_ALLOWED_HOSTS", "")),
-            private_networks=_list(get("EXPORT_ALLOWED_PRIVATE_NETWORKS", "")),
-            ffmpeg_timeout_s=float(get("EXPORT_FFMPEG_TIMEOUT_S", "3600")),
-            ffmpeg_memory_mb=int(get("EXPORT_FFMPEG_MEMORY_MB", "3072")),
-            ffmpeg_cpu_s=int(get("EXPORT_FFMPEG_CPU_S", "7200")),
-            max_input_side=int(get("EXPORT_MAX_INPUT_SIDE", "8192")),
-            max_input_pixels=int(get("EXPORT_MAX_INPUT_PIXELS", str(8192 * 4320))),
-            max_retries=int(get("EXPORT_MAX_RETRIES", "3")),
-            retry_delay_s=float(get("EXPORT_RETRY_DELAY_S", "40")),
-            stall_timeout_s=float(get("EXPORT_STALL_TIMEOUT_S", "900")),
-            sweeper_interval_s=int(get("EXPORT_SWEEPER_INTERVAL_S", "30")),
-            heartbeat_s=float(get("EXPORT_HEARTBEAT_S", "15")),
-            storage_quota_bytes=int(float(get("EXPORT_STORAGE_QUOTA_MB", "0")) * 1024**2),
-            retention_days=int(get("EXPORT_RETENTION_DAYS", "7")),
-            expiry_reminder_days=float(get("EXPORT_EXPIRY_REMINDER_DAYS", "2")),
-            temp_max_age_hours=float(get("EXPORT_TEMP_MAX_AGE_HOURS", "24")),
-            daily_export_limit=int(get("EXPORT_DAILY_LIMIT", "5")),
-            webhook_url=opt("EXPORT_WEBHOOK_URL"),
-            webhook_secret=opt("EXPORT_WEBHOOK_SECRET"),
-            webhook_max_attempts=int(get("EXPORT_WEBHOOK_MAX_ATTEMPTS", "8")),
-            webhook_backoff_s=float(get("EXPORT_WEBHOOK_BACKOFF_S", "30")),
-            webhook_max_backoff_s=float(get("EXPORT_WEBHOOK_MAX_BACKOFF_S", "3600")),
-            webhook_timeout_s=float(get("EXPORT_WEBHOOK_TIMEOUT_S", "10")),
-            webhook_interval_s=int(get("EXPORT_WEBHOOK_INTERVAL_S", "10")),
-            slack_bot_token=opt("EXPORT_SLACK_BOT_TOKEN"),
-            slack_channel=opt("EXPORT_SLACK_CHANNEL"),
-            slack_api_url=get("EXPORT_SLACK_API_URL", "https://slack.com/api/"),
-            pagerduty_routing_key=opt("EXPORT_PAGERDUTY_ROUTING_KEY"),
-            pagerduty_url=get("EXPORT_PAGERDUTY_URL", "https://events.pagerduty.com/v2/enqueue"),
-            alert_interval_s=int(get("EXPORT_ALERT_INTERVAL_S", "30")),
-            dagster_webserver_url=opt("EXPORT_DAGSTER_WEBSERVER_URL"),
-            sentry_dsn=opt("SENTRY_DSN"),
-            sentry_environment=opt("SENTRY_ENVIRONMENT"),
-            sentry_release=opt("SENTRY_RELEASE"),
-            log_format=get("EXPORT_LOG_FORMAT", "text").strip().lower(),
-            sensor_batch_size=int(get("EXPORT_SENSOR_BATCH_SIZE", "50")),
-            sensor_interval_s=int(get("EXPORT_SENSOR_INTERVAL_S", "5")),
+            app_db=AppDatabase.from_env(
+                env, **_default(env, "EXPORT_DB_URL", url=f"sqlite:///{home / 'app.db'}")
+            ),
+            storage=StorageResource.from_env(
+                env, **_default(env, "EXPORT_STORAGE_ROOT", local_root=str(home / "storage"))
+            ),
+            media=MediaTools.from_env(env),
+            downloads=ClipDownloads.from_env(env),
+            runs=Runs.from_env(env),
+            intake=Intake.from_env(env),
+            retention=Retention.from_env(env),
+            webhook=Webhook.from_env(env),
+            alerting=Alerting.from_env(env),
+            channels=tuple(c for c in (k.from_env(env) for k in CHANNELS) if c.configured),
+            observability=Observability.from_env(env),
         )
+
+    def resources(self) -> dict[str, Any]:
+        """The Dagster resources these settings make: the app database, storage, FFmpeg,
+        downloads, the configured alert channels and, with S3 storage, the I/O manager."""
+        return {
+            **self._io_manager(),
+            "app_db": self.app_db,
+            "storage": self.storage,
+            "media": self._media(),
+            "downloads": self.downloads,
+            **{channel.key: channel for channel in self.channels},
+        }
+
+    def _media(self) -> MediaTools:
+        """`segments_per_step` auto: all of them in one step in process (steps run one after
+        another there; one step keeps two FFmpeg busy), one each under any other executor."""
+        if self.media.segments_per_step is not None:
+            return self.media
+        auto = 0 if self.runs.executor == "in_process" else 1
+        return _changed(self.media, {"segments_per_step": auto})
+
+    def _io_manager(self) -> dict[str, Any]:
+        """Where Dagster keeps what steps hand each other (which segments to render: small
+        values; the media itself goes through our storage). Dagster's default, files under
+        $DAGSTER_HOME, serves the steps of one machine; with S3 storage they go to the same
+        bucket (dagster-aws), so steps on other machines (docker, k8s executors) and the
+        re-execution of a run elsewhere read them too."""
+        if self.storage.backend != "s3":
+            return {}
+        from dagster_aws.s3 import S3PickleIOManager, S3Resource
+
+        storage = self.storage
+        s3 = S3Resource(endpoint_url=storage.s3_endpoint_url, region_name=storage.s3_region)
+        # Beside the pipeline's objects, not among them (quota, retention and the app's keys
+        # are the pipeline's; these are Dagster's, like its step logs under dagster/).
+        return {
+            "io_manager": S3PickleIOManager(
+                s3_resource=s3, s3_bucket=storage.s3_bucket or "", s3_prefix="dagster/io"
+            )
+        }
+
+    def replace(self, **groups: Mapping[str, Any]) -> Settings:
+        """A copy with fields of some groups changed: `replace(downloads={"allow_http": True})`."""
+        changed: dict[str, Any] = {}
+        for name, values in groups.items():
+            if name in ("home", "channels"):
+                changed[name] = values
+                continue
+            group = getattr(self, name)
+            unknown = set(values) - set(type(group).model_fields)
+            if unknown:
+                raise TypeError(f"{name} has no setting {sorted(unknown)}")
+            changed[name] = _changed(group, values)
+        return _replace(self, **changed)
+
+
+def _changed(group: Any, values: Mapping[str, Any]) -> Any:
+    """A new group with `values` changed. Built anew, not copied: Dagster keeps a resource's
+    configuration from its constructor, which a pydantic copy would leave behind."""
+    current = {name: getattr(group, name) for name in type(group).model_fields}
+    return type(group)(**{**current, **values})
+
+
+def _default(env: Mapping[str, str], variable: str, **derived: Any) -> dict[str, Any]:
+    """`derived` unless `variable` is set: a default that depends on another setting."""
+    return {} if env.get(variable) else derived
+
+
+def declared() -> list[Declared]:
+    """Every setting, in the order README's configuration table lists them."""
+    groups: list[tuple[str, type[FromEnv]]] = [
+        ("home", Home),
+        ("app_db", AppDatabase),
+        ("storage", StorageResource),
+        ("media", MediaTools),
+        ("downloads", ClipDownloads),
+        ("runs", Runs),
+        ("intake", Intake),
+        ("retention", Retention),
+        ("webhook", Webhook),
+        ("alerting", Alerting),
+        *((f"channel:{c.key}", c) for c in CHANNELS),
+        ("observability", Observability),
+    ]
+    return [item for name, group in groups for item in group.declared(name)]
+
+
+def environment_variables() -> tuple[str, ...]:
+    """The names of every variable a setting is read from (aliases included)."""
+    return tuple(name for item in declared() for name in (item.env, *item.aliases))

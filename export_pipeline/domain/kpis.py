@@ -266,5 +266,3 @@ def render_text(m: dict[str, Any]) -> str:
         if i == 0:
             lines.append("  ".join("-" * w for w in widths).rstrip())
     return "\n".join(lines)
-
-

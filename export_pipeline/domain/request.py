@@ -41,6 +41,8 @@ MAX_PROBLEMS_SHOWN = 20  # the error message stays readable when 500 clips are w
 # Days a finished video is kept (`retention_days`, from the user's plan). A year at most:
 # beyond it a value is a mistake (a timestamp, milliseconds) rather than a plan.
 MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 1, 365
+# Without a `retention_days` of its own: EXPORT_RETENTION_DAYS, by default the product doc's 7.
+DEFAULT_RETENTION_DAYS = 7
 
 
 @dataclass(frozen=True)

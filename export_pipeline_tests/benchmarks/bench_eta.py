@@ -24,17 +24,16 @@ import statistics
 import tempfile
 import time
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 from dagster import DagsterInstance
 
 from export_pipeline.cli.demo import serve_directory
+from export_pipeline.cli.local_runner import evaluate_intake, run_requested
 from export_pipeline.definitions import build_definitions
 from export_pipeline.defs.export.clips import PROGRESS_BAND as DOWNLOAD_BAND
 from export_pipeline.defs.export.encode import PROGRESS_BAND as ENCODE_BAND
 from export_pipeline.defs.export.publish import PROGRESS_BAND as PUBLISH_BAND
-from export_pipeline.defs.local_runner import evaluate_intake, run_requested
 from export_pipeline.defs.settings import Settings
 from export_pipeline.domain.clock import as_utc
 from export_pipeline.io.appdb.store import RequestStore
@@ -54,7 +53,7 @@ def export(settings, store, instance, base_url: str, clips: list[Path]) -> int:
     with storage of its own: corpus clips repeat their pictures (a recipe's variations
     cycle), and the segment cache would make a repeated clip free."""
     own = settings.home / f"storage-{uuid.uuid4().hex[:8]}"
-    defs = build_definitions(replace(settings, storage_root=own))
+    defs = build_definitions(settings.replace(storage={"local_root": own}))
     request_id = store.insert(
         project_id="bench-eta",
         user_id="bench",
@@ -122,15 +121,11 @@ def main() -> None:
             name: make_clips(CLASSES[name], clips_dir / name, args.clips * 2 + longer, args.seconds)
             for name in classes
         }
-        settings = replace(
-            Settings.from_env(
-                {"EXPORT_PIPELINE_HOME": str(home / "home"), "EXPORT_DAILY_LIMIT": "0"}
-            ),
-            allow_http=True,
-            private_networks=("127.0.0.0/8",),
-        )
+        settings = Settings.from_env(
+            {"EXPORT_PIPELINE_HOME": str(home / "home"), "EXPORT_DAILY_LIMIT": "0"}
+        ).replace(downloads={"allow_http": True, "private_networks": list(("127.0.0.0/8",))})
         settings.home.mkdir(parents=True, exist_ok=True)
-        store = RequestStore.from_url(settings.db_url)
+        store = RequestStore.from_url(settings.app_db.url)
         store.create_schema()
         instance = DagsterInstance.ephemeral()
 

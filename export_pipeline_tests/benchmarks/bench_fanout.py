@@ -76,8 +76,8 @@ def timeline(instance: DagsterInstance, run_id: str) -> dict:
 def one_export(home: Path, urls: list[str], executor: str, resolution: str = "1080p") -> dict:
     """One export through a real run with `executor`; its storage, database and Dagster
     instance are its own (a cold segment cache)."""
+    from export_pipeline.cli.local_runner import evaluate_intake
     from export_pipeline.definitions import build_definitions
-    from export_pipeline.defs.local_runner import evaluate_intake
     from export_pipeline.defs.settings import Settings
     from export_pipeline.io.appdb.store import RequestStore
 
@@ -96,7 +96,7 @@ def one_export(home: Path, urls: list[str], executor: str, resolution: str = "10
     }
     os.environ.update(env)
     settings = Settings.from_env()
-    store = RequestStore.from_url(settings.db_url)
+    store = RequestStore.from_url(settings.app_db.url)
     store.create_schema()
     request_id = store.insert(
         project_id="bench", user_id="bench", resolution=resolution, quality="high",

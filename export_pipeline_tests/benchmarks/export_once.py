@@ -8,29 +8,29 @@ import json
 import resource
 import sys
 import time
-from dataclasses import replace
 from urllib.parse import unquote, urlsplit
 
 from dagster import DagsterInstance
 
+from export_pipeline.cli.local_runner import evaluate_intake, run_requested
 from export_pipeline.definitions import build_definitions
-from export_pipeline.defs.local_runner import evaluate_intake, run_requested
 from export_pipeline.defs.settings import Settings
 from export_pipeline.io.appdb.store import RequestStore
 
 
 def main() -> None:
     job = json.loads(sys.argv[1])
-    settings = replace(
-        Settings.from_env({"EXPORT_PIPELINE_HOME": job["home"]}),
-        allow_http=True,
-        private_networks=("127.0.0.0/8",),
-        max_total_duration_s=3600,
+    settings = Settings.from_env({"EXPORT_PIPELINE_HOME": job["home"]}).replace(
+        downloads={
+            "allow_http": True,
+            "private_networks": list(("127.0.0.0/8",)),
+            "max_total_duration_s": 3600,
+        }
     )
     if job.get("preset"):  # otherwise the pipeline's default
-        settings = replace(settings, x264_preset=job["preset"])
+        settings = settings.replace(media={"x264_preset": job["preset"]})
     settings.home.mkdir(parents=True, exist_ok=True)
-    store = RequestStore.from_url(settings.db_url)
+    store = RequestStore.from_url(settings.app_db.url)
     store.create_schema()
     defs = build_definitions(settings)
     instance = DagsterInstance.ephemeral()

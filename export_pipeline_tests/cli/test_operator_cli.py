@@ -2,9 +2,9 @@
 
 import pytest
 
+from export_pipeline.cli.local_runner import evaluate_intake, run_requested
 from export_pipeline.cli.main import main
 from export_pipeline.definitions import build_definitions
-from export_pipeline.defs.local_runner import evaluate_intake, run_requested
 from export_pipeline.domain import status as st
 from export_pipeline_tests.cdn import status
 from export_pipeline_tests.conftest import clip

@@ -136,7 +136,9 @@ def test_watch_on_a_pipe_prints_a_line_per_change(app_store, home):
         process_to(app_store, request_id, 40, eta_s=20)
         out.wait_for(r"40%  ETA 20s\n")
         app_store.request_cancel(request_id)
-        app_store.fail(request_id, st.CANCELED, "canceled at the app's request", FailureCause.CANCELED)
+        app_store.fail(
+            request_id, st.CANCELED, "canceled at the app's request", FailureCause.CANCELED
+        )
         out.wait_for(r"canceled .*canceled at the app's request\n")
         assert process.wait(timeout=TIMEOUT_S) == 1
     finally:

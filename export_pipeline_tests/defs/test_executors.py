@@ -2,11 +2,10 @@
 same under every one (the real runs: e2e/test_fanout.py, in process, and the daemon test
 with the multiprocess executor)."""
 
-from dataclasses import replace
-
 import pytest
 
-from export_pipeline.definitions import build_definitions, build_executor
+from export_pipeline.definitions import build_definitions
+from export_pipeline.defs.export.definitions import build_executor
 from export_pipeline.defs.settings import Settings
 from export_pipeline_tests import REPO_ROOT
 
@@ -19,7 +18,7 @@ def job_executor(settings: Settings):
 
 def test_the_default_is_in_process(tmp_path):
     settings = Settings.from_env({"EXPORT_PIPELINE_HOME": str(tmp_path)})
-    assert settings.executor == "in_process"
+    assert settings.runs.executor == "in_process"
     assert job_executor(settings).name == "in_process"
 
 
@@ -48,8 +47,8 @@ def test_docker_and_k8s_read_their_config_file(tmp_path, name):
 
 
 def test_an_unknown_executor_is_named(tmp_path):
-    settings = replace(
-        Settings.from_env({"EXPORT_PIPELINE_HOME": str(tmp_path)}), executor="celery"
+    settings = Settings.from_env({"EXPORT_PIPELINE_HOME": str(tmp_path)}).replace(
+        runs={"executor": "celery"}
     )
     with pytest.raises(ValueError, match="in_process, multiprocess, docker, k8s.*'celery'"):
-        build_executor(settings)
+        build_executor(settings.runs)

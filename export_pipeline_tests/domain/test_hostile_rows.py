@@ -7,14 +7,13 @@ must fail the bad row with a reason, move its cursor past it, and the good expor
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 from sqlalchemy import text
 
+from export_pipeline.cli.local_runner import evaluate_intake, run_requested
 from export_pipeline.cli.main import main
 from export_pipeline.definitions import build_definitions
-from export_pipeline.defs.local_runner import evaluate_intake, run_requested
 from export_pipeline.domain import status as st
 from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline_tests.conftest import clip
@@ -74,11 +73,11 @@ def test_bad_rows_before_a_good_one_fail_and_the_good_one_completes(
     database, settings, instance, cdn, request
 ):
     if database == "postgres":
-        settings = replace(settings, db_url=request.getfixturevalue("postgres_url"))
+        settings = settings.replace(app_db={"url": request.getfixturevalue("postgres_url")})
     settings.home.mkdir(parents=True, exist_ok=True)
-    store = RequestStore.from_url(settings.db_url)
+    store = RequestStore.from_url(settings.app_db.url)
     store.create_schema()
-    settings = replace(settings, daily_export_limit=0)
+    settings = settings.replace(intake={"daily_limit": 0})
     cdn_clip = cdn.url("landscape.mp4")
     expected = hostile_rows(store, cdn_clip)
     good = insert(store, clips=[clip(cdn_clip, 1)])

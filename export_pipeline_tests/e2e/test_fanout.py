@@ -8,15 +8,14 @@ from __future__ import annotations
 import stat
 import subprocess
 import sys
-from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 from dagster import DagsterEventType, ReexecutionOptions, execute_job, reconstructable
 
-from export_pipeline.defs.export.encode import encoded_record_key
 from export_pipeline.domain import status as st
+from export_pipeline.domain.layout import encoded_record_key
 from export_pipeline.io.storage import LocalStorage
 from export_pipeline.media.commands import encode_settings
 from export_pipeline.media.probe import probe
@@ -46,13 +45,13 @@ def decoded_md5(path: Path) -> tuple[str, str]:
 
 def encoded_file(settings, request_id: int) -> Path:
     """The published video (publishing moved the encoded file there)."""
-    return LocalStorage(settings.local_storage_root).path(f"videos/exp-{request_id}.mp4")
+    return LocalStorage(Path(settings.storage.local_root)).path(f"videos/exp-{request_id}.mp4")
 
 
 def test_each_segment_is_a_step_and_the_video_is_the_single_process_one(
     settings, store, instance, cdn, tmp_path
 ):
-    settings = replace(settings, segments_per_step=1)  # as under a distributed executor
+    settings = settings.replace(media={"segments_per_step": 1})  # as under a distributed executor
     clips = [
         clip(cdn.url("landscape.mp4"), 1, duration=1.5),
         clip(cdn.url("portrait.mp4"), 2),
@@ -73,7 +72,7 @@ def test_each_segment_is_a_step_and_the_video_is_the_single_process_one(
 
     # The same request rendered in one process, as before the fan-out: the same pictures
     # and sound, the same length.
-    record = LocalStorage(settings.local_storage_root).get_json(
+    record = LocalStorage(Path(settings.storage.local_root)).get_json(
         encoded_record_key(f"exp-{request_id}")
     )
     fanned = encoded_file(settings, request_id)
@@ -92,7 +91,7 @@ def test_each_segment_is_a_step_and_the_video_is_the_single_process_one(
             )  # fmt: skip
         )
     one = encode_settings("720p", "16:9", "medium", Fraction(record["fps"]),
-                          settings.x264_preset, loudness=-14.0)  # fmt: skip
+                          settings.media.x264_preset, loudness=-14.0)  # fmt: skip
     single = render_video(inputs, one, tmp_path / "work", tmp_path / "single.mp4")
     assert decoded_md5(fanned) == decoded_md5(single.output)
     assert float(ffprobe(fanned)["format"]["duration"]) == pytest.approx(
@@ -120,7 +119,7 @@ def test_a_long_clip_is_cut_into_chunks_that_join_seamlessly(
 ):
     """A 4 s clip with chunks of at most 1.5 s: three segment steps, the frames and the sound
     of the whole clip, in sync."""
-    settings = replace(settings, segment_max_s=1.5, segments_per_step=1)
+    settings = settings.replace(media={"max_segment_s": 1.5, "segments_per_step": 1})
     source = cdn.root / "long-4s.mp4"
     subprocess.run(
         ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=320x240:r=25:d=4",
@@ -141,7 +140,7 @@ def test_a_long_clip_is_cut_into_chunks_that_join_seamlessly(
 
 def test_one_failing_segment_is_retried_alone(settings, store, instance, cdn, tmp_path):
     ffmpeg = crashing_ffmpeg(tmp_path, writing="segment-0001.mp4")
-    settings = replace(settings, ffmpeg=str(ffmpeg), segments_per_step=1)
+    settings = settings.replace(media={"ffmpeg": str(ffmpeg), "segments_per_step": 1})
     clips = [clip(cdn.url("landscape.mp4"), n) for n in (1, 2, 3)]
     clips[1] = clip(cdn.url("portrait.mp4"), 2)
     request_id, result, _ = export(settings, store, instance, clips)
@@ -189,7 +188,7 @@ def test_reexecution_from_failure_reuses_the_finished_segments(cdn, tmp_path, mo
         monkeypatch.setenv(name, value)
     settings = Settings.from_env()
     settings.home.mkdir(parents=True)
-    store = RequestStore.from_url(settings.db_url)
+    store = RequestStore.from_url(settings.app_db.url)
     store.create_schema()
     (tmp_path / "dagster").mkdir()
     with DagsterInstance.local_temp(str(tmp_path / "dagster")) as instance:
@@ -204,7 +203,7 @@ def test_reexecution_from_failure_reuses_the_finished_segments(cdn, tmp_path, mo
         (tmp_path / "ffmpeg.log").unlink()
         # The audio track's step succeeded, but its file is gone from storage (swept, lost):
         # the join renders it again from the cached sound of the segments.
-        (track,) = settings.local_storage_root.glob(f"work/exp-{request_id}/audio-*.m4a")
+        (track,) = Path(settings.storage.local_root).glob(f"work/exp-{request_id}/audio-*.m4a")
         track.unlink()
         options = ReexecutionOptions.from_failure(first.run_id, instance)
         with execute_job(
@@ -222,7 +221,7 @@ def test_reexecution_from_failure_reuses_the_finished_segments(cdn, tmp_path, mo
     assert len(encodes) == 1 and "segment-0002.mp4" in encodes[0]  # the others were cached
     assert [x for x in ran if "-c:a aac" in x]  # the audio track, encoded again in the join
     assert not [x for x in ran if "pcm_s16le" in x]  # from the sound the cache had
-    assert not list(settings.local_storage_root.glob(f"work/exp-{request_id}/audio-*"))
+    assert not list(Path(settings.storage.local_root).glob(f"work/exp-{request_id}/audio-*"))
     assert store.get(request_id)["status"] == st.COMPLETE
 
 
@@ -240,7 +239,7 @@ def test_a_cancel_during_the_fan_out_stops_every_segment(settings, store, instan
     script = tmp_path / "ffmpeg-cancel-in-segment-1"
     cancel = (
         "from export_pipeline.io.appdb.store import RequestStore; "
-        f"s = RequestStore.from_url({settings.db_url!r}); "
+        f"s = RequestStore.from_url({settings.app_db.url!r}); "
         "[s.request_cancel(r['id']) for r in s.list(status='processing', limit=10)]"
     )
     script.write_text(
@@ -253,7 +252,7 @@ def test_a_cancel_during_the_fan_out_stops_every_segment(settings, store, instan
         'exec ffmpeg "$@"\n'
     )
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    settings = replace(settings, ffmpeg=str(script), segments_per_step=1)
+    settings = settings.replace(media={"ffmpeg": str(script), "segments_per_step": 1})
     clips = [clip(cdn.url("landscape.mp4"), n) for n in (1, 2, 3)]
     clips[1], clips[2] = clip(cdn.url("portrait.mp4"), 2), clip(cdn.url("classic.mp4"), 3)
     request_id, result, _ = export(settings, store, instance, clips)

@@ -67,7 +67,7 @@ def test_transitions_soundtrack_and_captions_end_to_end(settings, store, instanc
     )
     assert again.success
     manifest = json.loads(
-        (settings.local_storage_root / f"work/exp-{request_id}/clips.json").read_text()
+        (Path(settings.storage.local_root) / f"work/exp-{request_id}/clips.json").read_text()
     )
     assert manifest["soundtrack"]["reused"] is True
     assert manifest["captions"]["text"].startswith("1\n")

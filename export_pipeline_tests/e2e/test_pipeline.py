@@ -3,14 +3,13 @@ checked with ffprobe; then re-execution, and the failure paths the creator would
 
 import json
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from export_pipeline.cli.local_runner import evaluate_intake, run_requested
 from export_pipeline.definitions import build_definitions
-from export_pipeline.defs.local_runner import evaluate_intake, run_requested
 from export_pipeline.domain import status as st
 from export_pipeline_tests.cdn import serve_normally, status
 from export_pipeline_tests.conftest import clip
@@ -171,7 +170,7 @@ def test_reexecution_reuses_archived_clips_after_the_cdn_forgot_them(
     row = store.get(request_id)
     assert row["status"] == st.COMPLETE and row["run_id"] == again.run_id
     assert row["video_url"] == first_url  # the stable key: one video per request
-    videos = list((settings.local_storage_root / "videos").iterdir())
+    videos = list((Path(settings.storage.local_root) / "videos").iterdir())
     assert sorted(v.name for v in videos) == [f"exp-{request_id}.jpg", f"exp-{request_id}.mp4"]
 
 
@@ -213,11 +212,11 @@ def test_transient_error_fails_after_the_last_attempt(settings, store, instance,
     request_id, result, _ = export(settings, store, instance, [clip(cdn.url("landscape.mp4"), 1)])
     assert not result.success
     row = store.get(request_id)
-    assert row["status"] == st.FAILED and row["retry_count"] == settings.max_retries
-    assert f"after {settings.max_retries + 1} attempts" in row["error_message"]
+    assert row["status"] == st.FAILED and row["retry_count"] == settings.runs.max_retries
+    assert f"after {settings.runs.max_retries + 1} attempts" in row["error_message"]
     assert "HTTP 503" in row["error_message"]
     assert row["error_cause"] == "clip_download"
-    assert cdn.hits["landscape.mp4"] == settings.max_retries + 1
+    assert cdn.hits["landscape.mp4"] == settings.runs.max_retries + 1
 
 
 def test_trim_beyond_the_clip_fails_naming_it(settings, store, instance, cdn):
@@ -235,7 +234,7 @@ def test_no_temporary_files_are_left(settings, store, instance, cdn):
     export(settings, store, instance, [clip(cdn.url("landscape.mp4"), 1)])
     cdn.fail("portrait.mp4", status(404))
     export(settings, store, instance, [clip(cdn.url("portrait.mp4"), 1)])
-    assert list(settings.work_dir.iterdir()) == []
+    assert list(Path(settings.media.work_dir).iterdir()) == []
 
 
 def test_reexport_renders_only_the_clip_that_changed(settings, store, instance, cdn):
@@ -307,7 +306,7 @@ def test_the_work_copy_goes_once_published_and_publishing_alone_again_works(
     request_id, first, defs = export(settings, store, instance, [clip(cdn.url("classic.mp4"), 1)])
     assert first.success
     part = f"exp-{request_id}"
-    root = settings.local_storage_root
+    root = Path(settings.storage.local_root)
     assert not (root / "work" / part / "encoded.mp4").exists()
     assert (root / "work" / part / "encoded.json").exists()  # the record stays
     video = root / "videos" / f"{part}.mp4"
@@ -333,7 +332,7 @@ def test_the_encode_step_does_not_probe_clips_again(settings, store, instance, c
     wrapper = tmp_path / "ffprobe-wrapper"
     wrapper.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec ffprobe "$@"\n')
     wrapper.chmod(0o755)
-    settings = replace(settings, ffprobe=str(wrapper))
+    settings = settings.replace(media={"ffprobe": str(wrapper)})
     clips = [clip(cdn.url("landscape.mp4"), 1), clip(cdn.url("classic.mp4"), 2)]
     request_id, result, _ = export(settings, store, instance, clips)
     assert result.success, result.all_events
@@ -342,7 +341,7 @@ def test_the_encode_step_does_not_probe_clips_again(settings, store, instance, c
     assert not [call for call in calls if "source-" in call]  # the encode step's inputs
     assert sum("encoded.mp4" in call for call in calls) == 1
     manifest = json.loads(
-        (settings.local_storage_root / f"work/exp-{request_id}/clips.json").read_text()
+        (Path(settings.storage.local_root) / f"work/exp-{request_id}/clips.json").read_text()
     )
     assert all(entry["media"]["version"] >= 1 for entry in manifest["clips"])
 
@@ -370,5 +369,5 @@ def test_other_formats_are_published_at_their_own_key(
         instance=instance, partition_key=f"exp-{request_id}", raise_on_error=False
     )
     assert again.success
-    videos = sorted(v.name for v in (settings.local_storage_root / "videos").iterdir())
+    videos = sorted(v.name for v in (Path(settings.storage.local_root) / "videos").iterdir())
     assert videos == [f"exp-{request_id}.jpg", f"exp-{request_id}.{extension}"]

@@ -1,6 +1,5 @@
 """The same export with S3-compatible storage (moto's server over loopback HTTP)."""
 
-from dataclasses import replace
 
 import httpx
 import pytest
@@ -15,14 +14,15 @@ pytestmark = pytest.mark.e2e
 def test_export_to_s3_gives_a_working_presigned_url(
     settings, store, instance, cdn, s3_server, s3_env, s3_client, s3_bucket, tmp_path
 ):
-    settings = replace(
-        settings,
-        storage_backend="s3",
-        s3_bucket=s3_bucket,
-        s3_prefix="exports",
-        s3_endpoint_url=s3_server.endpoint_url,
-        s3_region="us-east-1",
-        url_expiry_seconds=3600,
+    settings = settings.replace(
+        storage={
+            "backend": "s3",
+            "s3_bucket": s3_bucket,
+            "s3_prefix": "exports",
+            "s3_endpoint_url": s3_server.endpoint_url,
+            "s3_region": "us-east-1",
+            "url_expiry_seconds": 3600,
+        }
     )
     clips = [clip(cdn.url("landscape.mp4"), 1, duration=1.5), clip(cdn.url("portrait.mp4"), 2)]
     request_id, result, _ = export(settings, store, instance, clips, resolution="720p")
@@ -88,15 +88,18 @@ def test_the_chunks_of_a_long_clip_read_only_their_span_over_http(
     log = tmp_path / "ffmpeg.log"
     logged.write_text(f'#!/bin/sh\necho "$*" >> "{log}"\nexec ffmpeg "$@"\n')
     logged.chmod(logged.stat().st_mode | stat.S_IEXEC)
-    s3 = dict(
-        storage_backend="s3", s3_bucket=s3_bucket, s3_endpoint_url=s3_server.endpoint_url,
-        s3_region="us-east-1", url_expiry_seconds=3600, segment_max_s=2.0,
-        segments_per_step=1, ffmpeg=str(logged),
+    storage = dict(
+        backend="s3", s3_bucket=s3_bucket, s3_endpoint_url=s3_server.endpoint_url,
+        s3_region="us-east-1", url_expiry_seconds=3600,
     )  # fmt: skip
+    media = dict(max_segment_s=2.0, segments_per_step=1, ffmpeg=str(logged))
     videos = {}
     for prefix, threshold in (("streamed", 0.001), ("fetched", 0)):  # MB; 0: always fetch
         log.unlink(missing_ok=True)
-        run = replace(settings, **s3, s3_prefix=prefix, stream_sources_mb=threshold)
+        run = settings.replace(
+            storage={**storage, "s3_prefix": prefix},
+            media={**media, "stream_sources_mb": threshold},
+        )
         request_id, result, _ = export(run, store, instance, [clip(cdn.url("long-6s.mp4"), 1)])
         assert result.success, prefix
         row = store.get(request_id)

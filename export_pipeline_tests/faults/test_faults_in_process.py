@@ -3,7 +3,6 @@ state, its message, the number of attempts, no temporary files, no stray objects
 
 import os
 import stat
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,10 +17,12 @@ pytestmark = pytest.mark.e2e
 
 
 def no_leftovers(settings, request_id: int, published: bool):
-    assert list(settings.work_dir.iterdir()) == [], "temporary files left behind"
-    video = settings.local_storage_root / "videos" / f"exp-{request_id}.mp4"
+    assert list(Path(settings.media.work_dir).iterdir()) == [], "temporary files left behind"
+    video = Path(settings.storage.local_root) / "videos" / f"exp-{request_id}.mp4"
     assert video.exists() is published
-    partials = [p for p in settings.local_storage_root.rglob("*") if p.name.endswith(".partial")]
+    partials = [
+        p for p in Path(settings.storage.local_root).rglob("*") if p.name.endswith(".partial")
+    ]
     assert partials == []
 
 
@@ -34,7 +35,7 @@ def no_leftovers(settings, request_id: int, published: bool):
     ],
 )
 def test_transient_cdn_faults_are_retried(settings, store, instance, cdn, faults, hits):
-    settings = replace(settings, read_timeout_s=1.0)
+    settings = settings.replace(downloads={"read_timeout_s": 1.0})
     cdn.fail("landscape.mp4", *faults)
     request_id, result, _ = export(settings, store, instance, [clip(cdn.url("landscape.mp4"), 1)])
     row = store.get(request_id)
@@ -95,7 +96,7 @@ def test_redirect_to_a_private_address_is_refused(settings, store, instance, cdn
 
 
 def test_too_long_an_export_is_refused(settings, store, instance, cdn):
-    settings = replace(settings, max_total_duration_s=3.0)
+    settings = settings.replace(downloads={"max_total_duration_s": 3.0})
     clips = [clip(cdn.url("landscape.mp4"), 1), clip(cdn.url("portrait.mp4"), 2)]
     request_id, result, _ = export(settings, store, instance, clips)
     row = store.get(request_id)
@@ -133,19 +134,19 @@ def crashing_ffmpeg(tmp_path: Path, writing: str = "") -> Path:
 
 
 def test_ffmpeg_crash_is_retried_with_safer_settings(settings, store, instance, cdn, tmp_path):
-    settings = replace(settings, ffmpeg=str(crashing_ffmpeg(tmp_path)))
+    settings = settings.replace(media={"ffmpeg": str(crashing_ffmpeg(tmp_path))})
     request_id, result, _ = export(settings, store, instance, [clip(cdn.url("landscape.mp4"), 1)])
     row = store.get(request_id)
     assert result.success and row["status"] == st.COMPLETE and row["retry_count"] == 1
     (encoded,) = result.asset_materializations_for_node("encoded_video")
     assert encoded.metadata["attempt"].value == 2
     used = encoded.metadata["encoder_settings"].value
-    assert used["preset"] != settings.x264_preset  # the safer, faster preset of attempt 2
+    assert used["preset"] != settings.media.x264_preset  # the safer, faster preset of attempt 2
     no_leftovers(settings, request_id, published=True)
 
 
 def test_storage_quota_refuses_with_sizes(settings, store, instance, cdn):
-    settings = replace(settings, storage_quota_bytes=300_000)
+    settings = settings.replace(storage={"quota_mb": (300_000) / 1024**2})
     request_id, result, _ = export(settings, store, instance, [clip(cdn.url("landscape.mp4"), 1)])
     row = store.get(request_id)
     assert row["status"] == st.FAILED and row["retry_count"] == 0
@@ -158,8 +159,8 @@ def test_storage_quota_refuses_with_sizes(settings, store, instance, cdn):
 
 
 def test_cancel_before_start_launches_nothing(settings, store, instance, cdn):
+    from export_pipeline.cli.local_runner import evaluate_intake
     from export_pipeline.definitions import build_definitions
-    from export_pipeline.defs.local_runner import evaluate_intake
 
     request_id = store.insert(
         project_id="p", user_id="u", resolution="720p", quality="low",
@@ -196,7 +197,7 @@ def test_s3_throttling_is_absorbed_and_persistent_refusal_fails_cleanly(
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
     assert f"videos/exp-{bad_id}.mp4" not in keys
     assert f"videos/exp-{ok_id}.mp4" in keys
-    assert list(settings.work_dir.iterdir()) == []
+    assert list(Path(settings.media.work_dir).iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -237,7 +238,9 @@ def test_a_cancel_during_an_encode_never_waits_for_a_retry(
     transient FFmpeg error to retry after a backoff with the run slot held."""
     from dagster import DagsterEventType
 
-    settings = replace(settings, ffmpeg=str(ffmpeg_canceled_midway(tmp_path, settings.db_url)))
+    settings = settings.replace(
+        media={"ffmpeg": str(ffmpeg_canceled_midway(tmp_path, settings.db_url))}
+    )
     request_id, result, _ = export(settings, store, instance, [clip(cdn.url("landscape.mp4"), 1)])
     row = store.get(request_id)
     assert not result.success

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from export_pipeline.definitions import build_resources
 from export_pipeline.defs.settings import Settings
 from export_pipeline.domain import status as st
 from export_pipeline.media import commands
@@ -216,7 +215,7 @@ def test_default_limits_leave_room_for_a_normal_encode(tmp_path: Path):
 
 
 def test_an_export_over_the_memory_limit_fails_at_once(settings, store, instance, cdn):
-    settings = replace(settings, ffmpeg_memory_mb=64)
+    settings = settings.replace(media={"memory_mb": 64})
     request_id, result, _ = export(settings, store, instance, [clip(cdn.url("landscape.mp4"), 1)])
     row = store.get(request_id)
     assert not result.success and row["status"] == st.FAILED
@@ -375,7 +374,7 @@ def test_the_limits_come_from_the_environment(tmp_path: Path):
         "EXPORT_MAX_INPUT_SIDE": "4096",
         "EXPORT_MAX_INPUT_PIXELS": str(4096 * 2160),
     }
-    media = build_resources(Settings.from_env(env))["media"]
+    media = Settings.from_env(env).media
     assert media.limits() == Limits(2048, 900, max_side=4096, max_pixels=4096 * 2160)
-    defaults = build_resources(Settings.from_env({"EXPORT_PIPELINE_HOME": str(tmp_path)}))
-    assert defaults["media"].limits() == Limits()
+    defaults = Settings.from_env({"EXPORT_PIPELINE_HOME": str(tmp_path)}).media
+    assert defaults.limits() == Limits()

@@ -4,7 +4,6 @@
 import base64
 import stat
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -136,7 +135,7 @@ def test_published_video_stores_a_poster_and_shows_it(settings, store, instance,
     assert result.success
     row = store.get(request_id)
     assert row["status"] == st.COMPLETE
-    poster = settings.local_storage_root / "videos" / f"exp-{request_id}.jpg"
+    poster = Path(settings.storage.local_root) / "videos" / f"exp-{request_id}.jpg"
     assert row["poster_url"] == poster.as_uri() and local_path(row["poster_url"]) == poster
     assert size_of(poster) == (1280, 720)
     assert mean_luma(poster) > 60  # the lifted test pattern, not black
@@ -150,7 +149,7 @@ def test_published_video_stores_a_poster_and_shows_it(settings, store, instance,
     thumbnail = Path(settings.home) / "thumbnail.jpg"
     thumbnail.write_bytes(base64.b64decode(markdown[len(prefix) : -1]))
     assert size_of(thumbnail) == (320, 180)
-    assert list(settings.work_dir.iterdir()) == []
+    assert list(Path(settings.media.work_dir).iterdir()) == []
 
 
 def failing_poster_ffmpeg(tmp_path: Path) -> Path:
@@ -168,12 +167,14 @@ def failing_poster_ffmpeg(tmp_path: Path) -> Path:
 def test_a_poster_failure_never_holds_back_the_video(settings, store, instance, cdn, tmp_path):
     request_id, first, _ = export(settings, store, instance, [clip(cdn.url("landscape.mp4"), 1)])
     assert first.success and store.get(request_id)["poster_url"]
-    poster = settings.local_storage_root / "videos" / f"exp-{request_id}.jpg"
+    poster = Path(settings.storage.local_root) / "videos" / f"exp-{request_id}.jpg"
     assert poster.exists()
 
     # Re-export with an FFmpeg that cannot make JPEGs: the video is published, the old
     # poster (of the earlier video) is removed and the row no longer points at it.
-    defs = build_definitions(replace(settings, ffmpeg=str(failing_poster_ffmpeg(tmp_path))))
+    defs = build_definitions(
+        settings.replace(media={"ffmpeg": str(failing_poster_ffmpeg(tmp_path))})
+    )
     again = defs.resolve_job_def("export_video_job").execute_in_process(
         instance=instance, partition_key=f"exp-{request_id}", raise_on_error=False
     )
@@ -185,7 +186,7 @@ def test_a_poster_failure_never_holds_back_the_video(settings, store, instance, 
     (event,) = again.asset_materializations_for_node("published_video")
     assert "no poster" in event.metadata["poster"].value
     assert "poster_url" not in event.metadata
-    assert list(settings.work_dir.iterdir()) == []
+    assert list(Path(settings.media.work_dir).iterdir()) == []
 
 
 def test_poster_and_thumbnail_come_from_one_decode_of_the_same_frame(fade_in, tmp_path):

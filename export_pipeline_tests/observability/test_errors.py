@@ -10,7 +10,6 @@ import shutil
 import stat
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -286,7 +285,7 @@ def test_a_failing_ffmpeg_reaches_sentry_with_its_stderr_and_without_secrets(
         "exit 1\n"
     )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    settings = replace(settings, ffmpeg=str(fake))
+    settings = settings.replace(media={"ffmpeg": str(fake)})
     url = cdn.url("landscape.mp4") + "?token=s3cr3t-cdn-token"
     request_id, result, _ = export(settings, store, instance, [clip(url, 1)], user_id="u-99")
     assert not result.success and store.get(request_id)["status"] == st.FAILED

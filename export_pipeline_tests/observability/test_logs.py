@@ -9,7 +9,6 @@ import json
 import logging
 import re
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -87,7 +86,9 @@ def test_configure_logging_json_for_our_modules_and_back_to_text():
     configure_logging("json", stream=stream)
     configure_logging("json", stream=stream)  # idempotent: one handler
     try:
-        logging.getLogger("export_pipeline.defs.intake.partitions").warning("partition %s gone", "exp-1")
+        logging.getLogger("export_pipeline.defs.intake.partitions").warning(
+            "partition %s gone", "exp-1"
+        )
         (line,) = json_lines(stream.getvalue())
         assert line["message"] == "partition exp-1 gone" and line["level"] == "warning"
     finally:
@@ -152,7 +153,7 @@ def test_the_readme_dagster_yaml_block_gives_json_lines(capfd):
 
 
 def test_export_log_format_json_makes_run_console_logs_json(settings, store, instance, capfd):
-    defs = build_definitions(replace(settings, log_format="json"))
+    defs = build_definitions(settings.replace(observability={"log_format": "json"}))
     capfd.readouterr()
     result = defs.resolve_job_def("export_metrics_job").execute_in_process(instance=instance)
     assert result.success

@@ -5,7 +5,6 @@ the partition's manifest (`work/exp-<id>/clips.json`), so a later run of the par
 (re-execution, backfill) reuses the archive instead of the CDN, whose URLs expire.
 """
 
-import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from export_pipeline.defs.export.steps import ExportStep, export_step
 from export_pipeline.defs.intake.partitions import export_partitions
 from export_pipeline.defs.resources import AppDatabase, ClipDownloads, MediaTools, StorageResource
 from export_pipeline.domain.failures import ExportFailure, FailureCause
+from export_pipeline.domain.layout import archive_key, manifest_key, url_index_key
 from export_pipeline.domain.request import ClipSpec
 from export_pipeline.io.http import (
     ByteBudget,
@@ -37,18 +37,6 @@ from export_pipeline.io.storage import Storage
 from export_pipeline.media.probe import InvalidMedia, probe_and_check
 
 PROGRESS_BAND = (0, 10)
-
-
-def manifest_key(partition_key: str) -> str:
-    return f"work/{partition_key}/clips.json"
-
-
-def archive_key(sha256: str) -> str:
-    return f"clips/sha256/{sha256}.mp4"
-
-
-def url_index_key(url: str) -> str:
-    return f"clips/by-url/{hashlib.sha256(url.encode()).hexdigest()}.json"
 
 
 @dataclass

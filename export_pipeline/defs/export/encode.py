@@ -45,13 +45,21 @@ from dagster import (
     op,
 )
 
-from export_pipeline.defs.export.clips import downloaded_clips_key, manifest_key
+from export_pipeline.defs.export.clips import downloaded_clips_key
 from export_pipeline.defs.export.steps import ExportStep, export_step
 from export_pipeline.defs.intake.partitions import export_partitions
 from export_pipeline.defs.resources import AppDatabase, MediaTools, StorageResource
 from export_pipeline.domain.captions import Cue, parse_captions
 from export_pipeline.domain.failures import ExportFailure, FailureCause
 from export_pipeline.domain.formats import output_format
+from export_pipeline.domain.layout import (
+    audio_track_key,
+    encoded_key,
+    encoded_record_key,
+    manifest_key,
+    plan_key,
+    segment_cache_key,
+)
 from export_pipeline.domain.request import ClipSpec, ExportSpec
 from export_pipeline.io.storage import ObjectNotFound, Storage
 from export_pipeline.media.commands import EncodeSettings, RemoteFile, Source, encode_settings
@@ -78,22 +86,6 @@ JOIN_BAND = (94, 97)
 STEP_NAME = "encoded_video"
 
 
-def encoded_key(partition_key: str, extension: str = "mp4") -> str:
-    return f"work/{partition_key}/encoded.{extension}"
-
-
-def encoded_record_key(partition_key: str) -> str:
-    return f"work/{partition_key}/encoded.json"
-
-
-def plan_key(partition_key: str) -> str:
-    return f"work/{partition_key}/plan.json"
-
-
-def audio_track_key(partition_key: str, run_id: str, extension: str) -> str:
-    return f"work/{partition_key}/audio-{run_id}.{extension}"
-
-
 class StorageSegmentCache:
     """Rendered segments kept in our storage, their pictures and their sound apart
     (`segments/<clip sha256>/<trim>-<length>-<settings>.mp4`, `...-a<audio settings>.wav`:
@@ -107,18 +99,18 @@ class StorageSegmentCache:
         self.storage = storage
 
     def has(self, name: str | None) -> bool:
-        return bool(name) and self.storage.exists(f"segments/{name}")
+        return bool(name) and self.storage.exists(segment_cache_key(name))
 
     def fetch(self, name: str, out: Path) -> bool:
         try:
-            self.storage.get_file(f"segments/{name}", out)
+            self.storage.get_file(segment_cache_key(name), out)
         except ObjectNotFound:
             return False
         return True
 
     def store(self, name: str, path: Path) -> None:
         kind = self.CONTENT_TYPES.get(path.suffix)
-        self.storage.put_file(path, f"segments/{name}", content_type=kind)
+        self.storage.put_file(path, segment_cache_key(name), content_type=kind)
 
 
 def _transition(clip: ClipSpec) -> Transition | None:

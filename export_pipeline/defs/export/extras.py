@@ -14,15 +14,12 @@ from typing import Any
 
 from export_pipeline.domain.captions import MAX_TEXT, parse_captions
 from export_pipeline.domain.failures import ExportFailure, FailureCause, InvalidRequest
+from export_pipeline.domain.layout import soundtrack_key
 from export_pipeline.domain.request import CaptionsSpec, SoundtrackSpec
 from export_pipeline.io.http import ByteBudget, DownloadPolicy, download
 from export_pipeline.io.storage import Storage
 from export_pipeline.media.runner import Limits, capture
 from export_pipeline.media.soundtrack import MUSIC_FORMATS
-
-
-def soundtrack_key(sha256: str) -> str:
-    return f"soundtracks/sha256/{sha256}"
 
 
 def music_duration(path: Path, ffprobe: str, limits: Limits) -> float | None:

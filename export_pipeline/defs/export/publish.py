@@ -25,8 +25,6 @@ from dagster import (
     asset,
 )
 
-from export_pipeline.defs.export.clips import manifest_key
-from export_pipeline.defs.export.encode import encoded_record_key
 from export_pipeline.defs.export.steps import (
     ExportStep,
     check_not_canceled,
@@ -38,21 +36,14 @@ from export_pipeline.domain import status as st
 from export_pipeline.domain.clock import utcnow
 from export_pipeline.domain.failures import ExportFailure, FailureCause
 from export_pipeline.domain.formats import output_format
+from export_pipeline.domain.layout import encoded_record_key, manifest_key, poster_key, video_key
+from export_pipeline.domain.request import DEFAULT_RETENTION_DAYS
 from export_pipeline.domain.values import human_bytes
 from export_pipeline.io.storage import ObjectNotFound, Storage
 from export_pipeline.media.poster import THUMBNAIL_WIDTH, make_poster, poster_time
 from export_pipeline.media.runner import FFmpegError
 
 PROGRESS_BAND = (97, 100)
-DEFAULT_RETENTION_DAYS = 7  # EXPORT_RETENTION_DAYS (ops.retention.RETENTION_DAYS)
-
-
-def video_key(partition_key: str, extension: str = "mp4") -> str:
-    return f"videos/{partition_key}.{extension}"
-
-
-def poster_key(partition_key: str) -> str:
-    return f"videos/{partition_key}.jpg"
 
 
 def thumbnail_markdown(jpeg: bytes) -> str:

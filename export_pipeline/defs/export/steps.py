@@ -22,7 +22,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from dagster import AssetExecutionContext, Failure, RetryRequested
 
 from export_pipeline.defs.dagster_internals import RETRY_NUMBER_TAG
-from export_pipeline.defs.intake.partitions import request_id_from_key
 from export_pipeline.defs.intake.queue import update_queue
 from export_pipeline.defs.resources import AppDatabase
 from export_pipeline.domain import eta
@@ -34,6 +33,7 @@ from export_pipeline.domain.failures import (
     InvalidRequest,
     canceled,
 )
+from export_pipeline.domain.layout import request_id_from_key
 from export_pipeline.domain.request import ExportSpec, parse_request
 from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline.io.storage import ObjectNotFound

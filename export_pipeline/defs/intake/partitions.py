@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 
 from dagster import DynamicPartitionsDefinition
 
+from export_pipeline.domain.layout import request_id_from_key
 from export_pipeline.io.appdb.store import RequestStore
 
 export_partitions = DynamicPartitionsDefinition(name="export_requests")
 
-_KEY = re.compile(r"^exp-(\d+)$")
 log = logging.getLogger(__name__)
-
-
-def partition_key(request_id: int) -> str:
-    return f"exp-{int(request_id)}"
-
-
-def request_id_from_key(key: str) -> int:
-    match = _KEY.match(key or "")
-    if not match:
-        raise ValueError(f"partition key {key!r} is not of the form exp-<request id>")
-    return int(match.group(1))
 
 
 # Intake refuses longer ids; a backfill of such a row must still get a run whose tags fit

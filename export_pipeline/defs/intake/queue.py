@@ -31,12 +31,12 @@ from export_pipeline.defs.dagster_internals import (
     PARTITION_NAME_TAG,
     PRIORITY_TAG,
 )
-from export_pipeline.defs.intake.partitions import request_id_from_key
 from export_pipeline.defs.resources import AppDatabase
 from export_pipeline.domain import eta
 from export_pipeline.domain import status as st
 from export_pipeline.domain.clock import as_utc, utcnow
 from export_pipeline.domain.failures import InvalidRequest
+from export_pipeline.domain.layout import request_id_from_key
 from export_pipeline.domain.request import parse_request
 from export_pipeline.io.appdb.store import RequestStore
 

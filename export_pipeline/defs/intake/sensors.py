@@ -25,12 +25,13 @@ from dagster import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from export_pipeline.defs.intake.partitions import export_partitions, partition_key, run_tags
+from export_pipeline.defs.intake.partitions import export_partitions, run_tags
 from export_pipeline.defs.resources import AppDatabase
 from export_pipeline.domain import eta
 from export_pipeline.domain import status as st
 from export_pipeline.domain.clock import utcnow
 from export_pipeline.domain.failures import CANCELED_MESSAGE, FailureCause, InvalidRequest
+from export_pipeline.domain.layout import partition_key
 from export_pipeline.domain.ratelimit import (
     COUNTED_STATUSES,
     WINDOW,

@@ -44,14 +44,14 @@ from dagster import (
     sensor,
 )
 
+from export_pipeline.defs.channels import CHANNELS, Alert, AlertDeliveryError, Delivery
+from export_pipeline.defs.channels.base import SOURCE
 from export_pipeline.defs.dagster_internals import (
     PARTITION_NAME_TAG,
     RETRY_NUMBER_TAG,
     WILL_RETRY_TAG,
     AssetCheckExecutionRecordStatus,
 )
-from export_pipeline.defs.intake.partitions import request_id_from_key
-from export_pipeline.defs.notify.channels import AlertDeliveryError
 from export_pipeline.defs.operations.metrics import (
     ASSET_NAME,
     QUOTA_CHECK_NAME,
@@ -63,74 +63,13 @@ from export_pipeline.domain import status as st
 from export_pipeline.domain.clock import as_utc
 from export_pipeline.domain.failures import CAUSES, FailureCause, cause_of_row
 from export_pipeline.domain.kpis import EXPORT_1080P_1MIN_TARGET_S, is_1080p_one_minute
+from export_pipeline.domain.layout import request_id_from_key
 from export_pipeline.domain.values import human_bytes
-from export_pipeline.observability.scrub import scrub, scrub_text
 
 SENSOR_NAME = "export_alerts_sensor"
-SOURCE = "export-pipeline"
-SLACK_KEY = "alert_slack"
-PAGERDUTY_KEY = "alert_pagerduty"
-CHANNEL_KEYS = (SLACK_KEY, PAGERDUTY_KEY)
 CHECKS = (SUCCESS_CHECK_NAME, SPEED_CHECK_NAME, QUOTA_CHECK_NAME)
 EXAMPLES = 5  # request ids named in one message
 EVENTS_PER_TICK = 200
-
-
-# ---- messages
-
-
-@dataclass
-class Alert:
-    """What is said about one incident, whatever the channel."""
-
-    title: str
-    summary: str
-    severity: str  # PagerDuty's: critical, error, warning, info
-    component: str
-    kind: str  # PagerDuty's `class`: kpi_check, run_failure
-    lines: list[str] = field(default_factory=list)
-    links: list[tuple[str, str]] = field(default_factory=list)  # (text, href)
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-def slack_text(alert: Alert, action: str, note: str = "") -> str:
-    """Slack mrkdwn for a trigger, an update (a reply in the incident's thread) or a resolve."""
-    icon = {"trigger": ":rotating_light:", "update": ":warning:", "resolve": ":white_check_mark:"}
-    label = {"trigger": "", "update": "Still failing: ", "resolve": "Resolved: "}
-    lines = [f"{icon[action]} *[{SOURCE}] {label[action]}{alert.title}*", alert.summary]
-    if note:
-        lines.append(note)
-    if action == "trigger":
-        lines += alert.lines
-    links = [f"<{href}|{text}>" for text, href in alert.links]
-    if links:
-        lines.append(" · ".join(links))
-    return scrub_text("\n".join(line for line in lines if line))
-
-
-def pagerduty_event(alert: Alert, action: str, dedup_key: str, client_url: str | None) -> dict:
-    """An Events API v2 body (without the routing key) for `trigger` or `resolve`."""
-    if action == "resolve":
-        return {"event_action": "resolve", "dedup_key": dedup_key}
-    event: dict[str, Any] = {
-        "event_action": "trigger",
-        "dedup_key": dedup_key,
-        "payload": {
-            "summary": scrub_text(f"[{SOURCE}] {alert.title}: {alert.summary}")[:1024],
-            "source": SOURCE,
-            "severity": alert.severity,
-            "component": alert.component,
-            "group": SOURCE,
-            "class": alert.kind,
-            "custom_details": scrub({**alert.details, "details": alert.lines}),
-        },
-        "client": SOURCE,
-    }
-    if alert.links:
-        event["links"] = [{"href": href, "text": text} for text, href in alert.links]
-    if client_url:
-        event["client_url"] = client_url
-    return event
 
 
 class Links:
@@ -186,10 +125,7 @@ def check_alert(
         cause_text = ", ".join(f"{c} {n}" for c, n in sorted(causes.items(), key=lambda i: -i[1]))
         lines.append(f"Failures by cause (last 24 h): {cause_text or 'none recorded'}")
         chosen = [r for r in rows if r.get("status") == st.FAILED][:EXAMPLES]
-        examples = [
-            _request_label(r, links, cause_of_row(r))
-            for r in chosen
-        ]
+        examples = [_request_label(r, links, cause_of_row(r)) for r in chosen]
     elif check_name == QUOTA_CHECK_NAME:
         title = "Storage nearly full"
         chosen, examples = [], []
@@ -292,9 +228,20 @@ class Incident:
     opened_at: float
     opened_after: int = 0  # storage id of the event that opened it (runs)
     state: str = "open"  # open, resolved (until its resolve is delivered)
-    slack_ts: str | None = None
+    refs: dict[str, str] = field(default_factory=dict)  # what each channel answered (a thread)
     failures: int = 1
     request_ids: list[int] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, data: dict[str, Any]) -> Incident:
+        """From the cursor; a cursor written before channels kept their own references
+        holds Slack's thread as `slack_ts`."""
+        data = dict(data)
+        slack_ts = data.pop("slack_ts", None)
+        incident = cls(**data)
+        if slack_ts:
+            incident.refs.setdefault("alert_slack", slack_ts)
+        return incident
 
     def as_alert(self) -> Alert:
         data = dict(self.alert)
@@ -326,7 +273,7 @@ class State:
             return cls(
                 after_failure=data.get("after_failure"),
                 after_success=data.get("after_success"),
-                incidents={k: Incident(**v) for k, v in data.get("incidents", {}).items()},
+                incidents={k: Incident.load(v) for k, v in data.get("incidents", {}).items()},
                 outbox=[Outgoing(**item) for item in data.get("outbox", [])],
             )
         except (ValueError, TypeError, AttributeError):
@@ -388,8 +335,8 @@ class AlertTick:
 
     def _queue(self, slot: str, action: str, note: str = "") -> None:
         for channel in self.channels:
-            if action == "update" and channel != SLACK_KEY:
-                continue  # PagerDuty already pages for this incident: nothing new to say
+            if action == "update" and not self.channels[channel].updates:
+                continue  # it already pages for this incident: nothing new to say
             self.state.outbox.append(Outgoing(slot, channel, action, note))
 
     # -- KPI checks
@@ -571,18 +518,17 @@ class AlertTick:
         return sent, failed
 
     def _send(self, channel: Any, item: Outgoing, incident: Incident, client_url: str | None):
-        alert = incident.as_alert()
-        if item.channel == SLACK_KEY:
-            text = slack_text(alert, item.action, item.note)
-            ts = channel.post(
-                text,
-                thread_ts=incident.slack_ts if item.action != "trigger" else None,
-                broadcast=item.action == "resolve",
-            )
-            if item.action == "trigger":
-                incident.slack_ts = ts or None
-        else:
-            channel.send(pagerduty_event(alert, item.action, incident.dedup_key, client_url))
+        message = Delivery(
+            incident.as_alert(),
+            item.action,
+            item.note,
+            incident.dedup_key,
+            ref=incident.refs.get(item.channel),
+            client_url=client_url,
+        )
+        ref = channel.deliver(message)
+        if item.action == "trigger" and ref:
+            incident.refs[item.channel] = ref
 
 
 def build_export_alerts_sensor(
@@ -597,9 +543,10 @@ def build_export_alerts_sensor(
     """`export_alerts_sensor`, sending to the resources named in `channels` (`alert_slack`,
     `alert_pagerduty`: at least one), watching the runs of `jobs`."""
     channels = tuple(channels)
-    unknown = set(channels) - set(CHANNEL_KEYS)
+    known = tuple(channel.key for channel in CHANNELS)
+    unknown = set(channels) - set(known)
     if not channels or unknown:
-        raise ValueError(f"alert channels must be some of {CHANNEL_KEYS}, got {channels}")
+        raise ValueError(f"alert channels must be some of {known}, got {channels}")
     links = Links(webserver_url)
 
     @sensor(

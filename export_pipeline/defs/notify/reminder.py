@@ -32,11 +32,11 @@ from urllib.parse import urlsplit
 import httpx
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, sensor
 
-from export_pipeline.defs.export.publish import poster_key, video_key
 from export_pipeline.defs.notify.webhook import post
 from export_pipeline.defs.resources import AppDatabase, StorageResource
 from export_pipeline.domain.clock import iso
 from export_pipeline.domain.formats import output_format
+from export_pipeline.domain.layout import poster_key, video_key
 from export_pipeline.io.storage import Storage
 
 EVENT = "expiring"

@@ -23,6 +23,7 @@ from dagster import (
     AssetKey,
     AssetSelection,
     DefaultScheduleStatus,
+    Definitions,
     MaterializeResult,
     MetadataValue,
     ScheduleDefinition,
@@ -59,6 +60,7 @@ SCHEDULE_NAME = "export_metrics_schedule"
 SUCCESS_CHECK_NAME = "success_rate_on_target"
 SPEED_CHECK_NAME = "export_1080p_1min_p95_on_target"
 QUOTA_CHECK_NAME = "storage_below_quota"
+
 
 def _number(value: float | int | None) -> MetadataValue:
     if value is None:
@@ -113,138 +115,137 @@ def _latest_metadata(context: AssetCheckExecutionContext) -> dict[str, Any] | No
     return {key: value.value for key, value in event.asset_materialization.metadata.items()}
 
 
-def build_export_metrics(
-    window_hours: float = 24.0, cron_schedule: str = "0 * * * *", run_config: dict | None = None
-) -> dict[str, list]:
+@asset(
+    name=ASSET_NAME,
+    group_name="operations",
+    description=(
+        "Export KPIs over the requests created in the last 24 h: success "
+        "and retry success rates, export and queue times, failures by cause; storage "
+        "usage by kind and top users, against the quota."
+    ),
+    kinds={"python"},
+)
+def export_metrics(
+    context: AssetExecutionContext, app_db: AppDatabase, storage: StorageResource
+) -> MaterializeResult:
+    now = utcnow()
+    store = app_db.store()
+    rows = store.created_since(now - DEFAULT_WINDOW)
+    # One listing pass gives the total and the usage by kind and user.
+    usage = storage_usage(storage.open(), store, storage.quota_bytes)
+    m = compute_metrics(rows, now, usage.total_bytes, DEFAULT_WINDOW)
+    context.log.info("\n" + render_text(m) + "\n" + usage.markdown())
+    metadata: dict[str, Any] = {key: _number(value) for key, value in flat(m).items()}
+    metadata["kpis"] = MetadataValue.md(render_markdown(m))
+    metadata.update(usage_metadata(usage))
+    return MaterializeResult(metadata=metadata)
+
+
+@asset_check(
+    asset=export_metrics,
+    name=SUCCESS_CHECK_NAME,
+    description=f"Export success rate >= {100 * SUCCESS_RATE_TARGET:.0f} % (product KPI).",
+)
+def success_rate_on_target(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    md = _latest_metadata(context) or {}
+    rate = md.get("success_rate_pct")
+    target = 100 * SUCCESS_RATE_TARGET
+    metadata = {"success_rate_pct": rate, "target_pct": target, "finished": md.get("finished")}
+    if rate is None:
+        return AssetCheckResult(
+            passed=True,
+            severity=AssetCheckSeverity.WARN,
+            description="no finished exports in the window: nothing to judge",
+            metadata=metadata,
+        )
+    return AssetCheckResult(
+        passed=rate >= target,
+        severity=AssetCheckSeverity.WARN,
+        description=f"success rate {rate:.1f} % (target {target:.0f} %)",
+        metadata=metadata,
+    )
+
+
+@asset_check(
+    asset=export_metrics,
+    name=SPEED_CHECK_NAME,
+    description=(
+        f"p95 time of 1-minute 1080p exports <= {EXPORT_1080P_1MIN_TARGET_S:.0f} s "
+        "(product KPI: average under 90 s; the p95 is the stricter reading)."
+    ),
+)
+def export_1080p_1min_p95_on_target(
+    context: AssetCheckExecutionContext,
+) -> AssetCheckResult:
+    md = _latest_metadata(context) or {}
+    p95 = md.get("export_1080p_1min_p95_s")
+    metadata = {
+        "export_1080p_1min_p95_s": p95,
+        "target_s": EXPORT_1080P_1MIN_TARGET_S,
+        "export_1080p_1min_count": md.get("export_1080p_1min_count"),
+    }
+    if p95 is None:
+        return AssetCheckResult(
+            passed=True,
+            severity=AssetCheckSeverity.WARN,
+            description="no 1-minute 1080p exports in the window: nothing to judge",
+            metadata=metadata,
+        )
+    return AssetCheckResult(
+        passed=p95 <= EXPORT_1080P_1MIN_TARGET_S,
+        severity=AssetCheckSeverity.WARN,
+        description=(
+            f"p95 of 1-minute 1080p exports {p95:.1f} s (target {EXPORT_1080P_1MIN_TARGET_S:.0f} s)"
+        ),
+        metadata=metadata,
+    )
+
+
+@asset_check(
+    asset=export_metrics,
+    name=QUOTA_CHECK_NAME,
+    description=(
+        f"Storage below {100 * QUOTA_WARN_SHARE:.0f} % of EXPORT_STORAGE_QUOTA_MB (publishing "
+        "fails once it is full); passes with a note when no quota is set."
+    ),
+)
+def storage_below_quota(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    md = _latest_metadata(context) or {}
+    used, quota, pct = (
+        md.get("stored_bytes"),
+        md.get("storage_quota_bytes"),
+        md.get("storage_used_pct"),
+    )
+    metadata = {
+        "stored_bytes": used,
+        "storage_quota_bytes": quota,
+        "storage_used_pct": pct,
+        "warn_at_pct": 100 * QUOTA_WARN_SHARE,
+    }
+    if not quota or used is None or pct is None:
+        return AssetCheckResult(
+            passed=True,
+            severity=AssetCheckSeverity.WARN,
+            description="no storage quota set (EXPORT_STORAGE_QUOTA_MB): nothing to check",
+            metadata=metadata,
+        )
+    biggest = max(KINDS, key=lambda kind: md.get(f"storage_{kind}_bytes") or 0)
+    return AssetCheckResult(
+        passed=pct < 100 * QUOTA_WARN_SHARE,
+        severity=AssetCheckSeverity.WARN,
+        description=(
+            f"storage {pct:.1f} % full ({human_bytes(int(used))} of "
+            f"{human_bytes(int(quota))}; warns from {100 * QUOTA_WARN_SHARE:.0f} %); "
+            f"most of it: {biggest}"
+        ),
+        metadata=metadata,
+    )
+
+
+def build_export_metrics(run_config: dict | None = None) -> Definitions:
     """`export_metrics` (asset, group "operations"), its three checks, `export_metrics_job`
-    and the hourly `export_metrics_schedule` (running by default), as Definitions lists.
-    `run_config`: the job's default run config (the JSON console logger)."""
-    window = timedelta(hours=window_hours)
-
-    @asset(
-        name=ASSET_NAME,
-        group_name="operations",
-        description=(
-            f"Export KPIs over the requests created in the last {window_hours:g} h: success "
-            "and retry success rates, export and queue times, failures by cause; storage "
-            "usage by kind and top users, against the quota."
-        ),
-        kinds={"python"},
-    )
-    def export_metrics(
-        context: AssetExecutionContext, app_db: AppDatabase, storage: StorageResource
-    ) -> MaterializeResult:
-        now = utcnow()
-        store = app_db.store()
-        rows = store.created_since(now - window)
-        # One listing pass gives the total and the usage by kind and user.
-        usage = storage_usage(storage.open(), store, storage.quota_bytes)
-        m = compute_metrics(rows, now, usage.total_bytes, window)
-        context.log.info("\n" + render_text(m) + "\n" + usage.markdown())
-        metadata: dict[str, Any] = {key: _number(value) for key, value in flat(m).items()}
-        metadata["kpis"] = MetadataValue.md(render_markdown(m))
-        metadata.update(usage_metadata(usage))
-        return MaterializeResult(metadata=metadata)
-
-    @asset_check(
-        asset=export_metrics,
-        name=SUCCESS_CHECK_NAME,
-        description=f"Export success rate >= {100 * SUCCESS_RATE_TARGET:.0f} % (product KPI).",
-    )
-    def success_rate_on_target(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        md = _latest_metadata(context) or {}
-        rate = md.get("success_rate_pct")
-        target = 100 * SUCCESS_RATE_TARGET
-        metadata = {"success_rate_pct": rate, "target_pct": target, "finished": md.get("finished")}
-        if rate is None:
-            return AssetCheckResult(
-                passed=True,
-                severity=AssetCheckSeverity.WARN,
-                description="no finished exports in the window: nothing to judge",
-                metadata=metadata,
-            )
-        return AssetCheckResult(
-            passed=rate >= target,
-            severity=AssetCheckSeverity.WARN,
-            description=f"success rate {rate:.1f} % (target {target:.0f} %)",
-            metadata=metadata,
-        )
-
-    @asset_check(
-        asset=export_metrics,
-        name=SPEED_CHECK_NAME,
-        description=(
-            f"p95 time of 1-minute 1080p exports <= {EXPORT_1080P_1MIN_TARGET_S:.0f} s "
-            "(product KPI: average under 90 s; the p95 is the stricter reading)."
-        ),
-    )
-    def export_1080p_1min_p95_on_target(
-        context: AssetCheckExecutionContext,
-    ) -> AssetCheckResult:
-        md = _latest_metadata(context) or {}
-        p95 = md.get("export_1080p_1min_p95_s")
-        metadata = {
-            "export_1080p_1min_p95_s": p95,
-            "target_s": EXPORT_1080P_1MIN_TARGET_S,
-            "export_1080p_1min_count": md.get("export_1080p_1min_count"),
-        }
-        if p95 is None:
-            return AssetCheckResult(
-                passed=True,
-                severity=AssetCheckSeverity.WARN,
-                description="no 1-minute 1080p exports in the window: nothing to judge",
-                metadata=metadata,
-            )
-        return AssetCheckResult(
-            passed=p95 <= EXPORT_1080P_1MIN_TARGET_S,
-            severity=AssetCheckSeverity.WARN,
-            description=(
-                f"p95 of 1-minute 1080p exports {p95:.1f} s "
-                f"(target {EXPORT_1080P_1MIN_TARGET_S:.0f} s)"
-            ),
-            metadata=metadata,
-        )
-
-    @asset_check(
-        asset=export_metrics,
-        name=QUOTA_CHECK_NAME,
-        description=(
-            f"Storage below {100 * QUOTA_WARN_SHARE:.0f} % of EXPORT_STORAGE_QUOTA_MB (publishing "
-            "fails once it is full); passes with a note when no quota is set."
-        ),
-    )
-    def storage_below_quota(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        md = _latest_metadata(context) or {}
-        used, quota, pct = (
-            md.get("stored_bytes"),
-            md.get("storage_quota_bytes"),
-            md.get("storage_used_pct"),
-        )
-        metadata = {
-            "stored_bytes": used,
-            "storage_quota_bytes": quota,
-            "storage_used_pct": pct,
-            "warn_at_pct": 100 * QUOTA_WARN_SHARE,
-        }
-        if not quota or used is None or pct is None:
-            return AssetCheckResult(
-                passed=True,
-                severity=AssetCheckSeverity.WARN,
-                description="no storage quota set (EXPORT_STORAGE_QUOTA_MB): nothing to check",
-                metadata=metadata,
-            )
-        biggest = max(KINDS, key=lambda kind: md.get(f"storage_{kind}_bytes") or 0)
-        return AssetCheckResult(
-            passed=pct < 100 * QUOTA_WARN_SHARE,
-            severity=AssetCheckSeverity.WARN,
-            description=(
-                f"storage {pct:.1f} % full ({human_bytes(int(used))} of "
-                f"{human_bytes(int(quota))}; warns from {100 * QUOTA_WARN_SHARE:.0f} %); "
-                f"most of it: {biggest}"
-            ),
-            metadata=metadata,
-        )
-
+    and the hourly `export_metrics_schedule` (running by default). `run_config`: the job's
+    default run config (the JSON console logger)."""
     job = define_asset_job(
         JOB_NAME,
         selection=AssetSelection.assets(export_metrics),  # includes its checks
@@ -255,18 +256,14 @@ def build_export_metrics(
     schedule = ScheduleDefinition(
         name=SCHEDULE_NAME,
         job=job,
-        cron_schedule=cron_schedule,
+        cron_schedule="0 * * * *",
         execution_timezone="UTC",
         default_status=DefaultScheduleStatus.RUNNING,
         description="Export KPIs every hour.",
     )
-    return {
-        "assets": [export_metrics],
-        "asset_checks": [
-            success_rate_on_target,
-            export_1080p_1min_p95_on_target,
-            storage_below_quota,
-        ],
-        "jobs": [job],
-        "schedules": [schedule],
-    }
+    return Definitions(
+        assets=[export_metrics],
+        asset_checks=[success_rate_on_target, export_1080p_1min_p95_on_target, storage_below_quota],
+        jobs=[job],
+        schedules=[schedule],
+    )

@@ -1,63 +1,18 @@
-"""Retention: exported videos are deleted when their time is up (product doc: 7 days;
-the app may give each request its own `retention_days` from the user's plan), and step
-scratch directories that outlived their step are removed.
+"""Retention jobs: `retention_job` (daily `retention_schedule`, 03:30 UTC) deletes what
+requests whose time is up left behind (`sweep.sweep_expired`), `temp_sweep_job` (daily,
+03:45 UTC) removes scratch directories that outlived their step (`io.scratch`). A run
+from the launchpad may change the ops' config (`dry_run` reports without changing
+anything)."""
 
-Each request has its own deadline (`deadline`): a complete row's `expires_at` (written on
-completion: `completed_at` + its `retention_days`, or EXPORT_RETENTION_DAYS without one;
-what the app shows), else, for rows without one (failed or canceled, or completed before
-the column existed), when it finished plus its own `retention_days` or the default.
-Changing EXPORT_RETENTION_DAYS therefore applies to exports completed afterwards: an
-`expires_at` the app has shown is kept.
+from __future__ import annotations
 
-`retention_job` (daily `retention_schedule`) sweeps every finished request (complete,
-failed or canceled) whose deadline has passed:
-
-1. the row: `complete` becomes `expired`; `video_url` and `poster_url` become NULL on every
-   swept row (the app must never show a dead link). A row that changed status since it
-   was read (a re-export started) is left alone.
-2. archived clips (`clips/sha256/...`) the swept requests used, from their manifests and
-   from the URL index of their clip URLs (a request that failed before writing its
-   manifest still archived some clips), unless a request that is kept still uses them:
-   any manifest left under `work/`, or the URL index of a kept request without one. The
-   `clips/by-url/...` index entries pointing at deleted clips, and the rendered segments
-   cached for them (`segments/<clip sha256>/...`), go with them.
-3. the request's own objects: `videos/exp-<id>.*` (video and poster) and `work/exp-<id>/`.
-4. its dynamic partition `exp-<id>` (so the partition count stays bounded; runs and
-   their logs stay).
-
-The partition is deleted last: a failed or canceled row keeps its status, so its
-partition is what tells a later sweep that the request still has something to delete
-(an interrupted sweep is finished by the next one). A sweep that finds nothing does
-nothing: running it twice is safe. `dry_run` reports without changing anything.
-
-Known limit: an export that starts downloading during a sweep may reuse an archived clip
-the sweep is deleting (same content as an expired request's clip, not yet in any
-manifest). Its encode step then fails and is retried; a re-execution downloads the clip
-again. The schedule runs at a quiet hour to keep that window unlikely.
-
-`temp_sweep_job` (daily `temp_sweep_schedule`) removes entries of the work directory
-(`MediaTools.work_dir`, or the system temp directory) named with our prefix
-(`export-exp-`) whose newest file is older than `max_age_hours`: leftovers of steps whose
-worker died and whose partition never ran again. Only our prefix is touched, even in a
-dedicated work directory, so pointing EXPORT_WORK_DIR at /tmp stays safe.
-"""
-
-import contextlib
-import os
-import re
-import shutil
 import tempfile
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from dagster import (
     Config,
-    DagsterInstance,
     DefaultScheduleStatus,
+    Definitions,
     MetadataValue,
     Nothing,
     OpExecutionContext,
@@ -70,362 +25,13 @@ from dagster import (
 )
 from pydantic import Field
 
-from export_pipeline.defs.export.clips import manifest_key, url_index_key
-from export_pipeline.defs.intake.partitions import (
-    export_partitions,
-    partition_key,
-    request_id_from_key,
-)
+from export_pipeline.defs.operations.sweep import sweep_expired
 from export_pipeline.defs.resources import AppDatabase, MediaTools, StorageResource
-from export_pipeline.domain import status as st
-from export_pipeline.domain.clock import as_utc, utcnow
-from export_pipeline.domain.request import (
-    MAX_RETENTION_DAYS,
-    MIN_RETENTION_DAYS,
-    retention_days_of,
-)
-from export_pipeline.domain.values import decode_json
-from export_pipeline.io.appdb.store import RequestStore
-from export_pipeline.io.storage import Storage
+from export_pipeline.domain.request import DEFAULT_RETENTION_DAYS
+from export_pipeline.io.scratch import TEMP_MAX_AGE_HOURS, sweep_temp
 
-RETENTION_DAYS = 7
-TEMP_MAX_AGE_HOURS = 24.0
-TEMP_PREFIXES = ("export-exp-",)  # MediaTools.temp_dir(f"export-{partition_key}-<step>")
-SWEPT_STATUSES = (st.COMPLETE, st.FAILED, st.CANCELED)
-_ID_CHUNK = 500  # ids per `IN (...)` query
-_ARCHIVED = re.compile(r"^clips/sha256/([0-9a-f]{64})\.mp4$")  # see clips.assets.archive_key
-
-Log = Callable[[str], None]
-
-
-@dataclass
-class RetentionReport:
-    dry_run: bool
-    now: datetime
-    cutoff: datetime  # the default's: rows without a retention of their own finished before it
-    requests: list[int] = field(default_factory=list)  # swept request ids
-    expired: list[int] = field(default_factory=list)  # complete rows marked expired
-    skipped: list[int] = field(default_factory=list)  # rows that changed under the sweep
-    partitions_deleted: int = 0
-    deleted: dict[str, int] = field(
-        default_factory=lambda: {
-            "videos": 0,
-            "work": 0,
-            "clips": 0,
-            "url_index": 0,
-            "segments": 0,
-        }
-    )
-    bytes_freed: int = 0
-    clips_kept: int = 0  # archived clips of swept requests still used by kept ones
-
-    @property
-    def objects_deleted(self) -> int:
-        return sum(self.deleted.values())
-
-    def metadata(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "now": self.now.isoformat(),
-            "cutoff": self.cutoff.isoformat(),
-            "requests_swept": len(self.requests),
-            "rows_expired": len(self.expired),
-            "rows_skipped": len(self.skipped),
-            "partitions_deleted": self.partitions_deleted,
-            **{f"{kind}_deleted": n for kind, n in self.deleted.items()},
-            "objects_deleted": self.objects_deleted,
-            "clips_kept": self.clips_kept,
-            "bytes_freed": self.bytes_freed,
-            "request_ids": MetadataValue.json(self.requests[:1000]),
-        }
-
-    def summary(self) -> str:
-        verb = "would free" if self.dry_run else "freed"
-        return (
-            f"retention (due by {self.now:%Y-%m-%d %H:%M} UTC): "
-            f"{len(self.requests)} request(s) swept, {len(self.expired)} expired, "
-            f"{self.objects_deleted} object(s) {verb} {self.bytes_freed} bytes "
-            f"({', '.join(f'{k} {n}' for k, n in self.deleted.items())}), "
-            f"{self.clips_kept} shared clip(s) kept, "
-            f"{self.partitions_deleted} partition(s) deleted"
-        )
-
-
-def _chunks(items: list[int], size: int = _ID_CHUNK) -> Iterable[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _partition_ids(instance: DagsterInstance) -> list[int]:
-    ids = []
-    for key in instance.get_dynamic_partitions(export_partitions.name):
-        with contextlib.suppress(ValueError):  # not ours: leave it alone
-            ids.append(request_id_from_key(key))
-    return sorted(ids)
-
-
-def deadline(row: dict[str, Any], default_days: float = RETENTION_DAYS) -> datetime | None:
-    """When the request's objects are due for deletion (see the module docstring): a
-    complete row's `expires_at`, else when it finished plus its own retention."""
-    if row.get("status") == st.COMPLETE and row.get("expires_at") is not None:
-        return as_utc(row["expires_at"])
-    finished = row.get("completed_at") or row.get("updated_at")
-    if finished is None:
-        return None
-    return as_utc(finished) + timedelta(days=retention_days_of(row, default_days))  # type: ignore[arg-type]
-
-
-def _is_due(row: dict[str, Any], now: datetime, default_days: float) -> bool:
-    if row.get("status") == st.EXPIRED:
-        return True  # swept before, by a sweep that did not finish
-    moment = deadline(row, default_days)
-    return moment is not None and moment <= now
-
-
-def due_requests(
-    store: RequestStore,
-    instance: DagsterInstance,
-    now: datetime,
-    default_days: float = RETENTION_DAYS,
-) -> list[dict[str, Any]]:
-    """Rows to sweep: complete rows whose deadline has passed, and finished rows of any
-    kind (also `expired`: an interrupted sweep) whose partition still exists and whose
-    deadline has passed. No request is kept less than a day, so older rows are read."""
-    earliest = now - timedelta(days=min(MIN_RETENTION_DAYS, default_days))
-    due = {
-        int(r["id"]): r for r in store.complete_due(now, earliest) if _is_due(r, now, default_days)
-    }
-    statuses = [*SWEPT_STATUSES, st.EXPIRED]
-    for chunk in _chunks(_partition_ids(instance)):
-        for row in store.finished_before(earliest, statuses, ids=chunk):
-            if _is_due(row, now, default_days):
-                due[int(row["id"])] = row
-    return [due[i] for i in sorted(due)]
-
-
-def kept_requests(
-    store: RequestStore, now: datetime, default_days: float, swept_ids: Iterable[int]
-) -> list[dict[str, Any]]:
-    """Rows whose objects stay: in progress, or finished and not due yet (never kept
-    longer than the longest retention, so older rows are not read)."""
-    oldest = now - timedelta(days=max(MAX_RETENTION_DAYS, default_days))
-    return [
-        row
-        for row in store.retained(oldest, exclude_ids=set(swept_ids))
-        if row["status"] not in SWEPT_STATUSES or not _is_due(row, now, default_days)
-    ]
-
-
-def _clip_urls(row: dict[str, Any]) -> list[str]:
-    try:
-        clips = decode_json(row.get("clips"))
-    except ValueError:
-        return []
-    if not isinstance(clips, list):
-        return []
-    return [c["url"] for c in clips if isinstance(c, dict) and isinstance(c.get("url"), str)]
-
-
-def _get_json(storage: Storage, key: str) -> Any:
-    try:
-        return storage.get_json(key) if storage.exists(key) else None
-    except (KeyError, ValueError):  # vanished meanwhile, or not JSON: nothing to learn
-        return None
-
-
-def _manifest_clip_keys(manifest: Any) -> set[str]:
-    if not isinstance(manifest, dict):
-        return set()
-    return {e["key"] for e in manifest.get("clips", []) if isinstance(e, dict) and e.get("key")}
-
-
-def _mark_swept(store: RequestStore, row: dict[str, Any]) -> bool:
-    """Take the row out of use before its objects go; False if it moved on meanwhile."""
-    request_id = int(row["id"])
-    if row["status"] == st.COMPLETE and store.transition(
-        request_id, st.EXPIRED, video_url=None, poster_url=None
-    ):
-        return True
-    current = store.get(request_id) or {}
-    if current.get("status") not in (st.FAILED, st.CANCELED, st.EXPIRED):
-        return False
-    store.clear_media_urls(request_id)
-    return True
-
-
-def sweep_expired(
-    store: RequestStore,
-    storage: Storage,
-    instance: DagsterInstance,
-    retention_days: float = RETENTION_DAYS,
-    *,
-    now: datetime | None = None,
-    dry_run: bool = False,
-    log: Log = lambda message: None,
-) -> RetentionReport:
-    """Delete what requests whose deadline has passed left behind (see the module
-    docstring for what and in which order); `retention_days` is the default for rows
-    without their own. Idempotent; `dry_run` only reports."""
-    now = utcnow() if now is None else as_utc(now)
-    report = RetentionReport(dry_run=dry_run, now=now, cutoff=now - timedelta(days=retention_days))
-
-    # 1. the rows, first, so the app stops linking to what is about to go
-    swept: list[dict[str, Any]] = []
-    for row in due_requests(store, instance, now, retention_days):
-        if dry_run or _mark_swept(store, row):
-            swept.append(row)
-            if row["status"] == st.COMPLETE:
-                report.expired.append(int(row["id"]))
-        else:
-            report.skipped.append(int(row["id"]))
-            log(f"export request {row['id']} changed while being swept; left alone")
-    report.requests = [int(r["id"]) for r in swept]
-    if not swept:
-        return report
-    swept_keys = {partition_key(int(r["id"])) for r in swept}
-
-    # 2. archived clips the swept requests used, and the index entries pointing at them
-    candidates: set[str] = set()
-    index_entries: dict[str, str] = {}  # clips/by-url key -> clip key it points at
-    for row in swept:
-        manifest = _get_json(storage, manifest_key(partition_key(int(row["id"]))))
-        candidates |= _manifest_clip_keys(manifest)
-        urls = set(_clip_urls(row))
-        if isinstance(manifest, dict):
-            urls |= {e.get("url") for e in manifest.get("clips", []) if isinstance(e, dict)}
-        for url in filter(None, urls):
-            entry = _get_json(storage, url_index_key(url))
-            if isinstance(entry, dict) and entry.get("key"):
-                index_entries[url_index_key(url)] = entry["key"]
-                candidates.add(entry["key"])
-
-    # ... minus those a kept request still uses
-    live: set[str] = set()
-    if candidates:
-        with_manifest: set[str] = set()
-        for key in storage.list_keys("work/"):
-            part, _, name = key.removeprefix("work/").partition("/")
-            if name != "clips.json" or part in swept_keys:
-                continue
-            with_manifest.add(part)
-            live |= _manifest_clip_keys(_get_json(storage, key))
-        for row in kept_requests(store, now, retention_days, report.requests):
-            if partition_key(int(row["id"])) in with_manifest:
-                continue  # its manifest lists every clip it uses
-            for url in _clip_urls(row):
-                entry = _get_json(storage, url_index_key(url))
-                if isinstance(entry, dict) and entry.get("key"):
-                    live.add(entry["key"])
-    doomed_clips = candidates - live
-    report.clips_kept = len(candidates & live)
-
-    def delete(kind: str, key: str) -> None:
-        size = storage.size(key)
-        if size is None:
-            return
-        if not dry_run:
-            storage.delete(key)
-        report.deleted[kind] += 1
-        report.bytes_freed += size
-
-    # 3. clips, then each request's own objects (its manifest last: it names the clips)
-    for key in sorted(doomed_clips):
-        delete("clips", key)
-    for index_key, clip_key in sorted(index_entries.items()):
-        if clip_key in doomed_clips:
-            delete("url_index", index_key)
-    for clip_key in sorted(doomed_clips):
-        sha = _ARCHIVED.match(clip_key)
-        if sha:  # the segment cache of a clip goes with it
-            for key in list(storage.list_keys(f"segments/{sha.group(1)}/")):
-                delete("segments", key)
-    for row in swept:
-        part = partition_key(int(row["id"]))
-        for key in list(storage.list_keys(f"videos/{part}.")):
-            delete("videos", key)
-        work = list(storage.list_keys(f"work/{part}/"))
-        for key in sorted(work, key=lambda k: k == manifest_key(part)):
-            delete("work", key)
-
-    # 4. partitions (runs and their logs stay)
-    for part in sorted(swept_keys):
-        if instance.has_dynamic_partition(export_partitions.name, part):
-            if not dry_run:
-                instance.delete_dynamic_partition(export_partitions.name, part)
-            report.partitions_deleted += 1
-    log(report.summary())
-    return report
-
-
-# ---- scratch directories
-
-
-@dataclass
-class TempSweepReport:
-    dry_run: bool
-    base: Path
-    removed: list[str] = field(default_factory=list)
-    kept: int = 0
-    bytes_freed: int = 0
-
-    def metadata(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "work_dir": MetadataValue.path(str(self.base)),
-            "entries_removed": len(self.removed),
-            "entries_kept": self.kept,
-            "bytes_freed": self.bytes_freed,
-            "removed": MetadataValue.json(self.removed[:1000]),
-        }
-
-
-def _newest_and_size(path: Path) -> tuple[float, int]:
-    """Newest mtime and total size of `path` and everything under it (links not followed)."""
-    stat = path.lstat()
-    is_dir = path.is_dir() and not path.is_symlink()
-    newest, size = stat.st_mtime, 0 if is_dir else stat.st_size
-    if is_dir:
-        for directory, dirs, files in os.walk(path):
-            for name in dirs + files:
-                with contextlib.suppress(FileNotFoundError):
-                    inner = os.lstat(os.path.join(directory, name))
-                    newest = max(newest, inner.st_mtime)
-                    size += inner.st_size if name in files else 0
-    return newest, size
-
-
-def sweep_temp(
-    base: Path,
-    max_age_hours: float = TEMP_MAX_AGE_HOURS,
-    *,
-    prefixes: tuple[str, ...] = TEMP_PREFIXES,
-    now: float | None = None,
-    dry_run: bool = False,
-) -> TempSweepReport:
-    """Remove entries of `base` named with one of `prefixes` whose newest file is older
-    than `max_age_hours`. Steps delete their own directories; these are leftovers."""
-    report = TempSweepReport(dry_run=dry_run, base=base)
-    if not base.is_dir():
-        return report
-    cutoff = (time.time() if now is None else now) - max_age_hours * 3600
-    for entry in sorted(base.iterdir()):
-        if not entry.name.startswith(prefixes):
-            continue
-        try:
-            newest, size = _newest_and_size(entry)
-        except FileNotFoundError:
-            continue  # its step removed it meanwhile
-        if newest >= cutoff:
-            report.kept += 1
-            continue
-        if not dry_run:
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-        report.removed.append(entry.name)
-        report.bytes_freed += size
-    return report
+RETENTION_JOB = "retention_job"
+TEMP_SWEEP_JOB = "temp_sweep_job"
 
 
 def work_dir(media: MediaTools) -> Path:
@@ -433,83 +39,82 @@ def work_dir(media: MediaTools) -> Path:
     return Path(media.work_dir) if media.work_dir else Path(tempfile.gettempdir())
 
 
-# ---- Dagster: jobs and schedules
+class RetentionConfig(Config):
+    retention_days: int = Field(
+        default=DEFAULT_RETENTION_DAYS,
+        ge=1,
+        description="Days a request without a retention of its own (retention_days, "
+        "expires_at) is kept after it finished.",
+    )
+    dry_run: bool = Field(default=False, description="Report only; change nothing.")
+
+
+class TempSweepConfig(Config):
+    max_age_hours: float = Field(
+        default=TEMP_MAX_AGE_HOURS,
+        gt=0,
+        description="Remove scratch entries whose newest file is older than this.",
+    )
+    dry_run: bool = Field(default=False, description="Report only; remove nothing.")
+
+
+@op(
+    out=Out(Nothing),
+    description="Delete the videos, work files, unshared clips and partitions of requests "
+    "whose time is up (expires_at, or their own retention_days, else the default); mark "
+    "complete rows expired.",
+)
+def expire_old_exports(
+    context: OpExecutionContext,
+    config: RetentionConfig,
+    app_db: AppDatabase,
+    storage: StorageResource,
+):
+    report = sweep_expired(
+        app_db.store(),
+        storage.open(),
+        context.instance,
+        config.retention_days,
+        dry_run=config.dry_run,
+        log=context.log.info,
+    )
+    if not report.requests:
+        context.log.info(f"nothing due by {report.now:%Y-%m-%d %H:%M} UTC")
+    yield Output(None, metadata=report.metadata())
+
+
+@op(
+    out=Out(Nothing),
+    description="Remove step scratch directories (export-exp-*) older than max_age_hours.",
+)
+def sweep_temp_files(context: OpExecutionContext, config: TempSweepConfig, media: MediaTools):
+    report = sweep_temp(work_dir(media), config.max_age_hours, dry_run=config.dry_run)
+    verb = "would remove" if config.dry_run else "removed"
+    context.log.info(
+        f"{report.base}: {verb} {len(report.removed)} entr(y/ies), "
+        f"{report.bytes_freed} bytes; {report.kept} recent one(s) kept"
+    )
+    metadata = {**report.metadata(), "work_dir": MetadataValue.path(str(report.base))}
+    metadata["removed"] = MetadataValue.json(metadata["removed"])
+    yield Output(None, metadata=metadata)
 
 
 def build_retention_defs(
-    retention_days: int = RETENTION_DAYS,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
     temp_max_age_hours: float = TEMP_MAX_AGE_HOURS,
-    retention_cron: str = "30 3 * * *",
-    temp_sweep_cron: str = "45 3 * * *",
     run_config: dict | None = None,
-) -> dict[str, list]:
-    """`retention_job` + `retention_schedule` and `temp_sweep_job` + `temp_sweep_schedule`
-    (daily, running by default), as Definitions lists. The arguments are the defaults of
-    the ops' run config, which a run from the launchpad may override (e.g. `dry_run`).
-    `run_config`: the jobs' default run config beyond that (the JSON console logger)."""
-    # Class bodies cannot see a function's names that they assign themselves.
-    default_days, default_max_age = retention_days, temp_max_age_hours
+) -> Definitions:
+    """The two jobs and their daily schedules (running by default). `retention_days` and
+    `temp_max_age_hours` are the defaults of the ops' config (the settings); `run_config`
+    is the jobs' default run config beyond that (the JSON console logger)."""
 
-    class RetentionConfig(Config):
-        retention_days: int = Field(
-            default=default_days,
-            ge=1,
-            description="Days a request without a retention of its own (retention_days, "
-            "expires_at) is kept after it finished.",
-        )
-        dry_run: bool = Field(default=False, description="Report only; change nothing.")
-
-    class TempSweepConfig(Config):
-        max_age_hours: float = Field(
-            default=default_max_age,
-            gt=0,
-            description="Remove scratch entries whose newest file is older than this.",
-        )
-        dry_run: bool = Field(default=False, description="Report only; remove nothing.")
-
-    @op(
-        name="expire_old_exports",
-        out=Out(Nothing),
-        description="Delete the videos, work files, unshared clips and partitions of "
-        "requests whose time is up (expires_at, or their own retention_days, else the "
-        "default); mark complete rows expired.",
-    )
-    def expire_old_exports(
-        context: OpExecutionContext,
-        config: RetentionConfig,
-        app_db: AppDatabase,
-        storage: StorageResource,
-    ):
-        report = sweep_expired(
-            app_db.store(),
-            storage.open(),
-            context.instance,
-            config.retention_days,
-            dry_run=config.dry_run,
-            log=context.log.info,
-        )
-        if not report.requests:
-            context.log.info(f"nothing due by {report.now:%Y-%m-%d %H:%M} UTC")
-        yield Output(None, metadata=report.metadata())
-
-    @op(
-        name="sweep_temp_files",
-        out=Out(Nothing),
-        description="Remove step scratch directories (export-exp-*) older than max_age_hours.",
-    )
-    def sweep_temp_files(context: OpExecutionContext, config: TempSweepConfig, media: MediaTools):
-        report = sweep_temp(work_dir(media), config.max_age_hours, dry_run=config.dry_run)
-        verb = "would remove" if config.dry_run else "removed"
-        context.log.info(
-            f"{report.base}: {verb} {len(report.removed)} entr(y/ies), "
-            f"{report.bytes_freed} bytes; {report.kept} recent one(s) kept"
-        )
-        yield Output(None, metadata=report.metadata())
+    def config(op_name: str, values: dict) -> dict:
+        return {**(run_config or {}), "ops": {op_name: {"config": values}}}
 
     @job(
-        name="retention_job",
+        name=RETENTION_JOB,
         executor_def=in_process_executor,
-        config=run_config or None,
+        config=config("expire_old_exports", {"retention_days": retention_days}),
         description="Retention: delete exports when their time is up (expires_at; by "
         f"default {retention_days} days after they finished).",
     )
@@ -517,30 +122,28 @@ def build_retention_defs(
         expire_old_exports()
 
     @job(
-        name="temp_sweep_job",
+        name=TEMP_SWEEP_JOB,
         executor_def=in_process_executor,
-        config=run_config or None,
+        config=config("sweep_temp_files", {"max_age_hours": temp_max_age_hours}),
         description="Remove scratch directories that outlived their step.",
     )
     def temp_sweep_job():
         sweep_temp_files()
 
-    schedules = [
-        ScheduleDefinition(
-            name="retention_schedule",
-            job=retention_job,
-            cron_schedule=retention_cron,
+    def daily(job_def, cron: str, what: str) -> ScheduleDefinition:
+        return ScheduleDefinition(
+            name=job_def.name.replace("_job", "_schedule"),
+            job=job_def,
+            cron_schedule=cron,
             execution_timezone="UTC",
             default_status=DefaultScheduleStatus.RUNNING,
-            description="Daily retention sweep.",
-        ),
-        ScheduleDefinition(
-            name="temp_sweep_schedule",
-            job=temp_sweep_job,
-            cron_schedule=temp_sweep_cron,
-            execution_timezone="UTC",
-            default_status=DefaultScheduleStatus.RUNNING,
-            description="Daily sweep of leftover scratch directories.",
-        ),
-    ]
-    return {"jobs": [retention_job, temp_sweep_job], "schedules": schedules}
+            description=what,
+        )
+
+    return Definitions(
+        jobs=[retention_job, temp_sweep_job],
+        schedules=[
+            daily(retention_job, "30 3 * * *", "Daily retention sweep."),
+            daily(temp_sweep_job, "45 3 * * *", "Daily sweep of leftover scratch directories."),
+        ],
+    )

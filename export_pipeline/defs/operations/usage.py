@@ -25,52 +25,19 @@ counts under `(unknown)`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from export_pipeline.domain.layout import KINDS, classify_key
 from export_pipeline.domain.values import human_bytes
 from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline.io.storage import Storage
 
-KINDS: tuple[str, ...] = (
-    "videos",
-    "posters",
-    "clips",
-    "clip_index",
-    "soundtracks",
-    "segments",
-    "work",
-    "other",
-)
 USER_KINDS: tuple[str, ...] = ("videos", "posters", "work")  # attributed to a user
 TOP_USERS = 10
 UNKNOWN_USER = "(unknown)"
 QUOTA_WARN_SHARE = 0.80  # the asset check warns from 80 % of EXPORT_STORAGE_QUOTA_MB
-
-_VIDEO = re.compile(r"^videos/exp-(\d+)\.([A-Za-z0-9]+)$")
-_WORK = re.compile(r"^work/exp-(\d+)/")
-_PREFIXES = (
-    ("clips/sha256/", "clips"),
-    ("clips/by-url/", "clip_index"),
-    ("soundtracks/", "soundtracks"),
-    ("segments/", "segments"),
-)
-
-
-def classify_key(key: str) -> tuple[str, int | None]:
-    """The kind of the object at `key` and the request it belongs to (None: shared)."""
-    video = _VIDEO.match(key)
-    if video:
-        return ("posters" if video.group(2) == "jpg" else "videos"), int(video.group(1))
-    work = _WORK.match(key)
-    if work:
-        return "work", int(work.group(1))
-    for prefix, kind in _PREFIXES:
-        if key.startswith(prefix):
-            return kind, None
-    return "other", None
 
 
 @dataclass

@@ -43,6 +43,7 @@ class UTCDateTime(TypeDecorator):
     def process_result_value(self, value, dialect):
         return None if value is None else as_utc(value)
 
+
 metadata = MetaData()
 
 export_requests = Table(

@@ -438,9 +438,7 @@ class RequestStore:
         `updated_at` for a row without one), oldest first; only rows in `ids` if given."""
         finished_at = func.coalesce(T.c.completed_at, T.c.updated_at)
         query = (
-            select(*_COLUMNS)
-            .where(T.c.status.in_(statuses), finished_at < before)
-            .order_by(T.c.id)
+            select(*_COLUMNS).where(T.c.status.in_(statuses), finished_at < before).order_by(T.c.id)
         )
         if ids is not None:
             query = query.where(T.c.id.in_(ids))

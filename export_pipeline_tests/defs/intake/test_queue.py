@@ -17,6 +17,7 @@ from dagster import (
 from dagster._core.test_utils import in_process_test_workspace
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
+from export_pipeline.cli.local_runner import evaluate_intake
 from export_pipeline.definitions import build_definitions
 from export_pipeline.defs.intake.queue import (
     WAITING_FOR_USER,
@@ -27,7 +28,6 @@ from export_pipeline.defs.intake.queue import (
     plan_queue,
     queue_limits,
 )
-from export_pipeline.defs.local_runner import evaluate_intake
 from export_pipeline.domain import status as st
 from export_pipeline.domain.clock import utcnow
 from export_pipeline_tests import REPO_ROOT

@@ -7,9 +7,9 @@ from dagster import (
 )
 from sqlalchemy import text
 
+from export_pipeline.cli.local_runner import evaluate_intake, run_requested
 from export_pipeline.definitions import build_definitions
 from export_pipeline.defs.intake.partitions import export_partitions
-from export_pipeline.defs.local_runner import evaluate_intake, run_requested
 from export_pipeline.domain import status as st
 from export_pipeline_tests.conftest import clip
 
@@ -113,9 +113,8 @@ def test_invalid_rows_fail_with_a_reason_and_do_not_stop_the_sensor(settings, st
 
 
 def test_rows_are_taken_in_batches(settings, store, instance):
-    from dataclasses import replace
 
-    defs = build_definitions(replace(settings, sensor_batch_size=2))
+    defs = build_definitions(settings.replace(intake={"batch_size": 2}))
     ids = [insert(store) for _ in range(5)]
     first = evaluate(defs, instance)
     second = evaluate(defs, instance, cursor=first.cursor)

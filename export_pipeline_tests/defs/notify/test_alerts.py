@@ -6,8 +6,8 @@ alert, a final failure does, once per incident; a channel that is down gets the 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from dagster import (
@@ -24,19 +24,14 @@ from dagster import (
 )
 
 from export_pipeline.definitions import build_definitions
+from export_pipeline.defs.channels import PagerDutyEvents, SlackAlerts
 from export_pipeline.defs.intake.sensors import JOB_NAME
 from export_pipeline.defs.notify.alerts import (
-    PAGERDUTY_KEY,
     SENSOR_NAME,
-    SLACK_KEY,
-    Alert,
     Links,
     State,
     build_export_alerts_sensor,
-    pagerduty_event,
-    slack_text,
 )
-from export_pipeline.defs.notify.channels import PagerDutyEvents, SlackAlerts
 from export_pipeline.defs.operations.metrics import (
     QUOTA_CHECK_NAME,
     SPEED_CHECK_NAME,
@@ -52,7 +47,6 @@ from export_pipeline_tests.defs.notify.receivers import (
     SLACK_CHANNEL,
     SLACK_TOKEN,
     AlertReceivers,
-    pagerduty_problems,
 )
 from export_pipeline_tests.defs.operations.test_metrics import (
     add_finished,
@@ -61,6 +55,7 @@ from export_pipeline_tests.defs.operations.test_metrics import (
 )
 
 UI = "http://dagster.example:3000"
+SLACK_KEY, PAGERDUTY_KEY = SlackAlerts.key, PagerDutyEvents.key
 
 
 @pytest.fixture
@@ -83,7 +78,7 @@ class Alerts:
     def __init__(self, settings, instance, receivers: AlertReceivers, jobs=(JOB_NAME,),
                  channels=(SLACK_KEY, PAGERDUTY_KEY)):  # fmt: skip
         self.sensor = build_export_alerts_sensor(channels, jobs, webserver_url=UI)
-        resources = {"app_db": AppDatabase(url=settings.db_url)}
+        resources = {"app_db": AppDatabase(url=settings.app_db.url)}
         if SLACK_KEY in channels:
             resources[SLACK_KEY] = SlackAlerts(
                 token=SLACK_TOKEN, channel=SLACK_CHANNEL, api_url=receivers.slack_api_url
@@ -118,55 +113,6 @@ class Alerts:
 # ---- messages and memory, without servers
 
 
-def sample_alert() -> Alert:
-    return Alert(
-        title="Export success rate below target",
-        summary="success rate 50.0 % (target 95 %)",
-        severity="warning",
-        component="export_metrics",
-        kind="kpi_check",
-        lines=["Requests: exp-3 (<https://ui/runs/abc|run abc>)",
-               "clip https://cdn.example/a.mp4?token=SECRET&X-Amz-Signature=abc"],
-        links=[("Checks in Dagster", "https://ui/assets/export_metrics?view=checks")],
-        details={"password": "hunter2", "failures_by_cause": {"ffmpeg": 2}},
-    )  # fmt: skip
-
-
-def test_slack_text_for_each_action_names_the_incident_and_hides_query_strings():
-    alert = sample_alert()
-    trigger = slack_text(alert, "trigger")
-    assert trigger.startswith(
-        ":rotating_light: *[export-pipeline] Export success rate below target*"
-    )
-    assert (
-        "exp-3" in trigger
-        and "<https://ui/assets/export_metrics?[Filtered]|Checks in Dagster>" in trigger
-    )
-    assert "SECRET" not in trigger and "X-Amz-Signature" not in trigger
-    assert "https://cdn.example/a.mp4?[Filtered]" in trigger
-    resolve = slack_text(alert, "resolve", "passes again")
-    assert resolve.startswith(":white_check_mark: *[export-pipeline] Resolved: ")
-    assert "passes again" in resolve and "exp-3" not in resolve  # the details were in the trigger
-    assert slack_text(alert, "update", "2 more").startswith(
-        ":warning: *[export-pipeline] Still failing: "
-    )
-
-
-def test_pagerduty_events_are_valid_events_v2():
-    alert = sample_alert()
-    trigger = {"routing_key": ROUTING_KEY, **pagerduty_event(alert, "trigger", "k/1", UI)}
-    assert pagerduty_problems(trigger) == []
-    assert (
-        trigger["payload"]["severity"] == "warning" and trigger["payload"]["class"] == "kpi_check"
-    )
-    assert trigger["payload"]["custom_details"]["password"] == "[Filtered]"
-    assert "SECRET" not in str(trigger)
-    assert trigger["client_url"] == UI
-    resolve = {"routing_key": ROUTING_KEY, **pagerduty_event(alert, "resolve", "k/1", UI)}
-    assert resolve == {"routing_key": ROUTING_KEY, "event_action": "resolve", "dedup_key": "k/1"}
-    assert pagerduty_problems(resolve) == []
-
-
 def test_links_without_a_webserver_url_are_left_out():
     assert Links(None).run("abc") is None and Links("").checks() is None
     assert Links(UI + "/").run("abc") == f"{UI}/runs/abc"
@@ -186,20 +132,33 @@ def test_the_sensor_needs_a_known_channel():
             build_export_alerts_sensor(channels, [JOB_NAME])
 
 
+def configured(env: dict[str, str]) -> tuple:
+    """The channels Settings.from_env finds configured in `env`."""
+    from export_pipeline.defs.settings import Settings
+
+    return Settings.from_env(env).channels
+
+
 def test_definitions_have_the_alerts_sensor_only_with_a_channel(settings):
 
     assert SENSOR_NAME not in {s.name for s in build_definitions(settings).sensors}
-    for configured, keys in (
-        ({"slack_bot_token": SLACK_TOKEN, "slack_channel": SLACK_CHANNEL}, {SLACK_KEY}),
-        ({"pagerduty_routing_key": ROUTING_KEY}, {PAGERDUTY_KEY}),
+    for env, keys in (
+        (
+            {"EXPORT_SLACK_BOT_TOKEN": SLACK_TOKEN, "EXPORT_SLACK_CHANNEL": SLACK_CHANNEL},
+            {SLACK_KEY},
+        ),
+        ({"EXPORT_PAGERDUTY_ROUTING_KEY": ROUTING_KEY}, {PAGERDUTY_KEY}),
     ):
-        defs = build_definitions(replace(settings, **configured))
+        defs = build_definitions(settings.replace(channels=configured(env)))
         sensor = defs.resolve_sensor_def(SENSOR_NAME)
         assert sensor.required_resource_keys == {"app_db", *keys}
         assert keys <= set(defs.resources)
     # a token without a channel is not a channel
     assert SENSOR_NAME not in {
-        s.name for s in build_definitions(replace(settings, slack_bot_token=SLACK_TOKEN)).sensors
+        s.name
+        for s in build_definitions(
+            settings.replace(channels=configured({"EXPORT_SLACK_BOT_TOKEN": SLACK_TOKEN}))
+        ).sensors
     }
 
 
@@ -296,11 +255,11 @@ def test_a_slow_p95_names_the_slowest_exports(settings, store, instance, receive
 
 
 def test_storage_nearly_full_alerts_with_where_the_bytes_are(settings, store, instance, receivers):
-    storage = LocalStorage(settings.local_storage_root)
+    storage = LocalStorage(Path(settings.storage.local_root))
     request_id = add_finished(store, st.COMPLETE, export_s=30)
     storage.put_bytes(f"videos/exp-{request_id}.mp4", b"v" * 6000)
     storage.put_bytes("segments/ab/segment.mp4", b"s" * 2000)
-    full = replace(settings, storage_quota_bytes=9000)  # 8000 of 9000 bytes: 89 %
+    full = settings.replace(storage={"quota_mb": (9000) / 1024**2})  # 8000 of 9000 bytes: 89 %
     _, checks = materialize_metrics(full, instance)
     assert not checks[QUOTA_CHECK_NAME].passed
     alerts = Alerts(full, instance, receivers, channels=(SLACK_KEY,))
@@ -484,44 +443,3 @@ def test_a_real_export_that_fails_for_good_names_the_request_and_the_cause(
         alerts.tick()
         assert [a for a, _ in receivers.actions()] == ["trigger", "resolve"]
         assert f"exp-{request_id}" in receivers.slack[-1]["text"]
-
-
-# ---- the channels' own errors
-
-
-def test_channels_report_refusals_and_outages(receivers):
-    from export_pipeline.defs.notify.channels import AlertDeliveryError
-    from export_pipeline_tests.defs.notify.test_webhook import dead_url
-
-    wrong = SlackAlerts(token="xoxb-wrong", channel=SLACK_CHANNEL, api_url=receivers.slack_api_url)
-    with pytest.raises(AlertDeliveryError, match="invalid_auth"):
-        wrong.post("hello")
-    down = SlackAlerts(
-        token=SLACK_TOKEN, channel=SLACK_CHANNEL, api_url=dead_url().rsplit("/", 2)[0]
-    )
-    with pytest.raises(AlertDeliveryError, match="Slack unreachable"):
-        down.post("hello")
-    bad_key = PagerDutyEvents(routing_key="nope", url=receivers.pagerduty_url)
-    with pytest.raises(AlertDeliveryError, match="HTTP 400"):
-        bad_key.send({"event_action": "resolve", "dedup_key": "k"})
-    with pytest.raises(AlertDeliveryError, match="PagerDuty unreachable"):
-        PagerDutyEvents(routing_key=ROUTING_KEY, url=dead_url()).send({"event_action": "resolve"})
-    assert receivers.slack == [] and receivers.pagerduty == []
-
-
-def test_secrets_from_the_environment_are_env_vars_in_the_definitions(settings, monkeypatch):
-    """The UI shows a resource's config: a token read from the environment appears as the
-    variable's name, not its value."""
-    from dagster import EnvVar
-
-    from export_pipeline.definitions import build_alert_resources
-
-    monkeypatch.setenv("EXPORT_SLACK_BOT_TOKEN", SLACK_TOKEN)
-    monkeypatch.setenv("EXPORT_PAGERDUTY_ROUTING_KEY", ROUTING_KEY)
-    configured = replace(settings, slack_bot_token=SLACK_TOKEN, slack_channel=SLACK_CHANNEL,
-                         pagerduty_routing_key=ROUTING_KEY)  # fmt: skip
-    resources = build_alert_resources(configured)
-    assert resources[SLACK_KEY].token == EnvVar("EXPORT_SLACK_BOT_TOKEN")
-    assert resources[PAGERDUTY_KEY].routing_key == EnvVar("EXPORT_PAGERDUTY_ROUTING_KEY")
-    monkeypatch.delenv("EXPORT_SLACK_BOT_TOKEN")
-    assert build_alert_resources(configured)[SLACK_KEY].token == SLACK_TOKEN

@@ -4,7 +4,6 @@ after it (across repeated and overlapping ticks), never for failed or expired ex
 retried after a failure, not after a refusal. Time is the sensor's clock, moved by hand."""
 
 import threading
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 from dagster import Definitions, SensorResult, build_sensor_context
 from sqlalchemy import update
 
-from export_pipeline.definitions import build_definitions, build_resources
+from export_pipeline.definitions import build_definitions
 from export_pipeline.defs.notify import DELIVERY_HEADER, build_export_expiry_reminder_sensor
 from export_pipeline.defs.notify.reminder import REMINDER_FIELDS, reminder_key
 from export_pipeline.defs.resources import AppDatabase
@@ -39,8 +38,8 @@ class Reminder:
             url, SECRET, clock=clock, timeout_s=5, **options
         )
         resources = {
-            "app_db": AppDatabase(url=settings.db_url),
-            "storage": build_resources(settings)["storage"],
+            "app_db": AppDatabase(url=settings.app_db.url),
+            "storage": settings.storage,
         }
         self.defs = Definitions(sensors=[self.sensor], resources=resources)
 
@@ -110,7 +109,9 @@ def test_no_reminder_for_failed_expired_or_past_exports(db_store):
     store, settings = db_store
     t0 = utcnow()
     soon = t0 + timedelta(days=1)
-    failed = expiring(store, st.FAILED, soon, error_message="encoded_video failed", error_cause="ffmpeg")
+    failed = expiring(
+        store, st.FAILED, soon, error_message="encoded_video failed", error_cause="ffmpeg"
+    )
     canceled = expiring(store, st.CANCELED, soon)
     expired_id = expiring(store, st.COMPLETE, soon)
     store.transition(expired_id, st.EXPIRED, video_url=None)
@@ -218,8 +219,8 @@ def test_re_export_earns_a_new_reminder(db_store):
 def test_the_reminder_carries_urls_signed_now(s3_settings, store):
     """On S3 the completion's presigned URL lives 7 days at most, less than a 30-day plan:
     the reminder (and the row) get URLs signed at reminder time, which open."""
-    settings = replace(s3_settings, url_expiry_seconds=3600)
-    storage = build_resources(settings)["storage"].open()
+    settings = s3_settings.replace(storage={"url_expiry_seconds": 3600})
+    storage = settings.storage.open()
     t0 = utcnow()
     request_id = expiring(
         store, st.COMPLETE, t0 + timedelta(days=1), poster_url="https://stale.example/p.jpg"
@@ -254,11 +255,8 @@ def test_definitions_run_the_reminder_with_the_webhook(settings):
         s.name for s in build_definitions(settings).sensors
     }
     defs = build_definitions(
-        replace(
-            settings,
-            webhook_url="http://127.0.0.1:9/hook",
-            webhook_secret=SECRET,
-            expiry_reminder_days=3,
+        settings.replace(
+            webhook={"url": "http://127.0.0.1:9/hook", "secret": SECRET, "reminder_days": 3}
         )
     )
     sensor = defs.resolve_sensor_def("export_expiry_reminder_sensor")

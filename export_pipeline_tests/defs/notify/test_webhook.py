@@ -237,7 +237,7 @@ class Webhook:
             url, SECRET, clock=clock, backoff_base_s=10, timeout_s=5, **options
         )
         self.defs = Definitions(
-            sensors=[self.sensor], resources={"app_db": AppDatabase(url=settings.db_url)}
+            sensors=[self.sensor], resources={"app_db": AppDatabase(url=settings.app_db.url)}
         )
         self.instance = instance
         self.cursor: str | None = None
@@ -382,7 +382,9 @@ def test_a_permanent_refusal_is_not_retried(settings, store, clock):
         assert "0 delivered, 1 failed" in summary
         assert hook.pending()[refused].gave_up
         clock.advance(3 * 3600)
-        ok = finished(store, st.REJECTED, error_message="rate limit: ...", error_cause="rate_limited")
+        ok = finished(
+            store, st.REJECTED, error_message="rate limit: ...", error_cause="rate_limited"
+        )
         hook.tick()
     assert [d["json"]["request_id"] for d in receiver.deliveries] == [refused, ok]
     assert store.get(refused)["notified_status"] is None

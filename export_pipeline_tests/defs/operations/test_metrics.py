@@ -2,18 +2,20 @@
 on real app databases (SQLite and PostgreSQL), local storage and a real export."""
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from dagster import AssetCheckSeverity, DefaultScheduleStatus, Definitions
 from sqlalchemy import update
 
-from export_pipeline.definitions import build_definitions, build_resources
-from export_pipeline.defs.operations import build_export_metrics, metrics_table
+from export_pipeline.definitions import build_definitions
 from export_pipeline.defs.operations.metrics import (
     METADATA_KEYS,
     QUOTA_CHECK_NAME,
     SPEED_CHECK_NAME,
     SUCCESS_CHECK_NAME,
+    build_export_metrics,
+    metrics_table,
 )
 from export_pipeline.domain import status as st
 from export_pipeline.domain.clock import utcnow
@@ -257,7 +259,7 @@ def add_finished(store, status, *, export_s=30.0, duration_s=60.0, resolution="1
 
 def metrics_defs(settings) -> Definitions:
     parts = build_export_metrics()
-    return Definitions(**parts, resources=build_resources(settings))
+    return Definitions.merge(parts, Definitions(resources=settings.resources()))
 
 
 def materialize_metrics(settings, instance):
@@ -278,7 +280,7 @@ def test_metrics_asset_on_target_passes_both_checks(db_store, instance):
         add_finished(store, st.COMPLETE, export_s=30)
     add_finished(store, st.COMPLETE, export_s=40, retry_count=1)
     store.fail(add_finished(store, st.PENDING), st.CANCELED, "canceled", FailureCause.CANCELED)
-    storage = LocalStorage(settings.local_storage_root)
+    storage = LocalStorage(Path(settings.storage.local_root))
     storage.put_bytes("videos/exp-1.mp4", b"x" * 1000)
 
     metadata, checks = materialize_metrics(settings, instance)
@@ -340,7 +342,7 @@ def test_metrics_after_a_real_export(settings, store, instance, cdn):
     request_id, result, _ = export(settings, store, instance, [clip(cdn.url("landscape.mp4"), 1)])
     assert result.success
     metadata, checks = materialize_metrics(settings, instance)
-    storage = LocalStorage(settings.local_storage_root)
+    storage = LocalStorage(Path(settings.storage.local_root))
     assert metadata["requests"] == 1 and metadata["status_complete"] == 1
     assert metadata["success_rate_pct"] == 100.0
     assert metadata["export_time_count"] == 1
@@ -361,7 +363,7 @@ def test_metrics_table_for_the_terminal(db_store):
         store, st.FAILED, run_id="run-y", error_cause="expired_clip_url",
         error_message="downloaded_clips failed: clip 1 (scene 1): its source URL has expired or was removed (HTTP 410); regenerate the clip and export again",
     )  # fmt: skip
-    storage = LocalStorage(settings.local_storage_root)
+    storage = LocalStorage(Path(settings.storage.local_root))
     storage.put_bytes("videos/exp-1.mp4", b"x" * 2048)
 
     table = metrics_table(store, storage)

@@ -5,7 +5,6 @@ made old by moving their `completed_at` back in the database."""
 import json
 import os
 import time
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,13 +12,14 @@ import pytest
 from dagster import Definitions, RunsFilter
 from sqlalchemy import update
 
-from export_pipeline.definitions import build_resources
-from export_pipeline.defs.export.clips import archive_key, url_index_key
-from export_pipeline.defs.operations import build_retention_defs, sweep_expired, sweep_temp
+from export_pipeline.defs.operations.retention import build_retention_defs
+from export_pipeline.defs.operations.sweep import sweep_expired
 from export_pipeline.domain import status as st
 from export_pipeline.domain.clock import as_utc, utcnow
+from export_pipeline.domain.layout import archive_key, url_index_key
 from export_pipeline.io.appdb.schema import export_requests
 from export_pipeline.io.appdb.store import RequestStore
+from export_pipeline.io.scratch import sweep_temp
 from export_pipeline.io.storage import LocalStorage, Storage
 from export_pipeline.media.samples import make_sample_clip
 from export_pipeline_tests.cdn import status
@@ -69,8 +69,8 @@ def clip_keys(storage: Storage, request_id: int) -> set[str]:
 
 
 def retention_job(settings, **config):
-    defs = Definitions(
-        **build_retention_defs(retention_days=7), resources=build_resources(settings)
+    defs = Definitions.merge(
+        build_retention_defs(retention_days=7), Definitions(resources=settings.resources())
     )
     return defs.resolve_job_def("retention_job"), {
         "ops": {"expire_old_exports": {"config": config}}
@@ -87,7 +87,7 @@ def run_retention(settings, instance, **config) -> dict:
 
 def test_retention_sweeps_exactly_the_old_requests(db_store, instance, cdn):
     store, settings = db_store
-    storage = LocalStorage(settings.local_storage_root)
+    storage = LocalStorage(Path(settings.storage.local_root))
     make_sample_clip(cdn.root / "solo.mp4", width=320, height=240, duration=1.0, audio=False)
     cdn.fail("gone.mp4", status(403))
 
@@ -222,14 +222,14 @@ def test_retention_days_is_run_config(settings, store, instance, cdn):
     assert report["requests_swept"] == 1 and report["rows_expired"] == 1
     assert store.get(request_id)["status"] == st.EXPIRED
     assert store.get(stamped)["status"] == st.COMPLETE  # expires in 4 days
-    keys = list(LocalStorage(settings.local_storage_root).list_keys())
+    keys = list(LocalStorage(Path(settings.storage.local_root)).list_keys())
     gone = (f"videos/exp-{request_id}.", f"work/exp-{request_id}/")
     assert f"videos/exp-{stamped}.mp4" in keys and not [k for k in keys if k.startswith(gone)]
 
 
 def test_an_interrupted_sweep_is_finished_by_the_next(settings, store, instance):
     """A sweep that died after expiring the row: the partition says there is more to do."""
-    storage = LocalStorage(settings.local_storage_root)
+    storage = LocalStorage(Path(settings.storage.local_root))
     request_id = store.insert(
         project_id="p", user_id="u", resolution="720p", quality="low",
         clips=[clip("https://cdn.example/a.mp4", 1)],
@@ -259,7 +259,7 @@ def test_an_interrupted_sweep_is_finished_by_the_next(settings, store, instance)
 
 
 def test_rows_still_in_progress_are_never_swept(settings, store, instance):
-    storage = LocalStorage(settings.local_storage_root)
+    storage = LocalStorage(Path(settings.storage.local_root))
     old = utcnow() - timedelta(days=30)
     ids = []
     for row_status in (st.PENDING, st.QUEUED, st.PROCESSING, st.RETRYING, st.REJECTED):
@@ -278,13 +278,14 @@ def test_rows_still_in_progress_are_never_swept(settings, store, instance):
 
 
 def test_retention_on_s3(settings, store, instance, cdn, s3_server, s3_env, s3_client, s3_bucket):
-    settings = replace(
-        settings,
-        storage_backend="s3",
-        s3_bucket=s3_bucket,
-        s3_prefix="exports",
-        s3_endpoint_url=s3_server.endpoint_url,
-        s3_region="us-east-1",
+    settings = settings.replace(
+        storage={
+            "backend": "s3",
+            "s3_bucket": s3_bucket,
+            "s3_prefix": "exports",
+            "s3_endpoint_url": s3_server.endpoint_url,
+            "s3_region": "us-east-1",
+        }
     )
     old, ok_old, _ = export(
         settings, store, instance,
@@ -343,7 +344,7 @@ def age(path: Path, hours: float) -> None:
 
 
 def test_temp_sweep_removes_only_old_entries_with_our_prefix(settings, instance):
-    work = settings.work_dir
+    work = Path(settings.media.work_dir)
     work.mkdir(parents=True)
     old_dir = work / "export-exp-1-clips-abc123"
     (old_dir / "nested").mkdir(parents=True)
@@ -364,7 +365,7 @@ def test_temp_sweep_removes_only_old_entries_with_our_prefix(settings, instance)
     not_ours.mkdir()
     age(not_ours, 100)
 
-    defs = Definitions(**build_retention_defs(), resources=build_resources(settings))
+    defs = Definitions.merge(build_retention_defs(), Definitions(resources=settings.resources()))
     job = defs.resolve_job_def("temp_sweep_job")
 
     def run(**config) -> dict:

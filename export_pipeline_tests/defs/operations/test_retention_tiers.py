@@ -2,16 +2,15 @@
 completed row, and the sweep honouring both, on SQLite and PostgreSQL with a real Dagster
 instance and local storage. Time is moved by passing `now` to the sweep."""
 
-from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text, update
 
+from export_pipeline.cli.local_runner import evaluate_intake
 from export_pipeline.definitions import build_definitions
-from export_pipeline.defs.local_runner import evaluate_intake
-from export_pipeline.defs.operations import sweep_expired
-from export_pipeline.defs.operations.retention import deadline
+from export_pipeline.defs.operations.sweep import deadline, sweep_expired
 from export_pipeline.domain import status as st
 from export_pipeline.domain.clock import as_utc, utcnow
 from export_pipeline.domain.failures import InvalidRequest
@@ -60,7 +59,7 @@ def kept(storage: LocalStorage, ids) -> set[int]:
 
 def test_each_export_is_kept_for_its_own_plan(db_store, instance):
     store, settings = db_store
-    storage = LocalStorage(settings.local_storage_root)
+    storage = LocalStorage(Path(settings.storage.local_root))
     t0 = utcnow()
     week = finished(store, instance, storage, st.COMPLETE, days=7, at=t0)
     month = finished(store, instance, storage, st.COMPLETE, days=30, at=t0)
@@ -94,7 +93,7 @@ def test_each_export_is_kept_for_its_own_plan(db_store, instance):
 def test_a_kept_plan_keeps_the_clips_it_shares(db_store, instance):
     """A clip used by a 7-day export and a 30-day one stays until the 30-day one goes."""
     store, settings = db_store
-    storage = LocalStorage(settings.local_storage_root)
+    storage = LocalStorage(Path(settings.storage.local_root))
     clip_key = "clips/sha256/" + "ab" * 32 + ".mp4"
     storage.put_bytes(clip_key, b"c" * 5)
     t0 = utcnow()
@@ -116,7 +115,7 @@ def test_expires_at_is_set_when_the_export_completes(settings, store, instance, 
     (EXPORT_RETENTION_DAYS); a re-export completes with a new one and no reminder yet."""
     from export_pipeline_tests.e2e.test_pipeline import export
 
-    settings = replace(settings, retention_days=5)
+    settings = settings.replace(retention={"days": 5})
     month, result, defs = export(
         settings, store, instance, [clip(cdn.url("classic.mp4"), 1, duration=0.5)],
         retention_days=30,
@@ -198,7 +197,7 @@ def test_bad_retention_days_fail_the_row_at_intake(db_store, instance):
         project_id="p", user_id="u", resolution="720p", quality="low", clips=[clip(URL, 1)],
         retention_days=30,
     )  # fmt: skip
-    defs = build_definitions(replace(settings, daily_export_limit=0))
+    defs = build_definitions(settings.replace(intake={"daily_limit": 0}))
     evaluate_intake(instance, defs, cursor=None)
     for value, request_id in ids.items():
         found = store.get(request_id)
@@ -215,7 +214,7 @@ def test_bad_retention_days_fail_the_row_at_intake(db_store, instance):
 
 def test_expiring_claim_and_release(db_store, instance):
     store, settings = db_store
-    storage = LocalStorage(settings.local_storage_root)
+    storage = LocalStorage(Path(settings.storage.local_root))
     t0 = utcnow()
     soon = finished(store, instance, storage, st.COMPLETE, days=7, at=t0)
     later = finished(store, instance, storage, st.COMPLETE, days=30, at=t0)
@@ -258,4 +257,4 @@ def test_settings_read_the_retention_variables():
     settings = Settings.from_env(
         {"EXPORT_RETENTION_DAYS": "30", "EXPORT_EXPIRY_REMINDER_DAYS": "0.5"}
     )
-    assert (settings.retention_days, settings.expiry_reminder_days) == (30, 0.5)
+    assert (settings.retention.days, settings.webhook.reminder_days) == (30, 0.5)

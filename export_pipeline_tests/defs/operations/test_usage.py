@@ -3,15 +3,18 @@ the test writes, on local storage and on S3 (moto's server over loopback), as me
 a real `export_metrics` materialization; the quota check warns from 80 %."""
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from dagster import AssetCheckSeverity, Definitions
 
-from export_pipeline.definitions import build_resources
-from export_pipeline.defs.operations import build_export_metrics
-from export_pipeline.defs.operations.metrics import METADATA_KEYS, QUOTA_CHECK_NAME
-from export_pipeline.defs.operations.usage import KINDS, classify_key, storage_usage, usage_of
+from export_pipeline.defs.operations.metrics import (
+    METADATA_KEYS,
+    QUOTA_CHECK_NAME,
+    build_export_metrics,
+)
+from export_pipeline.defs.operations.usage import storage_usage, usage_of
+from export_pipeline.domain.layout import KINDS, classify_key
 from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline.io.storage import LocalStorage, S3Storage, Storage, make_s3_client
 from export_pipeline_tests.conftest import clip
@@ -114,7 +117,7 @@ def check_usage(storage: Storage, store: RequestStore, expected: dict) -> None:
 
 def test_usage_on_local_storage(db_store):
     store, settings = db_store
-    storage = LocalStorage(settings.local_storage_root)
+    storage = LocalStorage(Path(settings.storage.local_root))
     expected = populate(store, storage)
     check_usage(storage, store, expected)
     (storage.root / "videos" / ".exp-1.mp4.abc.partial").write_bytes(b"half")  # in progress
@@ -155,7 +158,7 @@ def test_usage_without_a_store_or_objects():
 
 
 def materialize(settings, instance):
-    defs = Definitions(**build_export_metrics(), resources=build_resources(settings))
+    defs = Definitions.merge(build_export_metrics(), Definitions(resources=settings.resources()))
     result = defs.resolve_job_def("export_metrics_job").execute_in_process(instance=instance)
     assert result.success
     (materialization,) = result.asset_materializations_for_node("export_metrics")
@@ -169,7 +172,7 @@ def test_the_metrics_asset_reports_usage_and_warns_from_80_percent(
 ):
     if backend == "s3":
         settings = request.getfixturevalue("s3_settings")
-    storage = build_resources(settings)["storage"].open()
+    storage = settings.storage.open()
     expected = populate(store, storage)
     total = expected["total"]
 
@@ -186,10 +189,10 @@ def test_the_metrics_asset_reports_usage_and_warns_from_80_percent(
     assert check.passed and "no storage quota set" in check.description
 
     # Below 80 %: passes. At 80 %: warns (not an error), naming the biggest kind.
-    below = replace(settings, storage_quota_bytes=int(total / 0.79))
+    below = settings.replace(storage={"quota_mb": (int(total / 0.79)) / 1024**2})
     metadata, check = materialize(below, instance)
     assert check.passed and metadata["storage_used_pct"] == pytest.approx(79.0, abs=0.01)
-    at = replace(settings, storage_quota_bytes=int(total / 0.80))
+    at = settings.replace(storage={"quota_mb": (int(total / 0.80)) / 1024**2})
     metadata, check = materialize(at, instance)
     assert metadata["storage_used_pct"] >= 80.0
     assert not check.passed and check.severity == AssetCheckSeverity.WARN

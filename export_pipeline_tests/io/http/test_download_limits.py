@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -289,7 +288,7 @@ def test_reused_archived_clip_counts_its_stored_size(tmp_path):
 def test_export_byte_limit_in_a_run(settings, store, instance, cdn, spare_bytes):
     names = ("landscape.mp4", "portrait.mp4", "classic.mp4")
     total = sum((cdn.root / name).stat().st_size for name in names)
-    settings = replace(settings, max_request_bytes=total + spare_bytes)
+    settings = settings.replace(downloads={"max_request_mb": (total + spare_bytes) / 1024**2})
     clips = [clip(cdn.url(name), i) for i, name in enumerate(names, start=1)]
     request_id, result, _ = export(settings, store, instance, clips)
     row = store.get(request_id)

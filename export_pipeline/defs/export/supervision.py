@@ -33,12 +33,12 @@ from export_pipeline.defs.dagster_internals import (
     PARTITION_NAME_TAG,
     WILL_RETRY_TAG,
 )
-from export_pipeline.defs.intake.partitions import partition_key, request_id_from_key
 from export_pipeline.defs.intake.sensors import JOB_NAME
 from export_pipeline.defs.resources import AppDatabase
 from export_pipeline.domain import status as st
 from export_pipeline.domain.clock import utcnow
 from export_pipeline.domain.failures import CANCELED_MESSAGE, FailureCause
+from export_pipeline.domain.layout import partition_key, request_id_from_key
 from export_pipeline.io.appdb.store import RequestStore
 
 

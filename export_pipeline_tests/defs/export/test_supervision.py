@@ -4,7 +4,7 @@ import pytest
 from dagster import DagsterRunStatus
 from dagster._core.test_utils import create_run_for_test
 
-from export_pipeline.defs.intake.supervision import reconcile
+from export_pipeline.defs.export.supervision import reconcile
 from export_pipeline.domain import status as st
 from export_pipeline.domain.clock import utcnow
 from export_pipeline_tests.conftest import clip

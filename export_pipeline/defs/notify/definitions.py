@@ -1,0 +1,51 @@
+"""Telling people: the completion webhook and the `expiring` reminder to the app (when a
+URL and a secret are set), alerts to an operator (when a channel is configured)."""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from export_pipeline.defs.intake.sensors import JOB_NAME
+from export_pipeline.defs.notify.alerts import build_export_alerts_sensor
+from export_pipeline.defs.notify.reminder import build_export_expiry_reminder_sensor
+from export_pipeline.defs.notify.webhook import build_export_webhook_sensor
+from export_pipeline.defs.operations.metrics import JOB_NAME as METRICS_JOB
+from export_pipeline.defs.operations.retention import RETENTION_JOB, TEMP_SWEEP_JOB
+from export_pipeline.defs.settings import Settings
+
+WATCHED_JOBS = (JOB_NAME, METRICS_JOB, RETENTION_JOB, TEMP_SWEEP_JOB)
+
+
+def notify_definitions(settings: Settings) -> Definitions:
+    sensors = []
+    webhook = settings.webhook
+    if webhook.url:
+        sensors.append(
+            build_export_webhook_sensor(
+                webhook.url,
+                webhook.secret or "",
+                max_attempts=webhook.max_attempts,
+                backoff_base_s=webhook.backoff_s,
+                backoff_max_s=webhook.max_backoff_s,
+                timeout_s=webhook.timeout_s,
+                interval_s=webhook.interval_s,
+            )
+        )
+        sensors.append(
+            build_export_expiry_reminder_sensor(
+                webhook.url,
+                webhook.secret or "",
+                remind_days=webhook.reminder_days,
+                timeout_s=webhook.timeout_s,
+            )
+        )
+    if settings.channels:  # then running by default
+        sensors.append(
+            build_export_alerts_sensor(
+                [channel.key for channel in settings.channels],
+                WATCHED_JOBS,
+                webserver_url=settings.alerting.webserver_url,
+                interval_s=settings.alerting.interval_s,
+            )
+        )
+    return Definitions(sensors=sensors)
