@@ -8,7 +8,7 @@ from dagster import Definitions
 from export_pipeline.defs.intake.sensors import JOB_NAME
 from export_pipeline.defs.notify.alerts import build_export_alerts_sensor
 from export_pipeline.defs.notify.reminder import build_export_expiry_reminder_sensor
-from export_pipeline.defs.notify.webhook import build_export_webhook_sensor
+from export_pipeline.defs.notify.webhook import WebhookPolicy, build_export_webhook_sensor
 from export_pipeline.defs.operations.metrics import JOB_NAME as METRICS_JOB
 from export_pipeline.defs.operations.retention import RETENTION_JOB, TEMP_SWEEP_JOB
 from export_pipeline.defs.settings import Settings
@@ -20,17 +20,15 @@ def notify_definitions(settings: Settings) -> Definitions:
     sensors = []
     webhook = settings.webhook
     if webhook.url:
-        sensors.append(
-            build_export_webhook_sensor(
-                webhook.url,
-                webhook.secret or "",
-                max_attempts=webhook.max_attempts,
-                backoff_base_s=webhook.backoff_s,
-                backoff_max_s=webhook.max_backoff_s,
-                timeout_s=webhook.timeout_s,
-                interval_s=webhook.interval_s,
-            )
+        policy = WebhookPolicy(
+            webhook.url,
+            webhook.secret or "",
+            max_attempts=webhook.max_attempts,
+            backoff_base_s=webhook.backoff_s,
+            backoff_max_s=webhook.max_backoff_s,
+            timeout_s=webhook.timeout_s,
         )
+        sensors.append(build_export_webhook_sensor(policy, interval_s=webhook.interval_s))
         sensors.append(
             build_export_expiry_reminder_sensor(
                 webhook.url,

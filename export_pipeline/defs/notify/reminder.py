@@ -92,6 +92,44 @@ def reminder_key(row: Mapping[str, Any]) -> str:
     return f"exp-{int(row['id'])}:{EVENT}:{iso(row.get('expires_at'))}"
 
 
+class ReminderTick:
+    """One evaluation: each due row is claimed, then its reminder POSTed; a failed POST
+    gives the claim back (a refusal keeps it: the app will not take that document)."""
+
+    def __init__(self, context, store, storage: Storage, now: float):
+        self.context, self.store, self.storage, self.now = context, store, storage, now
+        self.moment = datetime.fromtimestamp(now, UTC)
+        self.started = time.monotonic()
+        self.sent = self.failed = 0
+        self.stopped = ""
+
+    def remind(self, client: httpx.Client, url: str, secret: str, row: Mapping[str, Any]) -> bool:
+        """Claim and send one reminder; False when the app could not be reached."""
+        request_id = int(row["id"])
+        urls = fresh_urls(self.storage, row)
+        if not self.store.claim_reminder(request_id, row["expires_at"], self.moment, **urls):
+            return True  # another tick has it, or the row moved on
+        document = reminder_payload({**row, **urls})
+        result = post(client, url, secret, document, reminder_key(row), self.now)
+        label = f"export request {request_id} (expires {iso(row['expires_at'])})"
+        log = self.context.log
+        if result.ok:
+            self.sent += 1
+            log.info(f"reminder: {label} delivered ({result.detail})")
+            return True
+        self.failed += 1
+        if result.permanent:
+            log.error(f"reminder: the app refused {label} ({result.detail}); not sent again")
+            return True
+        self.store.release_reminder(request_id, self.moment)
+        log.warning(f"reminder: {label} failed ({result.detail}); trying again next tick")
+        return not result.unreachable
+
+    @property
+    def summary(self) -> str:
+        return f"reminder: {self.sent} delivered, {self.failed} failed{self.stopped}"
+
+
 def build_export_expiry_reminder_sensor(
     url: str,
     secret: str,
@@ -123,41 +161,17 @@ def build_export_expiry_reminder_sensor(
     def export_expiry_reminder_sensor(
         context: SensorEvaluationContext, app_db: AppDatabase, storage: StorageResource
     ):
-        now = clock()
-        started = time.monotonic()
-        moment = datetime.fromtimestamp(now, UTC)
-        store = app_db.store()
-        rows = store.expiring(moment, moment + timedelta(days=remind_days), limit=batch_size)
-        sent, failed, stopped = 0, 0, ""
+        tick = ReminderTick(context, app_db.store(), storage.open(), clock())
+        moment = datetime.fromtimestamp(tick.now, UTC)
+        rows = tick.store.expiring(moment, moment + timedelta(days=remind_days), limit=batch_size)
         with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
             for row in rows:
-                if time.monotonic() - started + timeout_s > tick_budget_s:
-                    stopped = "; out of time for this tick"
+                if time.monotonic() - tick.started + timeout_s > tick_budget_s:
+                    tick.stopped = "; out of time for this tick"
                     break
-                request_id = int(row["id"])
-                urls = fresh_urls(storage.open(), row)
-                if not store.claim_reminder(request_id, row["expires_at"], moment, **urls):
-                    continue  # another tick has it, or the row moved on
-                document = reminder_payload({**row, **urls})
-                result = post(client, url, secret, document, reminder_key(row), now)
-                label = f"export request {request_id} (expires {iso(row['expires_at'])})"
-                if result.ok:
-                    sent += 1
-                    context.log.info(f"reminder: {label} delivered ({result.detail})")
-                    continue
-                failed += 1
-                if result.permanent:
-                    context.log.error(
-                        f"reminder: the app refused {label} ({result.detail}); not sent again"
-                    )
-                    continue
-                store.release_reminder(request_id, moment)
-                context.log.warning(
-                    f"reminder: {label} failed ({result.detail}); trying again next tick"
-                )
-                if result.unreachable:
-                    stopped = f"; {urlsplit(url).netloc} unreachable, trying again later"
+                if not tick.remind(client, url, secret, row):
+                    tick.stopped = f"; {urlsplit(url).netloc} unreachable, trying again later"
                     break
-        return SensorResult(skip_reason=f"reminder: {sent} delivered, {failed} failed{stopped}")
+        return SensorResult(skip_reason=tick.summary)
 
     return export_expiry_reminder_sensor

@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -240,22 +240,120 @@ def _finished_at(row: Mapping[str, Any], fallback: float) -> float:
     return as_utc(moment).timestamp() if moment else fallback
 
 
+@dataclass(frozen=True)
+class WebhookPolicy:
+    """Where and how the completion webhook sends (see `build_export_webhook_sensor`)."""
+
+    url: str
+    secret: str
+    max_attempts: int = 8
+    backoff_base_s: float = 30.0
+    backoff_max_s: float = 3600.0
+    timeout_s: float = 10.0
+    batch_size: int = 50
+    max_age_s: float = 24 * 3600.0
+    tick_budget_s: float = 40.0
+    statuses: tuple[str, ...] = NOTIFY_STATUSES
+
+    def __post_init__(self) -> None:
+        if urlsplit(self.url or "").scheme not in ("http", "https"):
+            raise ValueError(f"the export webhook needs an http(s) URL, got {self.url!r}")
+        if not self.secret:
+            raise ValueError("the export webhook needs a secret to sign its requests with")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+
+    def next_attempt(self, attempts: int, result: Delivery) -> tuple[float, bool]:
+        """After the `attempts`-th failed one: seconds to wait, and whether to give up."""
+        wait = max(
+            backoff_s(attempts, self.backoff_base_s, self.backoff_max_s),
+            result.retry_after_s or 0,
+        )
+        return min(wait, self.backoff_max_s), result.permanent or attempts >= self.max_attempts
+
+
+class WebhookTick:
+    """One evaluation of the sensor: the rows to tell the app about, one POST each, the
+    failed ones remembered in `pending` (the cursor) with their next attempt."""
+
+    def __init__(self, policy: WebhookPolicy, context, store, pending: dict[str, Pending],
+                 now: float):  # fmt: skip
+        self.policy, self.context, self.store = policy, context, store
+        self.pending, self.now = pending, now
+        self.started = time.monotonic()
+        self.sent = self.failed = self.tried = 0
+        self.stopped = ""
+
+    def run(self, client: httpx.Client) -> None:
+        held = sum(1 for entry in self.pending.values() if entry.waiting(self.now))
+        since = datetime.fromtimestamp(self.now - self.policy.max_age_s, UTC)
+        rows = self.store.unnotified(
+            self.policy.statuses, since=since, limit=self.policy.batch_size + held
+        )
+        for row in rows:
+            key, outcome = str(row["id"]), outcome_key(row)
+            entry = self.pending.get(key)
+            if entry is not None and entry.outcome != outcome:
+                del self.pending[key]  # a newer outcome: it gets its own attempts
+                entry = None
+            if entry is not None and entry.waiting(self.now):
+                continue
+            if self.tried >= self.policy.batch_size:
+                break
+            if time.monotonic() - self.started + self.policy.timeout_s > self.policy.tick_budget_s:
+                self.stopped = "; out of time for this tick"
+                break
+            self.tried += 1
+            if not self._deliver(client, row, key, outcome, entry):
+                # The host only: webhook URLs sometimes carry a token.
+                self.stopped = f"; {urlsplit(self.policy.url).netloc} unreachable, trying later"
+                break
+        # Rows that left the window are no longer looked at: forget them.
+        horizon = self.now - self.policy.max_age_s
+        self.pending = {k: v for k, v in self.pending.items() if v.finished_at >= horizon}
+
+    def _deliver(self, client, row, key: str, outcome: str, entry: Pending | None) -> bool:
+        """POST one row's document; False when the receiver could not be reached."""
+        result = deliver(client, self.policy.url, self.policy.secret, row, self.now)
+        label = f"export request {key} ({row['status']})"
+        log = self.context.log
+        if result.ok:
+            self.store.mark_notified(int(row["id"]), row["status"], row.get("completed_at"))
+            self.pending.pop(key, None)
+            self.sent += 1
+            log.info(f"webhook: {label} delivered ({result.detail})")
+            return True
+        self.failed += 1
+        attempts = (entry.attempts if entry else 0) + 1
+        wait, gave_up = self.policy.next_attempt(attempts, result)
+        self.pending[key] = Pending(
+            outcome=outcome,
+            attempts=attempts,
+            next_at=self.now + wait,
+            finished_at=_finished_at(row, self.now),
+            gave_up=gave_up,
+        )
+        if gave_up:
+            why = "the app refused it" if result.permanent else "no attempts left"
+            log.error(f"webhook: giving up on {label} after attempt {attempts}, {why} "
+                      f"({result.detail})")  # fmt: skip
+        else:
+            log.warning(f"webhook: {label} attempt {attempts} failed ({result.detail}); "
+                        f"next attempt in {wait:.0f} s")  # fmt: skip
+        return not result.unreachable
+
+    @property
+    def summary(self) -> str:
+        return f"webhook: {self.sent} delivered, {self.failed} failed{self.stopped}"
+
+
 def build_export_webhook_sensor(
-    url: str,
-    secret: str,
+    policy: WebhookPolicy,
     *,
-    max_attempts: int = 8,
-    backoff_base_s: float = 30.0,
-    backoff_max_s: float = 3600.0,
-    timeout_s: float = 10.0,
     interval_s: int = 10,
-    batch_size: int = 50,
-    max_age_s: float = 24 * 3600.0,
-    tick_budget_s: float = 40.0,
-    statuses: Collection[str] = NOTIFY_STATUSES,
     clock: Callable[[], float] = time.time,
 ):
-    """`export_webhook_sensor`, POSTing to `url` and signing with `secret` (both required).
+    """`export_webhook_sensor`, POSTing to `policy.url`, signed with `policy.secret`.
 
     Attempts of one outcome: up to `max_attempts`, waiting `backoff_base_s` x 2^n between
     them (at most `backoff_max_s`). Only rows finished within `max_age_s` are considered,
@@ -263,13 +361,6 @@ def build_export_webhook_sensor(
     `batch_size` documents and starts no POST after `tick_budget_s` (Dagster stops a
     sensor evaluation after 60 s). `clock` is for tests.
     """
-    if urlsplit(url or "").scheme not in ("http", "https"):
-        raise ValueError(f"the export webhook needs an http(s) URL, got {url!r}")
-    if not secret:
-        raise ValueError("the export webhook needs a secret to sign its requests with")
-    if max_attempts < 1:
-        raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
-    statuses = tuple(statuses)
 
     @sensor(
         name="export_webhook_sensor",
@@ -278,71 +369,9 @@ def build_export_webhook_sensor(
         description="POSTs a signed JSON document to the app when an export finishes.",
     )
     def export_webhook_sensor(context: SensorEvaluationContext, app_db: AppDatabase):
-        now = clock()
-        started = time.monotonic()
-        pending = load_cursor(context.cursor)
-        store = app_db.store()
-        held = sum(1 for entry in pending.values() if entry.waiting(now))
-        since = datetime.fromtimestamp(now - max_age_s, UTC)
-        rows = store.unnotified(statuses, since=since, limit=batch_size + held)
-
-        sent, failed, tried = 0, 0, 0
-        stopped = ""
-        with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
-            for row in rows:
-                key, outcome = str(row["id"]), outcome_key(row)
-                entry = pending.get(key)
-                if entry is not None and entry.outcome != outcome:
-                    del pending[key]  # a newer outcome: it gets its own attempts
-                    entry = None
-                if entry is not None and entry.waiting(now):
-                    continue
-                if tried >= batch_size:
-                    break
-                if time.monotonic() - started + timeout_s > tick_budget_s:
-                    stopped = "; out of time for this tick"
-                    break
-                tried += 1
-                result = deliver(client, url, secret, row, now)
-                label = f"export request {key} ({row['status']})"
-                if result.ok:
-                    store.mark_notified(int(row["id"]), row["status"], row.get("completed_at"))
-                    pending.pop(key, None)
-                    sent += 1
-                    context.log.info(f"webhook: {label} delivered ({result.detail})")
-                    continue
-                failed += 1
-                attempts = (entry.attempts if entry else 0) + 1
-                gave_up = result.permanent or attempts >= max_attempts
-                wait = max(
-                    backoff_s(attempts, backoff_base_s, backoff_max_s), result.retry_after_s or 0
-                )
-                pending[key] = Pending(
-                    outcome=outcome,
-                    attempts=attempts,
-                    next_at=now + min(wait, backoff_max_s),
-                    finished_at=_finished_at(row, now),
-                    gave_up=gave_up,
-                )
-                if gave_up:
-                    why = "the app refused it" if result.permanent else "no attempts left"
-                    context.log.error(
-                        f"webhook: giving up on {label} after attempt {attempts}, {why} "
-                        f"({result.detail})"
-                    )
-                else:
-                    context.log.warning(
-                        f"webhook: {label} attempt {attempts} failed ({result.detail}); "
-                        f"next attempt in {min(wait, backoff_max_s):.0f} s"
-                    )
-                if result.unreachable:
-                    # The host only: webhook URLs sometimes carry a token.
-                    stopped = f"; {urlsplit(url).netloc} unreachable, trying again later"
-                    break
-
-        # Rows that left the window are no longer looked at: forget them.
-        pending = {k: v for k, v in pending.items() if v.finished_at >= now - max_age_s}
-        summary = f"webhook: {sent} delivered, {failed} failed{stopped}"
-        return SensorResult(skip_reason=summary, cursor=dump_cursor(pending))
+        tick = WebhookTick(policy, context, app_db.store(), load_cursor(context.cursor), clock())
+        with httpx.Client(timeout=policy.timeout_s, follow_redirects=False) as client:
+            tick.run(client)
+        return SensorResult(skip_reason=tick.summary, cursor=dump_cursor(tick.pending))
 
     return export_webhook_sensor

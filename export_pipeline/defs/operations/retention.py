@@ -4,8 +4,7 @@ requests whose time is up left behind (`sweep.sweep_expired`), `temp_sweep_job` 
 from the launchpad may change the ops' config (`dry_run` reports without changing
 anything)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster reads the ops' annotations as objects.
 import tempfile
 from pathlib import Path
 

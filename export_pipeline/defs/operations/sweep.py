@@ -245,11 +245,53 @@ def sweep_expired(
     without their own. Idempotent; `dry_run` only reports."""
     now = utcnow() if now is None else as_utc(now)
     report = RetentionReport(dry_run=dry_run, now=now, cutoff=now - timedelta(days=retention_days))
-
     # 1. the rows, first, so the app stops linking to what is about to go
-    swept: list[dict[str, Any]] = []
-    for row in due_requests(store, instance, now, retention_days):
-        if dry_run or _mark_swept(store, row):
+    swept = _take_rows(store, due_requests(store, instance, now, retention_days), report, log)
+    if not swept:
+        return report
+    # 2. archived clips the swept requests used, minus those a kept request still uses
+    candidates, index_entries = _clips_of(storage, swept)
+    live = (
+        _clips_in_use(storage, store, now, retention_days, report.requests) if candidates else set()
+    )
+    doomed = candidates - live
+    report.clips_kept = len(candidates & live)
+    # 3. clips, then each request's own objects (its manifest last: it names the clips)
+    delete = _Deleter(storage, report)
+    for key in sorted(doomed):
+        delete("clips", key)
+    for index_key, clip_key in sorted(index_entries.items()):
+        if clip_key in doomed:
+            delete("url_index", index_key)
+    for clip_key in sorted(doomed):
+        sha = archived_sha256(clip_key)
+        if sha:  # the segment cache of a clip goes with it
+            for key in list(storage.list_keys(segments_prefix(sha))):
+                delete("segments", key)
+    for part in (partition_key(int(r["id"])) for r in swept):
+        for key in list(storage.list_keys(videos_prefix(part))):
+            delete("videos", key)
+        work = list(storage.list_keys(work_prefix(part)))
+        for key in sorted(work, key=lambda k: k == manifest_key(part)):
+            delete("work", key)
+    # 4. partitions (runs and their logs stay)
+    for part in sorted(partition_key(int(r["id"])) for r in swept):
+        if instance.has_dynamic_partition(export_partitions.name, part):
+            if not dry_run:
+                instance.delete_dynamic_partition(export_partitions.name, part)
+            report.partitions_deleted += 1
+    log(report.summary())
+    return report
+
+
+def _take_rows(
+    store: RequestStore, due: list[dict[str, Any]], report: RetentionReport, log: Log
+) -> list[dict[str, Any]]:
+    """The due rows taken out of use (expired, URLs cleared); rows that moved on meanwhile
+    are left alone."""
+    swept = []
+    for row in due:
+        if report.dry_run or _mark_swept(store, row):
             swept.append(row)
             if row["status"] == st.COMPLETE:
                 report.expired.append(int(row["id"]))
@@ -257,16 +299,18 @@ def sweep_expired(
             report.skipped.append(int(row["id"]))
             log(f"export request {row['id']} changed while being swept; left alone")
     report.requests = [int(r["id"]) for r in swept]
-    if not swept:
-        return report
-    swept_keys = {partition_key(int(r["id"])) for r in swept}
+    return swept
 
-    # 2. archived clips the swept requests used, and the index entries pointing at them
-    candidates: set[str] = set()
-    index_entries: dict[str, str] = {}  # clips/by-url key -> clip key it points at
-    for row in swept:
+
+def _clips_of(storage: Storage, rows: list[dict[str, Any]]) -> tuple[set[str], dict[str, str]]:
+    """The archived clips the rows used (from their manifests and from the URL index of
+    their clip URLs: a request that failed before writing its manifest still archived
+    some), and the index entries pointing at them ({index key: clip key})."""
+    clips: set[str] = set()
+    index_entries: dict[str, str] = {}
+    for row in rows:
         manifest = _get_json(storage, manifest_key(partition_key(int(row["id"]))))
-        candidates |= _manifest_clip_keys(manifest)
+        clips |= _manifest_clip_keys(manifest)
         urls = set(_clip_urls(row))
         if isinstance(manifest, dict):
             urls |= {e.get("url") for e in manifest.get("clips", []) if isinstance(e, dict)}
@@ -274,61 +318,45 @@ def sweep_expired(
             entry = _get_json(storage, url_index_key(url))
             if isinstance(entry, dict) and entry.get("key"):
                 index_entries[url_index_key(url)] = entry["key"]
-                candidates.add(entry["key"])
+                clips.add(entry["key"])
+    return clips, index_entries
 
-    # ... minus those a kept request still uses
+
+def _clips_in_use(
+    storage: Storage, store: RequestStore, now: datetime, days: float, swept_ids: list[int]
+) -> set[str]:
+    """Archived clips a kept request still uses: any manifest left under `work/`, or the URL
+    index of a kept request without one."""
+    swept = {partition_key(i) for i in swept_ids}
     live: set[str] = set()
-    if candidates:
-        with_manifest: set[str] = set()
-        for key in storage.list_keys("work/"):
-            part = manifest_partition(key)
-            if part is None or part in swept_keys:
-                continue
-            with_manifest.add(part)
-            live |= _manifest_clip_keys(_get_json(storage, key))
-        for row in kept_requests(store, now, retention_days, report.requests):
-            if partition_key(int(row["id"])) in with_manifest:
-                continue  # its manifest lists every clip it uses
-            for url in _clip_urls(row):
-                entry = _get_json(storage, url_index_key(url))
-                if isinstance(entry, dict) and entry.get("key"):
-                    live.add(entry["key"])
-    doomed_clips = candidates - live
-    report.clips_kept = len(candidates & live)
+    with_manifest: set[str] = set()
+    for key in storage.list_keys("work/"):
+        part = manifest_partition(key)
+        if part is None or part in swept:
+            continue
+        with_manifest.add(part)
+        live |= _manifest_clip_keys(_get_json(storage, key))
+    for row in kept_requests(store, now, days, swept_ids):
+        if partition_key(int(row["id"])) in with_manifest:
+            continue  # its manifest lists every clip it uses
+        for url in _clip_urls(row):
+            entry = _get_json(storage, url_index_key(url))
+            if isinstance(entry, dict) and entry.get("key"):
+                live.add(entry["key"])
+    return live
 
-    def delete(kind: str, key: str) -> None:
-        size = storage.size(key)
+
+class _Deleter:
+    """Deletes an object (not in a dry run) and counts it, by kind, with its bytes."""
+
+    def __init__(self, storage: Storage, report: RetentionReport):
+        self.storage, self.report = storage, report
+
+    def __call__(self, kind: str, key: str) -> None:
+        size = self.storage.size(key)
         if size is None:
             return
-        if not dry_run:
-            storage.delete(key)
-        report.deleted[kind] += 1
-        report.bytes_freed += size
-
-    # 3. clips, then each request's own objects (its manifest last: it names the clips)
-    for key in sorted(doomed_clips):
-        delete("clips", key)
-    for index_key, clip_key in sorted(index_entries.items()):
-        if clip_key in doomed_clips:
-            delete("url_index", index_key)
-    for clip_key in sorted(doomed_clips):
-        sha = archived_sha256(clip_key)
-        if sha:  # the segment cache of a clip goes with it
-            for key in list(storage.list_keys(segments_prefix(sha))):
-                delete("segments", key)
-    for row in swept:
-        part = partition_key(int(row["id"]))
-        for key in list(storage.list_keys(videos_prefix(part))):
-            delete("videos", key)
-        work = list(storage.list_keys(work_prefix(part)))
-        for key in sorted(work, key=lambda k: k == manifest_key(part)):
-            delete("work", key)
-
-    # 4. partitions (runs and their logs stay)
-    for part in sorted(swept_keys):
-        if instance.has_dynamic_partition(export_partitions.name, part):
-            if not dry_run:
-                instance.delete_dynamic_partition(export_partitions.name, part)
-            report.partitions_deleted += 1
-    log(report.summary())
-    return report
+        if not self.report.dry_run:
+            self.storage.delete(key)
+        self.report.deleted[kind] += 1
+        self.report.bytes_freed += size

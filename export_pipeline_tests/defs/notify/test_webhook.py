@@ -24,6 +24,7 @@ from export_pipeline.defs.notify import (
 )
 from export_pipeline.defs.notify.webhook import (
     PAYLOAD_FIELDS,
+    WebhookPolicy,
     backoff_s,
     classify,
     dump_cursor,
@@ -138,9 +139,9 @@ def test_a_broken_cursor_starts_afresh():
 def test_the_webhook_needs_a_url_and_a_secret():
     for url in ("", "ftp://app.example/hook", "app.example/hook"):
         with pytest.raises(ValueError, match="http"):
-            build_export_webhook_sensor(url, SECRET)
+            WebhookPolicy(url, SECRET)
     with pytest.raises(ValueError, match="secret"):
-        build_export_webhook_sensor("http://127.0.0.1:9/hook", "")
+        WebhookPolicy("http://127.0.0.1:9/hook", "")
 
 
 # ---- a receiver standing in for the app
@@ -233,9 +234,9 @@ class Webhook:
 
     def __init__(self, settings, instance, url: str, clock: Clock, **options):
         # `instance` may be None: the sensor only needs the app database.
-        self.sensor = build_export_webhook_sensor(
-            url, SECRET, clock=clock, backoff_base_s=10, timeout_s=5, **options
-        )
+        interval = {k: options.pop(k) for k in ("interval_s",) if k in options}
+        policy = WebhookPolicy(url, SECRET, backoff_base_s=10, timeout_s=5, **options)
+        self.sensor = build_export_webhook_sensor(policy, clock=clock, **interval)
         self.defs = Definitions(
             sensors=[self.sensor], resources={"app_db": AppDatabase(url=settings.app_db.url)}
         )
