@@ -99,35 +99,13 @@ def compute_metrics(
     now = as_utc(now)
     since = now - window
     rows = [r for r in rows if since <= (_moment(r.get("created_at")) or now) <= now]
-    by_status = {status: 0 for status in st.STATUSES}
+    by_status = dict.fromkeys(st.STATUSES, 0)
     for row in rows:
         by_status[row["status"]] = by_status.get(row["status"], 0) + 1
-
     finished = [r for r in rows if r["status"] == st.COMPLETE or reached_a_run(r)]
+    complete = [r for r in rows if r["status"] == st.COMPLETE]
     retried = [r for r in finished if (r.get("retry_count") or 0) > 0]
     retried_complete = sum(1 for r in retried if r["status"] == st.COMPLETE)
-    complete = [r for r in rows if r["status"] == st.COMPLETE]
-    export_times = [
-        s
-        for r in complete
-        if (s := _seconds(r.get("completed_at"), r.get("processing_started_at"))) is not None
-    ]
-    one_minute_times = [
-        s
-        for r in complete
-        if is_1080p_one_minute(r)
-        and (s := _seconds(r.get("completed_at"), r.get("processing_started_at"))) is not None
-    ]
-    queue_waits = [
-        s
-        for r in rows
-        if (s := _seconds(r.get("processing_started_at"), r.get("queued_at"))) is not None
-    ]
-    failures = dict.fromkeys(CAUSES, 0)
-    for row in rows:
-        if row["status"] in (st.FAILED, st.CANCELED, st.REJECTED):
-            failures[cause_of_row(row)] += 1
-
     return {
         "now": now,
         "since": since,
@@ -139,12 +117,31 @@ def compute_metrics(
         "retried": len(retried),
         "retried_complete": retried_complete,
         "retry_success_rate": _rate(retried_complete, len(retried)),
-        "export_time_s": _summary(export_times),
-        "export_1080p_1min_s": _summary(one_minute_times),
-        "queue_wait_s": _summary(queue_waits),
-        "failures_by_cause": failures,
+        "export_time_s": _summary(_durations(complete, "processing_started_at", "completed_at")),
+        "export_1080p_1min_s": _summary(
+            _durations(
+                filter(is_1080p_one_minute, complete), "processing_started_at", "completed_at"
+            )
+        ),
+        "queue_wait_s": _summary(_durations(rows, "queued_at", "processing_started_at")),
+        "failures_by_cause": _failures(rows),
         "stored_bytes": stored_bytes,
     }
+
+
+def _durations(rows: Iterable[dict[str, Any]], start: str, end: str) -> list[float]:
+    """Seconds from column `start` to column `end` of the rows that have both."""
+    spans = (_seconds(row.get(end), row.get(start)) for row in rows)
+    return [seconds for seconds in spans if seconds is not None]
+
+
+def _failures(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Failed, canceled and rejected requests by their cause."""
+    failures = dict.fromkeys(CAUSES, 0)
+    for row in rows:
+        if row["status"] in (st.FAILED, st.CANCELED, st.REJECTED):
+            failures[cause_of_row(row)] += 1
+    return failures
 
 
 # ---- presentation

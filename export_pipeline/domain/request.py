@@ -300,6 +300,41 @@ def _parse_captions(raw: Any, problems: list[str]) -> CaptionsSpec | None:
     return CaptionsSpec(source, text, None, burn_in is True, style)
 
 
+def _parse_clips(raw: Any, problems: list[str], max_duration_s: float) -> list[ClipSpec]:
+    """The `clips` column: a JSON array of clip objects, each checked, and the timeline
+    they make (the first clip has no transition into it; the durations fit the limit)."""
+    clips: list[ClipSpec] = []
+    try:
+        raw_clips = decode_json(raw)
+    except (ValueError, TypeError) as exc:
+        problems.append(f"clips is not valid JSON ({str(exc)[:200]})")
+    else:
+        if not isinstance(raw_clips, list):
+            problems.append("clips must be a JSON array of clip objects")
+        elif not raw_clips:
+            problems.append("clips is empty: add at least one clip")
+        elif len(raw_clips) > MAX_CLIPS:
+            problems.append(f"clips has {len(raw_clips)} entries; the maximum is {MAX_CLIPS}")
+        else:
+            for position, item in enumerate(raw_clips, start=1):
+                clip = _parse_clip(position, item, problems, max_duration_s)
+                if clip:
+                    clips.append(clip)
+            first = min(clips, key=lambda c: (c.scene_number, c.position), default=None)
+            if first and first.transition and first.transition.kind != "cut":
+                problems.append(
+                    f"{first.label}: a transition leads into a clip from the one before it, "
+                    "and this clip plays first: remove its transition"
+                )
+            requested = sum(c.duration for c in clips if c.duration is not None)
+            if requested > max_duration_s:
+                problems.append(
+                    f"the clips' durations add up to {requested:g} s; the longest export is "
+                    f"{max_duration_s:g} s: shorten or remove clips"
+                )
+    return clips
+
+
 def parse_request(row: Mapping[str, Any], max_duration_s: float = MAX_SECONDS) -> ExportSpec:
     """The request in `row`, or InvalidRequest, whatever the row holds: nothing else is
     raised, so one malformed row can never stop whoever reads it. `max_duration_s` is the
@@ -334,35 +369,7 @@ def _parse_request(row: Mapping[str, Any], max_duration_s: float) -> ExportSpec:
     if retention:
         problems.append(retention)
 
-    clips: list[ClipSpec] = []
-    try:
-        raw_clips = decode_json(row.get("clips"))
-    except (ValueError, TypeError) as exc:
-        problems.append(f"clips is not valid JSON ({str(exc)[:200]})")
-    else:
-        if not isinstance(raw_clips, list):
-            problems.append("clips must be a JSON array of clip objects")
-        elif not raw_clips:
-            problems.append("clips is empty: add at least one clip")
-        elif len(raw_clips) > MAX_CLIPS:
-            problems.append(f"clips has {len(raw_clips)} entries; the maximum is {MAX_CLIPS}")
-        else:
-            for position, raw in enumerate(raw_clips, start=1):
-                clip = _parse_clip(position, raw, problems, max_duration_s)
-                if clip:
-                    clips.append(clip)
-            first = min(clips, key=lambda c: (c.scene_number, c.position), default=None)
-            if first and first.transition and first.transition.kind != "cut":
-                problems.append(
-                    f"{first.label}: a transition leads into a clip from the one before it, "
-                    "and this clip plays first: remove its transition"
-                )
-            requested = sum(c.duration for c in clips if c.duration is not None)
-            if requested > max_duration_s:
-                problems.append(
-                    f"the clips' durations add up to {requested:g} s; the longest export is "
-                    f"{max_duration_s:g} s: shorten or remove clips"
-                )
+    clips = _parse_clips(row.get("clips"), problems, max_duration_s)
 
     soundtrack = _parse_soundtrack(row.get("soundtrack"), problems)
     captions = _parse_captions(row.get("captions"), problems)

@@ -88,6 +88,27 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def _addresses(host: str, port: int) -> list[str]:
+    """The host's addresses: itself if it is an IP literal, else what the resolver says."""
+    literal = ip_literal(host)
+    if literal is not None:
+        return [str(literal)]
+    try:
+        return resolve(host, port)
+    except socket.gaierror as exc:
+        raise ExportFailure(
+            f"host {host!r} could not be resolved ({exc})",
+            cause=FailureCause.CLIP_DOWNLOAD,
+            permanent=False,
+        ) from exc
+    except UnicodeError as exc:  # the idna codec; url_problem should have caught it
+        raise ExportFailure(
+            f"URL is not valid: host {host!r} ({exc})",
+            cause=FailureCause.INVALID_REQUEST,
+            permanent=True,
+        ) from exc
+
+
 def check_url(url: str, policy: DownloadPolicy) -> list[str] | None:
     """Check `url` against the policy; return the addresses a connection may go to.
 
@@ -121,24 +142,7 @@ def check_url(url: str, policy: DownloadPolicy) -> list[str] | None:
         )
     if policy.allow_private_hosts:
         return None  # skip the DNS lookup too
-    literal = ip_literal(host)
-    if literal is not None:
-        addresses = [str(literal)]
-    else:
-        try:
-            addresses = resolve(host, parts.port or (443 if scheme == "https" else 80))
-        except socket.gaierror as exc:
-            raise ExportFailure(
-                f"host {host!r} could not be resolved ({exc})",
-                cause=FailureCause.CLIP_DOWNLOAD,
-                permanent=False,
-            ) from exc
-        except UnicodeError as exc:  # the idna codec; url_problem should have caught it
-            raise ExportFailure(
-                f"URL is not valid: host {host!r} ({exc})",
-                cause=FailureCause.INVALID_REQUEST,
-                permanent=True,
-            ) from exc
+    addresses = _addresses(host, parts.port or (443 if scheme == "https" else 80))
     if not addresses:
         raise ExportFailure(
             f"host {host!r} resolves to no address",

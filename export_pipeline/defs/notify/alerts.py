@@ -107,6 +107,63 @@ def _causes(metadata: Mapping[str, Any]) -> dict[str, int]:
     return {cause: int(n) for cause, n in counts.items() if isinstance(n, int | float) and n}
 
 
+Story = tuple[str, list[str], list[Mapping[str, Any]], list[str]]  # title, lines, rows, labels
+
+
+def _success_story(metadata: Mapping[str, Any], rows, links: Links) -> Story:
+    causes = _causes(metadata)
+    cause_text = ", ".join(f"{c} {n}" for c, n in sorted(causes.items(), key=lambda i: -i[1]))
+    chosen = [r for r in rows if r.get("status") == st.FAILED][:EXAMPLES]
+    lines = [f"Failures by cause (last 24 h): {cause_text or 'none recorded'}"]
+    examples = [_request_label(r, links, cause_of_row(r)) for r in chosen]
+    return "Export success rate below target", lines, chosen, examples
+
+
+def _quota_story(metadata: Mapping[str, Any], rows, links: Links) -> Story:
+    kinds = sorted(
+        ((kind, n) for kind in KINDS if (n := metadata.get(f"storage_{kind}_bytes"))),
+        key=lambda item: -item[1],
+    )
+    lines = ["By kind: " + ", ".join(f"{k} {human_bytes(n)}" for k, n in kinds)]
+    users = metadata.get("storage_top_users") or []
+    if users:
+        lines.append("Top users: " + ", ".join(
+            f"{u['user_id']} {human_bytes(u['bytes'])} ({u['exports']} exports)"
+            for u in users[:EXAMPLES]))  # fmt: skip
+    return "Storage nearly full", lines, [], []
+
+
+def _speed_story(metadata: Mapping[str, Any], rows, links: Links) -> Story:
+    slow = sorted(
+        (
+            (seconds, r)
+            for r in rows
+            if r.get("status") == st.COMPLETE and is_1080p_one_minute(r)
+            and (seconds := _took(r)) is not None and seconds > EXPORT_1080P_1MIN_TARGET_S
+        ),
+        key=lambda item: -item[0],
+    )  # fmt: skip
+    lines = []
+    queue = metadata.get("queue_wait_p95_s")
+    if queue is not None:
+        lines.append(f"Queue wait p95: {queue:.1f} s; export time p95 (all): "
+                     f"{metadata.get('export_time_p95_s') or 'n/a'} s")  # fmt: skip
+    causes = _causes(metadata)
+    if causes:
+        lines.append("Failures by cause (last 24 h): "
+                     + ", ".join(f"{c} {n}" for c, n in causes.items()))  # fmt: skip
+    chosen = [r for _, r in slow[:EXAMPLES]]
+    examples = [_request_label(r, links, f"{s:.0f} s") for s, r in slow[:EXAMPLES]]
+    return "1-minute 1080p exports slower than target", lines, chosen, examples
+
+
+STORIES = {
+    SUCCESS_CHECK_NAME: _success_story,
+    QUOTA_CHECK_NAME: _quota_story,
+    SPEED_CHECK_NAME: _speed_story,
+}
+
+
 def check_alert(
     check_name: str,
     evaluation: Any,
@@ -117,48 +174,7 @@ def check_alert(
 ) -> Alert:
     """The alert for a failed KPI check. `metadata`: the latest `export_metrics` values;
     `rows`: requests of the window (the app database), for examples."""
-    causes = _causes(metadata)
-    summary = evaluation.description or f"{check_name} failed"
-    lines = []
-    if check_name == SUCCESS_CHECK_NAME:
-        title = "Export success rate below target"
-        cause_text = ", ".join(f"{c} {n}" for c, n in sorted(causes.items(), key=lambda i: -i[1]))
-        lines.append(f"Failures by cause (last 24 h): {cause_text or 'none recorded'}")
-        chosen = [r for r in rows if r.get("status") == st.FAILED][:EXAMPLES]
-        examples = [_request_label(r, links, cause_of_row(r)) for r in chosen]
-    elif check_name == QUOTA_CHECK_NAME:
-        title = "Storage nearly full"
-        chosen, examples = [], []
-        kinds = sorted(
-            ((kind, n) for kind in KINDS if (n := metadata.get(f"storage_{kind}_bytes"))),
-            key=lambda item: -item[1],
-        )
-        lines.append("By kind: " + ", ".join(f"{k} {human_bytes(n)}" for k, n in kinds))
-        users = metadata.get("storage_top_users") or []
-        if users:
-            lines.append("Top users: " + ", ".join(
-                f"{u['user_id']} {human_bytes(u['bytes'])} ({u['exports']} exports)"
-                for u in users[:EXAMPLES]))  # fmt: skip
-    else:
-        title = "1-minute 1080p exports slower than target"
-        slow = sorted(
-            (
-                (seconds, r)
-                for r in rows
-                if r.get("status") == st.COMPLETE and is_1080p_one_minute(r)
-                and (seconds := _took(r)) is not None and seconds > EXPORT_1080P_1MIN_TARGET_S
-            ),
-            key=lambda item: -item[0],
-        )  # fmt: skip
-        chosen = [r for _, r in slow[:EXAMPLES]]
-        examples = [_request_label(r, links, f"{s:.0f} s") for s, r in slow[:EXAMPLES]]
-        queue = metadata.get("queue_wait_p95_s")
-        if queue is not None:
-            lines.append(f"Queue wait p95: {queue:.1f} s; export time p95 (all): "
-                         f"{metadata.get('export_time_p95_s') or 'n/a'} s")  # fmt: skip
-        if causes:
-            lines.append("Failures by cause (last 24 h): "
-                         + ", ".join(f"{c} {n}" for c, n in causes.items()))  # fmt: skip
+    title, lines, chosen, examples = STORIES[check_name](metadata, rows, links)
     if examples:
         lines.append("Requests: " + "; ".join(examples))
     alert_links = [(text, href) for text, href in (("Checks in Dagster", links.checks()),
@@ -167,10 +183,11 @@ def check_alert(
         "check": check_name,
         "asset": ASSET_NAME,
         "check_run_id": check_run_id,
-        "failures_by_cause": causes,
+        "failures_by_cause": _causes(metadata),
         "request_ids": [int(r["id"]) for r in chosen],
         **{k: v for k, v in _values(evaluation.metadata).items() if _plain(v)},
     }
+    summary = evaluation.description or f"{check_name} failed"
     return Alert(title, summary, "warning", ASSET_NAME, "kpi_check", lines, alert_links, details)
 
 
@@ -381,25 +398,16 @@ class AlertTick:
     # -- runs
 
     def runs(self) -> None:
+        """Run status changes since the cursor, in order: a final failure opens (or adds
+        to) its job's incident, a success after it resolves it."""
         state = self.state
         if state.after_failure is None or state.after_success is None:
             # The first tick starts from now: turning alerts on does not replay history.
             state.after_failure = self._latest_id(DagsterEventType.RUN_FAILURE)
             state.after_success = self._latest_id(DagsterEventType.RUN_SUCCESS)
             return
-        failures = self._since(DagsterEventType.RUN_FAILURE, state.after_failure)
-        successes = self._since(DagsterEventType.RUN_SUCCESS, state.after_success)
-        horizon = min(
-            failures[-1].storage_id if len(failures) >= EVENTS_PER_TICK else float("inf"),
-            successes[-1].storage_id if len(successes) >= EVENTS_PER_TICK else float("inf"),
-        )
-        events = sorted(
-            [(r.storage_id, "failure", r) for r in failures if r.storage_id <= horizon]
-            + [(r.storage_id, "success", r) for r in successes if r.storage_id <= horizon],
-            key=lambda item: item[0],
-        )
         updates: dict[str, list[str]] = {}
-        for storage_id, kind, record in events:
+        for storage_id, kind, record in self._events():
             if kind == "failure":
                 state.after_failure = storage_id
             else:
@@ -410,36 +418,12 @@ class AlertTick:
             run = self.instance.get_run_by_id(entry.run_id)
             if run is None:
                 continue
-            slot = f"run:{run.job_name}"
-            incident = self.state.incidents.get(slot)
-            is_open = incident is not None and incident.state == "open"
             if kind == "success":
-                if is_open and storage_id > incident.opened_after:
-                    note = (
-                        f"a {run.job_name} run succeeded again ({run.run_id[:8]}) after "
-                        f"{incident.failures} final failure(s)"
-                    )
-                    if incident.request_ids:
-                        note += ": " + ", ".join(f"exp-{i}" for i in incident.request_ids[:10])
-                    self.resolve(slot, note)
-                continue
-            if run.tags.get(WILL_RETRY_TAG) == "true":
+                self._succeeded(run, storage_id)
+            elif run.tags.get(WILL_RETRY_TAG) == "true":
                 self.context.log.info(f"alert: run {run.run_id} failed and will be retried")
-                continue
-            row = self._row(run)
-            if is_open:
-                incident.failures += 1
-                if row and len(incident.request_ids) < 50:
-                    incident.request_ids.append(int(row["id"]))
-                cause = cause_of_row(row) if row else ""
-                label = _request_label({**row, "run_id": run.run_id}, self.links, cause) if row \
-                    else run.run_id  # fmt: skip
-                updates.setdefault(slot, []).append(label)
-                continue
-            message = entry.dagster_event.message if entry.dagster_event else entry.user_message
-            alert = run_alert(run, message or "the run failed", row, self.links)
-            dedup = f"{SOURCE}/runs/{run.job_name}/{storage_id}"
-            self.open(slot, dedup, alert, storage_id, [int(row["id"])] if row else [])
+            else:
+                self._failed_for_good(run, storage_id, entry, updates)
         for slot, labels in updates.items():
             incident = self.state.incidents[slot]
             more = f" and {len(labels) - EXAMPLES} more" if len(labels) > EXAMPLES else ""
@@ -449,6 +433,56 @@ class AlertTick:
             )  # fmt: skip
             self._queue(slot, "update", note)
             self.said.append(f"updated {slot}")
+
+    def _events(self) -> list[tuple[int, str, Any]]:
+        """Failures and successes after the cursor, merged in storage order, up to the point
+        both lists are complete (each is read EVENTS_PER_TICK at a time)."""
+        failures = self._since(DagsterEventType.RUN_FAILURE, self.state.after_failure or 0)
+        successes = self._since(DagsterEventType.RUN_SUCCESS, self.state.after_success or 0)
+        horizon = min(
+            failures[-1].storage_id if len(failures) >= EVENTS_PER_TICK else float("inf"),
+            successes[-1].storage_id if len(successes) >= EVENTS_PER_TICK else float("inf"),
+        )
+        return sorted(
+            [(r.storage_id, "failure", r) for r in failures if r.storage_id <= horizon]
+            + [(r.storage_id, "success", r) for r in successes if r.storage_id <= horizon],
+            key=lambda item: item[0],
+        )
+
+    def _succeeded(self, run: Any, storage_id: int) -> None:
+        slot = f"run:{run.job_name}"
+        incident = self.state.incidents.get(slot)
+        if incident is None or incident.state != "open" or storage_id <= incident.opened_after:
+            return
+        note = (
+            f"a {run.job_name} run succeeded again ({run.run_id[:8]}) after "
+            f"{incident.failures} final failure(s)"
+        )
+        if incident.request_ids:
+            note += ": " + ", ".join(f"exp-{i}" for i in incident.request_ids[:10])
+        self.resolve(slot, note)
+
+    def _failed_for_good(
+        self, run: Any, storage_id: int, entry: Any, updates: dict[str, list[str]]
+    ) -> None:
+        slot = f"run:{run.job_name}"
+        incident = self.state.incidents.get(slot)
+        row = self._row(run)
+        if incident is not None and incident.state == "open":
+            incident.failures += 1
+            if row and len(incident.request_ids) < 50:
+                incident.request_ids.append(int(row["id"]))
+            label = (
+                _request_label({**row, "run_id": run.run_id}, self.links, cause_of_row(row))
+                if row
+                else run.run_id
+            )
+            updates.setdefault(slot, []).append(label)
+            return
+        message = entry.dagster_event.message if entry.dagster_event else entry.user_message
+        alert = run_alert(run, message or "the run failed", row, self.links)
+        dedup = f"{SOURCE}/runs/{run.job_name}/{storage_id}"
+        self.open(slot, dedup, alert, storage_id, [int(row["id"])] if row else [])
 
     def _latest_id(self, event_type: DagsterEventType) -> int:
         result = self.instance.fetch_run_status_changes(
