@@ -26,12 +26,9 @@ from dagster import (
 from export_pipeline.definitions import build_definitions
 from export_pipeline.defs.channels import PagerDutyEvents, SlackAlerts
 from export_pipeline.defs.intake.sensors import JOB_NAME
-from export_pipeline.defs.notify.alerts import (
-    SENSOR_NAME,
-    Links,
-    State,
-    build_export_alerts_sensor,
-)
+from export_pipeline.defs.notify.alerts import SENSOR_NAME, build_export_alerts_sensor
+from export_pipeline.defs.notify.incidents import State
+from export_pipeline.defs.notify.messages import Links
 from export_pipeline.defs.operations.metrics import (
     QUOTA_CHECK_NAME,
     SPEED_CHECK_NAME,
