@@ -216,17 +216,8 @@ def run_reexport(args: argparse.Namespace, session: Session) -> int:
     if row is None:
         return 1
     try:
-        spec = parse_request(row)
+        parse_request(row)
     except InvalidRequest as exc:
         return _error(f"export {args.id} cannot be exported again: {exc}", 2)
-    new_id = store.insert(
-        project_id=spec.project_id,
-        user_id=spec.user_id,
-        resolution=spec.resolution,
-        aspect_ratio=spec.aspect_ratio,
-        quality=spec.quality,
-        clips=decode_json(row["clips"]),
-        retention_days=spec.retention_days,  # the same plan
-    )
-    print(new_id)
+    print(store.reexport(args.id))
     return 0

@@ -75,13 +75,20 @@ def test_retry_runs_a_failed_export_again(cli_env, store, instance, cdn, capsys)
 
 
 def test_reexport_copies_the_request(cli_env, store, cdn, capsys):
-    old = insert(store, cdn, user="cleo", project="film")
+    """An mp4-hevc export with captions, a soundtrack, loudness off and a 30-day plan
+    comes back exactly so: every column the app wrote (io.appdb.schema.request_columns)."""
+    from export_pipeline.io.appdb.schema import request_columns
+    from export_pipeline_tests.io.appdb.test_store import REQUEST_SAMPLE
+
+    old = store.insert(**REQUEST_SAMPLE)
     assert main(["reexport", str(old)]) == 0
     new = int(capsys.readouterr().out.strip())
     a, b = store.get(old), store.get(new)
     assert new != old and b["status"] == st.PENDING
-    for field in ("user_id", "project_id", "resolution", "aspect_ratio", "quality", "clips"):
-        assert a[field] == b[field]
+    assert {name: b[name] for name in request_columns()} == {
+        name: a[name] for name in request_columns()
+    }
+    assert b["format"] == "mp4-hevc" and b["retention_days"] == 30
     assert main(["reexport", "999"]) == 1
 
 

@@ -46,65 +46,79 @@ class UTCDateTime(TypeDecorator):
 
 metadata = MetaData()
 
+# Who writes each column (its `info`): the request the app makes (what to export: copied
+# as it is by a re-export), the app's and the operator's controls, the pipeline, or both.
+PART = "part"
+REQUEST, CONTROL, OPERATOR, PIPELINE, BOTH = "request", "control", "operator", "pipeline", "both"
+
+
+def _column(part: str):
+    def make(name: str, kind, *args, **kwargs) -> Column:
+        return Column(name, kind, *args, info={PART: part}, **kwargs)
+
+    return make
+
+
+_request, _control, _operator, _pipeline, _both = map(
+    _column, (REQUEST, CONTROL, OPERATOR, PIPELINE, BOTH)
+)
+
 export_requests = Table(
     "export_requests",
     metadata,
-    # written by the app
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("project_id", Text, nullable=False),
-    Column("user_id", Text, nullable=False),
-    Column("resolution", Text, nullable=False),
-    Column("aspect_ratio", Text, nullable=False, server_default=text("'16:9'")),
-    Column("quality", Text, nullable=False),
+    _request("project_id", Text, nullable=False),
+    _request("user_id", Text, nullable=False),
+    _request("resolution", Text, nullable=False),
+    _request("aspect_ratio", Text, nullable=False, server_default=text("'16:9'")),
+    _request("quality", Text, nullable=False),
     # mp4 (H.264/AAC), mp4-hevc (H.265/AAC) or webm (VP9/Opus); NULL in rows an older app
     # wrote reads as mp4
-    Column("format", Text, server_default=text("'mp4'")),
-    Column("clips", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
+    _request("format", Text, server_default=text("'mp4'")),
+    _request("clips", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
     # Optional parts of the finished video (README, contract): loudness evened out between
     # clips (NULL: on), a soundtrack and captions (JSON objects, NULL: none)
-    Column("audio_normalize", Boolean),
-    Column("soundtrack", JSON().with_variant(JSONB(), "postgresql")),
-    Column("captions", JSON().with_variant(JSONB(), "postgresql")),
-    Column("cancel_requested_at", UTCDateTime()),
+    _request("audio_normalize", Boolean),
+    _request("soundtrack", JSON().with_variant(JSONB(), "postgresql")),
+    _request("captions", JSON().with_variant(JSONB(), "postgresql")),
+    _control("cancel_requested_at", UTCDateTime()),
     # set by the operator CLI's `retry`: the sensor takes the row again
-    Column("requeued_at", UTCDateTime()),
+    _operator("requeued_at", UTCDateTime()),
     # days the finished video is kept (the user's plan, e.g. 7 or 30; NULL:
     # EXPORT_RETENTION_DAYS), validated like the rest of the request
-    Column("retention_days", Integer),
-    # written by the pipeline
-    Column("status", Text, nullable=False, server_default=text("'pending'")),
-    Column("progress", Integer, nullable=False, server_default=text("0")),
-    Column("retry_count", Integer, nullable=False, server_default=text("0")),
-    Column("error_message", Text),
+    _request("retention_days", Integer),
+    _pipeline("status", Text, nullable=False, server_default=text("'pending'")),
+    _pipeline("progress", Integer, nullable=False, server_default=text("0")),
+    _pipeline("retry_count", Integer, nullable=False, server_default=text("0")),
+    _pipeline("error_message", Text),
     # why it failed, as data (domain.failures.FailureCause), written with error_message
-    Column("error_cause", Text),
-    Column("video_url", Text),
-    Column("output_bytes", BigInteger),
-    Column("output_duration_s", Float),
-    Column("run_id", Text),
-    Column("poster_url", Text),
+    _pipeline("error_cause", Text),
+    _pipeline("video_url", Text),
+    _pipeline("output_bytes", BigInteger),
+    _pipeline("output_duration_s", Float),
+    _pipeline("run_id", Text),
+    _pipeline("poster_url", Text),
     # what the app's status card shows a waiting creator: time left (seconds, and when it
     # should be done; NULL when unknown) and, while queued, the place in the queue (1 = next)
     # and why it waits
-    Column("eta_s", Integer),
-    Column("estimated_finish_at", UTCDateTime()),
-    Column("queue_position", Integer),
-    Column("queue_reason", Text),
+    _pipeline("eta_s", Integer),
+    _pipeline("estimated_finish_at", UTCDateTime()),
+    _pipeline("queue_position", Integer),
+    _pipeline("queue_reason", Text),
     # completion webhook bookkeeping: the last status the app was notified of
-    Column("notified_status", Text),
-    Column("notified_at", UTCDateTime()),
+    _pipeline("notified_status", Text),
+    _pipeline("notified_at", UTCDateTime()),
     # retention: when the video will be deleted (set on completion: completed_at +
     # retention days) and when the `expiring` reminder was claimed (once per completion)
-    Column("expires_at", UTCDateTime()),
-    Column("reminded_at", UTCDateTime()),
-    # both
-    Column("created_at", UTCDateTime(), nullable=False, server_default=func.now()),
-    Column("updated_at", UTCDateTime(), nullable=False, server_default=func.now()),
+    _pipeline("expires_at", UTCDateTime()),
+    _pipeline("reminded_at", UTCDateTime()),
+    _both("created_at", UTCDateTime(), nullable=False, server_default=func.now()),
+    _both("updated_at", UTCDateTime(), nullable=False, server_default=func.now()),
     # when the latest run was queued (its creation in Dagster): the queue wait is measured
     # from here to processing_started_at, so retries and re-exports do not inflate it
-    Column("queued_at", UTCDateTime()),
-    Column("processing_started_at", UTCDateTime()),
-    Column("completed_at", UTCDateTime()),
+    _pipeline("queued_at", UTCDateTime()),
+    _pipeline("processing_started_at", UTCDateTime()),
+    _pipeline("completed_at", UTCDateTime()),
     # What the sensor (status, id) and the app (user, project) query.
     Index("ix_export_requests_status_id", "status", "id"),
     Index("ix_export_requests_user_created", "user_id", "created_at"),
@@ -138,3 +152,8 @@ def create_schema(engine: Engine) -> None:
             conn.execute(
                 text(f'ALTER TABLE {export_requests.name} ADD COLUMN "{column.name}" {kind}')
             )
+
+
+def request_columns() -> tuple[str, ...]:
+    """The columns that make the request, in table order."""
+    return tuple(c.name for c in export_requests.columns if c.info.get(PART) == REQUEST)

@@ -25,7 +25,12 @@ from export_pipeline.domain import status as st
 from export_pipeline.domain.clock import as_utc, utcnow
 from export_pipeline.domain.failures import FailureCause
 from export_pipeline.domain.values import decode_json
-from export_pipeline.io.appdb.schema import create_schema, export_requests, export_segments
+from export_pipeline.io.appdb.schema import (
+    create_schema,
+    export_requests,
+    export_segments,
+    request_columns,
+)
 
 T = export_requests
 
@@ -80,40 +85,27 @@ class RequestStore:
         create_schema(self.engine)
 
     # ---- the app's side (also used by the CLI and tests)
-    def insert(
-        self,
-        *,
-        project_id: str,
-        user_id: str,
-        resolution: str,
-        quality: str,
-        clips: Any,
-        aspect_ratio: str = "16:9",
-        format: str | None = None,  # noqa: A002 - the column's name in the contract
-        audio_normalize: bool | None = None,
-        soundtrack: Any = None,
-        captions: Any = None,
-        retention_days: Any = None,
-    ) -> int:
-        """Insert a request as the app does; optional fields left None keep their default."""
-        values = dict(
-            project_id=project_id,
-            user_id=user_id,
-            resolution=resolution,
-            aspect_ratio=aspect_ratio,
-            quality=quality,
-            clips=clips,
-        )
-        optional = dict(
-            format=format,
-            audio_normalize=audio_normalize,
-            soundtrack=soundtrack,
-            captions=captions,
-            retention_days=retention_days,
-        )
-        values.update({name: value for name, value in optional.items() if value is not None})
+    def insert(self, **request: Any) -> int:
+        """Insert a request as the app does: any of the request's columns
+        (`schema.request_columns`); those left None keep their default."""
+        unknown = set(request) - set(request_columns())
+        if unknown:
+            raise TypeError(f"not columns of a request: {sorted(unknown)}")
+        values = {name: value for name, value in request.items() if value is not None}
         with self.engine.begin() as conn:
             result = conn.execute(insert(T).values(**values))
+            return int(result.inserted_primary_key[0])
+
+    def reexport(self, request_id: int) -> int | None:
+        """A new request made of every request column of `request_id` as it is (None: no
+        such row): the same export again, whatever the app asked for."""
+        names = request_columns()
+        with self.engine.begin() as conn:
+            row = conn.execute(select(*(T.c[n] for n in names)).where(T.c.id == request_id))
+            found = row.mappings().first()
+            if found is None:
+                return None
+            result = conn.execute(insert(T).values(**dict(found)))
             return int(result.inserted_primary_key[0])
 
     def get(self, request_id: int) -> dict[str, Any] | None:

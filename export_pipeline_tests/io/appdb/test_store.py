@@ -276,3 +276,46 @@ def test_timestamps_come_back_aware_in_utc(db_url):
     assert row["created_at"].tzinfo is not None
     # compared in UTC by the database too
     assert [r["id"] for r in store.created_since(row["created_at"] - timedelta(seconds=1))] == [rid]
+
+
+# A value for each request column that is not its default: a new request column without a
+# value here fails the tests below, so nobody adds one that a re-export would lose.
+REQUEST_SAMPLE = {
+    "project_id": "p-9",
+    "user_id": "u-9",
+    "resolution": "720p",
+    "aspect_ratio": "9:16",
+    "quality": "low",
+    "format": "mp4-hevc",
+    "clips": [{"url": "https://cdn.example/a.mp4", "scene_number": 3, "duration": 2}],
+    "audio_normalize": False,
+    "soundtrack": {"url": "https://cdn.example/song.mp3", "volume": 0.5},
+    "captions": {"srt": "1\n00:00:00,000 --> 00:00:01,000\nhi\n", "burn_in": False},
+    "retention_days": 30,
+}
+
+
+def test_every_column_says_who_writes_it():
+    from export_pipeline.io.appdb.schema import PART, export_requests, request_columns
+
+    assert [c.name for c in export_requests.columns if PART not in c.info] == ["id"]
+    assert set(request_columns()) == set(REQUEST_SAMPLE)
+
+
+def test_a_reexport_copies_every_request_column(db_url):
+    store = new_store(db_url)
+    original = store.insert(**REQUEST_SAMPLE)
+    store.fail(original, st.FAILED, "boom", FailureCause.FFMPEG)
+    again = store.reexport(original)
+    row = store.get(again)
+    assert again != original and row["status"] == st.PENDING and row["error_cause"] is None
+    for name, value in REQUEST_SAMPLE.items():
+        stored = row[name]
+        if name in ("clips", "soundtrack", "captions"):
+            stored = decode_json(stored)
+        elif name == "audio_normalize":
+            stored = str(stored).lower() in ("true", "t", "1")
+        assert stored == value, name
+    assert store.reexport(10**9) is None
+    with pytest.raises(TypeError, match="not columns of a request"):
+        store.insert(**REQUEST_SAMPLE, status="complete")
