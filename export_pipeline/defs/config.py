@@ -122,3 +122,11 @@ class FromEnv:
                              spec["secret"], tuple(spec["aliases"]))
                 )  # fmt: skip
         return found
+
+
+def env_of(cls: type, name: str) -> str:
+    """The variable the field `name` of `cls` is read from."""
+    spec = _spec(cls.model_fields[name])  # type: ignore[attr-defined]
+    if spec is None:
+        raise KeyError(f"{cls.__name__}.{name} is not a setting")
+    return spec["env"]

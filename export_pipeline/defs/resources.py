@@ -13,7 +13,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr, field_validator
 
-from export_pipeline.defs.config import FromEnv, setting
+from export_pipeline.defs.config import FromEnv, env_of, setting
 from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline.io.http import DownloadPolicy
 from export_pipeline.io.storage.base import Storage
@@ -273,4 +273,19 @@ class ClipDownloads(FromEnv, ConfigurableResource):
             allow_private_hosts=self.allow_private_hosts,
             allowed_hosts=tuple(self.allowed_hosts),
             private_networks=tuple(self.private_networks),
+            hints=self._hints(),
         )
+
+    @classmethod
+    def _hints(cls) -> dict[str, str]:
+        """What to set to allow what a download refused (named by the settings)."""
+        http, private, hosts, networks = (
+            env_of(cls, name)
+            for name in ("allow_http", "allow_private_hosts", "allowed_hosts", "private_networks")
+        )
+        return {
+            "allow_http": f"for local testing, plain HTTP is allowed by {http}=true",
+            "private_networks": f"for local testing, add its network to {networks} (e.g. "
+            f"127.0.0.0/8 for loopback) or set {private}=true",
+            "allowed_hosts": f"the allowed hosts are {hosts}",
+        }

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -53,6 +53,12 @@ class DownloadPolicy:
     allowed_hosts: tuple[str, ...] = ()
     # Private/reserved networks allowed anyway (e.g. "127.0.0.1/32" for a test CDN).
     private_networks: tuple[str, ...] = ()
+    # How an operator allows what a refusal refused, by the option that would allow it
+    # (the settings that set it): appended to the refusal's message.
+    hints: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def hint(self, option: str) -> str:
+        return f"; {self.hints[option]}" if option in self.hints else ""
 
     def address_allowed(self, address: str) -> bool:
         if self.allow_private_hosts or _is_public(address):
@@ -128,7 +134,8 @@ def check_url(url: str, policy: DownloadPolicy) -> list[str] | None:
     scheme = parts.scheme.lower()
     if scheme not in allowed_schemes:
         raise ExportFailure(
-            f"URL scheme {parts.scheme!r} is not allowed (only {' or '.join(allowed_schemes)})",
+            f"URL scheme {parts.scheme!r} is not allowed (only {' or '.join(allowed_schemes)})"
+            + policy.hint("allow_http"),
             cause=FailureCause.INVALID_REQUEST,
             permanent=True,
         )
@@ -136,7 +143,7 @@ def check_url(url: str, policy: DownloadPolicy) -> list[str] | None:
     names = {host.removesuffix("."), (parts.hostname or "").removesuffix(".")}
     if policy.allowed_hosts and not names & set(policy.allowed_hosts):
         raise ExportFailure(
-            f"host {host!r} is not in the allowed CDN hosts",
+            f"host {host!r} is not in the allowed CDN hosts" + policy.hint("allowed_hosts"),
             cause=FailureCause.INVALID_REQUEST,
             permanent=True,
         )
@@ -152,7 +159,8 @@ def check_url(url: str, policy: DownloadPolicy) -> list[str] | None:
     for address in addresses:
         if ip_literal(address) is None or not policy.address_allowed(address):
             raise ExportFailure(
-                f"host {host!r} resolves to a private or reserved address ({address})",
+                f"host {host!r} resolves to a private or reserved address ({address})"
+                + policy.hint("private_networks"),
                 cause=FailureCause.INVALID_REQUEST,
                 permanent=True,
             )

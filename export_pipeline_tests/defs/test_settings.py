@@ -116,3 +116,22 @@ def test_settings_groups_refuse_unknown_names_and_bad_values(tmp_path):
     assert auto.replace(runs={"executor": "in_process"}).resources()["media"].segments_per_step == 0
     forced = Settings.from_env({"EXPORT_SEGMENTS_PER_STEP": "4"})
     assert forced.resources()["media"].segments_per_step == 4
+
+
+def test_a_refused_clip_url_names_the_setting_that_allows_it(tmp_path):
+    """The quick start's first clip of one's own is served on loopback over plain HTTP:
+    the refusal says which settings allow it for local testing."""
+    import pytest
+
+    from export_pipeline.domain.failures import ExportFailure
+    from export_pipeline.io.http import check_url
+
+    policy = Settings.from_env({"EXPORT_PIPELINE_HOME": str(tmp_path)}).downloads.policy()
+    with pytest.raises(ExportFailure, match=r"only https\); .*EXPORT_ALLOW_HTTP=true"):
+        check_url("http://127.0.0.1:8000/clip.mp4", policy)
+    with pytest.raises(ExportFailure, match="EXPORT_ALLOWED_PRIVATE_NETWORKS .*127.0.0.0/8"):
+        check_url("https://127.0.0.1:8000/clip.mp4", policy)
+    allowed = Settings.from_env(
+        {"EXPORT_ALLOW_HTTP": "true", "EXPORT_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8"}
+    ).downloads.policy()
+    assert check_url("http://127.0.0.1:8000/clip.mp4", allowed) == ["127.0.0.1"]

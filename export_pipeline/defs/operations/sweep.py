@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from dagster import DagsterInstance, MetadataValue
+from dagster import AssetKey, AssetObservation, DagsterInstance, MetadataValue
 
 from export_pipeline.defs.intake.partitions import export_partitions
 from export_pipeline.domain import status as st
@@ -70,6 +70,8 @@ from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline.io.storage import Storage
 
 SWEPT_STATUSES = (st.COMPLETE, st.FAILED, st.CANCELED)
+# The assets a request's partition materializes.
+EXPORT_ASSETS = ("downloaded_clips", "encoded_video", "published_video")
 _ID_CHUNK = 500  # ids per `IN (...)` query
 
 Log = Callable[[str], None]
@@ -274,10 +276,13 @@ def sweep_expired(
         work = list(storage.list_keys(work_prefix(part)))
         for key in sorted(work, key=lambda k: k == manifest_key(part)):
             delete("work", key)
-    # 4. partitions (runs and their logs stay)
+    # 4. partitions: the deletion is recorded on each of the request's assets (an
+    # observation, in the UI beside its materializations: a "materialize" of it is a
+    # re-export), then the partition goes (runs and their logs stay)
     for part in sorted(partition_key(int(r["id"])) for r in swept):
         if instance.has_dynamic_partition(export_partitions.name, part):
             if not dry_run:
+                _record_deletion(instance, part, now)
                 instance.delete_dynamic_partition(export_partitions.name, part)
             report.partitions_deleted += 1
     log(report.summary())
@@ -360,3 +365,17 @@ class _Deleter:
             self.storage.delete(key)
         self.report.deleted[kind] += 1
         self.report.bytes_freed += size
+
+
+def _record_deletion(instance: DagsterInstance, partition: str, now: datetime) -> None:
+    """What an operator sees of a swept export in Dagster: each of its assets observed
+    deleted (SQL event logs cannot wipe a partition's materializations)."""
+    for asset in EXPORT_ASSETS:
+        instance.report_runless_asset_event(
+            AssetObservation(
+                asset_key=AssetKey(asset),
+                partition=partition,
+                description="deleted by retention: materialize again to re-export",
+                metadata={"deleted": True, "deleted_at": now.isoformat(timespec="seconds")},
+            )
+        )

@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from dagster import Definitions, RunsFilter
+from dagster import AssetKey, Definitions, RunsFilter
 from sqlalchemy import update
 
 from export_pipeline.defs.operations.retention import build_retention_defs
@@ -192,6 +192,11 @@ def test_retention_sweeps_exactly_the_old_requests(db_store, instance, cdn):
     )
     assert store.get(f)["status"] == st.PENDING
     assert partitions(instance) == {f"exp-{b}"}
+    # What the UI shows: each swept partition's assets observed deleted (B's are not).
+    for asset in ("downloaded_clips", "encoded_video", "published_video"):
+        records = instance.fetch_observations(AssetKey(asset), limit=100).records
+        deleted = {r.partition_key for r in records if r.asset_observation.metadata["deleted"]}
+        assert deleted == {f"exp-{i}" for i in (a, c, d)}
     # Runs (and their logs) stay.
     for request_id in (a, c, d):
         runs = instance.get_runs(RunsFilter(tags={"dagster/partition": f"exp-{request_id}"}))
