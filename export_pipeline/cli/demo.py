@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,9 +18,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from dagster import DagsterInstance
-
 from export_pipeline.cli.local_runner import evaluate_intake, run_requested
+from export_pipeline.cli.session import Session
 from export_pipeline.definitions import build_definitions
 from export_pipeline.defs.settings import Settings
 from export_pipeline.io.appdb.store import for_display
@@ -53,17 +51,6 @@ def serve_directory(directory: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-def embedded_instance(settings: Settings) -> DagsterInstance:
-    """The Dagster instance `dagster dev` at the repo root uses too."""
-    if os.environ.get("DAGSTER_HOME"):
-        return DagsterInstance.get()
-    if (Path.cwd() / "dagster.yaml").exists():
-        return DagsterInstance.from_config(str(Path.cwd()))
-    home = settings.home / "dagster"
-    home.mkdir(parents=True, exist_ok=True)
-    return DagsterInstance.from_config(str(home))
 
 
 def make_samples(directory: Path, ffmpeg: str = "ffmpeg") -> list[Path]:
@@ -116,7 +103,7 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> dict:
         )
         say(f"Inserted export request {request_id} ({len(clips)} clips, 1080p 16:9 medium).")
 
-        instance = embedded_instance(settings)
+        instance = Session(settings).instance()
         defs = build_definitions(settings)
         tick = evaluate_intake(instance, defs, cursor=str(request_id - 1))
         say(f"Sensor queued {len(tick.run_requests or [])} run(s): partition exp-{request_id}.")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import timedelta
 from pathlib import Path
 
+from export_pipeline.cli.args import age, error
 from export_pipeline.cli.session import Session
 from export_pipeline.cli.watch import duration_text, time_left, watch
 from export_pipeline.domain import status as st
@@ -35,14 +35,6 @@ def _clip_arg(value: str) -> dict:
     return clip
 
 
-def _age(value: str) -> timedelta:
-    units = {"m": "minutes", "h": "hours", "d": "days"}
-    try:
-        return timedelta(**{units[value[-1]]: float(value[:-1])})
-    except (KeyError, ValueError) as exc:
-        raise argparse.ArgumentTypeError(f"{value!r}: use a number and m, h or d (6h)") from exc
-
-
 def register(commands: argparse._SubParsersAction) -> None:
     request = commands.add_parser("request", help="enqueue an export request; prints its id")
     request.add_argument("--project-id", required=True)
@@ -62,6 +54,27 @@ def register(commands: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--clips-json", type=Path, help="a JSON file with the clips array of the contract"
     )
+    finishing = request.add_argument_group("finishing (README, the contract)")
+    finishing.add_argument(
+        "--captions", type=Path, metavar="FILE", help="captions file (.srt or .vtt), burned in"
+    )
+    finishing.add_argument("--captions-url", metavar="URL", help="captions fetched from a URL")
+    finishing.add_argument(
+        "--soft-captions", action="store_true", help="a caption track instead of burned in"
+    )
+    finishing.add_argument("--soundtrack", metavar="URL", help="music under the video")
+    finishing.add_argument("--soundtrack-volume", type=float, metavar="0-1")
+    finishing.add_argument("--soundtrack-fade-in", type=float, metavar="SECONDS")
+    finishing.add_argument("--soundtrack-fade-out", type=float, metavar="SECONDS")
+    finishing.add_argument(
+        "--soundtrack-once", action="store_true", help="play the music once (default: loop)"
+    )
+    finishing.add_argument(
+        "--no-audio-normalize", action="store_true", help="keep each clip's own loudness"
+    )
+    request.add_argument(
+        "--retention-days", type=int, help="days the video is kept (the user's plan)"
+    )
     request.set_defaults(run=run_request)
 
     status = commands.add_parser("status", help="print an export request as JSON")
@@ -76,10 +89,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     follow.set_defaults(run=run_watch)
 
     listing = commands.add_parser("list", help="list export requests, newest first")
-    listing.add_argument("--status")
+    listing.add_argument("--status", choices=st.STATUSES)
     listing.add_argument("--user-id")
     listing.add_argument("--project-id")
-    listing.add_argument("--since", type=_age, help="only newer than this age: 30m, 6h, 7d")
+    listing.add_argument("--since", type=age, help="only newer than this age: 30m, 6h, 7d")
     listing.add_argument("--limit", type=int, default=50)
     listing.set_defaults(run=run_list)
 
@@ -94,16 +107,39 @@ def register(commands: argparse._SubParsersAction) -> None:
         command.set_defaults(run=run)
 
 
-def _error(message: str, code: int = 1) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return code
-
-
 def _existing(store: RequestStore, request_id: int) -> dict | None:
     row = store.get(request_id)
     if row is None:
-        _error(f"no export request with id {request_id}")
+        error(f"no export request with id {request_id}")
     return row
+
+
+def _finishing(args: argparse.Namespace) -> dict:
+    """The request's optional columns from the options: captions, soundtrack, loudness."""
+    fields: dict = {}
+    if args.captions or args.captions_url:
+        if args.captions and args.captions_url:
+            raise ValueError("--captions and --captions-url: one or the other")
+        if args.captions:
+            kind = args.captions.suffix.lower().lstrip(".")
+            if kind not in ("srt", "vtt"):
+                raise ValueError(f"--captions {args.captions}: an .srt or .vtt file")
+            captions = {kind: args.captions.read_text(encoding="utf-8-sig")}
+        else:
+            captions = {"url": args.captions_url}
+        fields["captions"] = {**captions, "burn_in": not args.soft_captions}
+    if args.soundtrack:
+        options = {
+            "volume": args.soundtrack_volume,
+            "fade_in": args.soundtrack_fade_in,
+            "fade_out": args.soundtrack_fade_out,
+            "loop": False if args.soundtrack_once else None,
+        }
+        given = {key: value for key, value in options.items() if value is not None}
+        fields["soundtrack"] = {"url": args.soundtrack, **given}
+    if args.no_audio_normalize:
+        fields["audio_normalize"] = False
+    return fields
 
 
 def run_request(args: argparse.Namespace, session: Session) -> int:
@@ -112,9 +148,13 @@ def run_request(args: argparse.Namespace, session: Session) -> int:
         try:
             clips = decode_json(args.clips_json.read_text())
         except (OSError, ValueError) as exc:
-            return _error(f"--clips-json {args.clips_json}: {exc}", 2)
+            return error(f"--clips-json {args.clips_json}: {exc}", 2)
     else:
         clips = [{**c, "scene_number": n} for n, c in enumerate(args.clip, start=1)]
+    try:
+        finishing = _finishing(args)
+    except (OSError, ValueError) as exc:
+        return error(str(exc), 2)
     fields = dict(
         project_id=args.project_id,
         user_id=args.user_id,
@@ -123,11 +163,13 @@ def run_request(args: argparse.Namespace, session: Session) -> int:
         quality=args.quality,
         clips=clips,
         format=args.format,
+        retention_days=args.retention_days,
+        **finishing,
     )
     try:
         parse_request(fields)
     except InvalidRequest as exc:
-        return _error(str(exc), 2)
+        return error(str(exc), 2)
     print(store.insert(**fields))
     return 0
 
@@ -191,7 +233,7 @@ def run_cancel(args: argparse.Namespace, session: Session) -> int:
     if row is None:
         return 1
     if row["status"] in st.TERMINAL:
-        return _error(f"export {args.id} is already {row['status']}")
+        return error(f"export {args.id} is already {row['status']}")
     store.request_cancel(args.id)
     print(f"cancel requested for export {args.id}; the pipeline stops it within seconds")
     return 0
@@ -202,7 +244,7 @@ def run_retry(args: argparse.Namespace, session: Session) -> int:
     if not store.requeue(args.id):
         row = store.get(args.id)
         state = row["status"] if row else "missing"
-        return _error(
+        return error(
             f"export {args.id} is {state}; only failed, canceled or rejected exports can be "
             "retried (use reexport for expired or complete ones)"
         )
@@ -218,6 +260,6 @@ def run_reexport(args: argparse.Namespace, session: Session) -> int:
     try:
         parse_request(row)
     except InvalidRequest as exc:
-        return _error(f"export {args.id} cannot be exported again: {exc}", 2)
+        return error(f"export {args.id} cannot be exported again: {exc}", 2)
     print(store.reexport(args.id))
     return 0

@@ -23,16 +23,20 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     # processing -> processing: a re-execution or a later step of the same run claims the row.
     PROCESSING: frozenset({PROCESSING, RETRYING, COMPLETE, FAILED, CANCELED}),
     RETRYING: frozenset({PROCESSING, FAILED, CANCELED}),
-    # A finished export can be produced again (re-execution, backfill) or expire.
-    COMPLETE: frozenset({QUEUED, PROCESSING, EXPIRED}),
+    # A finished export can be produced again (re-execution, a backfill that puts it back
+    # in line) or expire.
+    COMPLETE: frozenset({PENDING, QUEUED, PROCESSING, EXPIRED}),
     # Re-execution from failure claims the row directly; `retry` puts it back in line.
     FAILED: frozenset({PENDING, QUEUED, PROCESSING}),
     CANCELED: frozenset({PENDING, QUEUED}),
-    EXPIRED: frozenset(),
+    EXPIRED: frozenset({PENDING}),  # a backfill exports it again
     REJECTED: frozenset({PENDING}),
 }
 
 STATUSES: tuple[str, ...] = tuple(TRANSITIONS)
+# What an operator's `retry` puts back in line; a backfill also takes finished exports.
+RETRYABLE: frozenset[str] = frozenset({FAILED, CANCELED, REJECTED})
+BACKFILLABLE: frozenset[str] = frozenset({COMPLETE, EXPIRED, FAILED, CANCELED, REJECTED})
 TERMINAL: frozenset[str] = frozenset({COMPLETE, FAILED, CANCELED, EXPIRED, REJECTED})
 ACTIVE: frozenset[str] = frozenset({QUEUED, PROCESSING, RETRYING})
 

@@ -6,6 +6,7 @@ from export_pipeline.cli.local_runner import evaluate_intake, run_requested
 from export_pipeline.cli.main import main
 from export_pipeline.definitions import build_definitions
 from export_pipeline.domain import status as st
+from export_pipeline.domain.failures import FailureCause
 from export_pipeline_tests.cdn import status
 from export_pipeline_tests.conftest import clip
 
@@ -96,3 +97,99 @@ def test_metrics_prints_the_kpis(cli_env, store, capsys):
     assert main(["metrics"]) == 0
     out = capsys.readouterr().out.lower()
     assert "success rate" in out
+
+
+def test_list_names_the_statuses_when_one_is_unknown(cli_env, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["list", "--status", "bogus"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'bogus'" in err and "'complete'" in err and "'expired'" in err
+
+
+def test_request_sets_every_column_of_the_contract(cli_env, store, tmp_path, capsys):
+    captions = tmp_path / "talk.vtt"
+    captions.write_text("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\nhello\n")
+    code = main([
+        "request", "--project-id", "p", "--user-id", "u", "--format", "webm",
+        "--resolution", "720p", "--aspect-ratio", "4:5", "--quality", "medium",
+        "--clip", "https://cdn.example/a.mp4,0.5,2",
+        "--captions", str(captions), "--soft-captions",
+        "--soundtrack", "https://cdn.example/song.mp3", "--soundtrack-volume", "0.2",
+        "--soundtrack-fade-out", "3", "--soundtrack-once",
+        "--no-audio-normalize", "--retention-days", "30",
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    row = store.get(int(capsys.readouterr().out))
+    from export_pipeline.domain.request import parse_request
+
+    spec = parse_request(row)
+    assert (spec.format, spec.aspect_ratio, spec.quality, spec.retention_days) == (
+        "webm",
+        "4:5",
+        "medium",
+        30,
+    )
+    assert spec.audio_normalize is False
+    assert spec.captions.kind == "vtt" and spec.captions.burn_in is False
+    assert "hello" in spec.captions.text
+    track = spec.soundtrack.track
+    assert spec.soundtrack.url == "https://cdn.example/song.mp3"
+    assert (track.volume, track.fade_out, track.loop) == (0.2, 3.0, False)
+    # a bad value is refused before anything is written
+    assert main(["request", "--project-id", "p", "--user-id", "u", "--clip",
+                 "https://cdn.example/a.mp4", "--retention-days", "0"]) == 2  # fmt: skip
+    assert "retention_days must be a whole number" in capsys.readouterr().err
+    assert main(["request", "--project-id", "p", "--user-id", "u", "--clip",
+                 "https://cdn.example/a.mp4", "--captions", str(tmp_path / "x.txt")]) == 2  # fmt: skip
+    assert "an .srt or .vtt file" in capsys.readouterr().err
+
+
+def test_backfill_exports_finished_requests_again(cli_env, store, instance, cdn, capsys):
+    """The runbook's re-export of old requests: they go back in line, past the daily
+    limit, and the sensor and a run make them complete again, each in its own partition."""
+    defs = build_definitions(cli_env.replace(intake={"daily_limit": 1}))
+    a, b = insert(store, cdn, project="film"), insert(store, cdn, name="classic.mp4")
+    tick = evaluate_intake(instance, defs, cursor=None)
+    for result in run_requested(instance, defs, tick):
+        assert result.success
+    store.transition(b, st.EXPIRED, video_url=None)
+    before = store.get(a)["video_url"]
+
+    assert main(["backfill"]) == 2  # which ones?
+    assert "--ids" in capsys.readouterr().err
+    assert main(["backfill", "--ids", f"{a},{b}", "--dry-run"]) == 0
+    assert f"would export again 2 request(s): {a}, {b}" in capsys.readouterr().out
+    assert store.get(a)["status"] == st.COMPLETE
+    assert main(["backfill", "--project-id", "film", "--status", "complete"]) == 0
+    assert f"1 request(s) pending again: {a}" in capsys.readouterr().out
+    assert main(["backfill", "--ids", str(b)]) == 0
+    assert {store.get(i)["status"] for i in (a, b)} == {st.PENDING}
+
+    tick = evaluate_intake(instance, defs, cursor=tick.cursor)
+    assert sorted(r.partition_key for r in tick.run_requests) == [f"exp-{a}", f"exp-{b}"]
+    for result in run_requested(instance, defs, tick):
+        assert result.success
+    rows = [store.get(i) for i in (a, b)]
+    assert [r["status"] for r in rows] == [st.COMPLETE, st.COMPLETE]
+    assert rows[0]["video_url"] == before and rows[1]["video_url"]
+
+
+def test_sweep_runs_retention_now_in_either_world(cli_env, store, cdn, tmp_path, monkeypatch,
+                                                  capsys):  # fmt: skip
+    """`export-pipeline sweep` needs no DAGSTER_HOME (the embedded instance), and takes
+    DAGSTER_HOME's instance when it is set."""
+    monkeypatch.chdir(tmp_path)  # no ./dagster.yaml: the instance under EXPORT_PIPELINE_HOME
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    request_id = insert(store, cdn)
+    store.fail(request_id, st.FAILED, "old", FailureCause.OTHER)
+    store.transition(request_id, st.PENDING)  # (not due: the sweep reports nothing)
+    assert main(["sweep", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "0 request(s) swept" in out and "would remove 0" in out
+    home = tmp_path / "dagster-home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    assert main(["sweep"]) == 0
+    assert "0 request(s) swept" in capsys.readouterr().out
+    assert (home / "history").exists() or any(home.iterdir())  # it used that instance

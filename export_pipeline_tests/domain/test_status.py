@@ -19,6 +19,9 @@ from export_pipeline.domain import status as st
         (st.FAILED, st.COMPLETE, False),  # only a processing run completes
         (st.CANCELED, st.PROCESSING, False),
         (st.EXPIRED, st.QUEUED, False),
+        (st.EXPIRED, st.PENDING, True),  # a backfill puts it back in line
+        (st.COMPLETE, st.PENDING, True),
+        (st.EXPIRED, st.PROCESSING, False),
         (st.PENDING, st.COMPLETE, False),
     ],
 )
@@ -37,3 +40,8 @@ def test_every_status_is_known_and_terminal_ones_do_not_retry():
 def test_unknown_target_is_an_error():
     with pytest.raises(ValueError, match="unknown status"):
         st.sources("done")
+
+
+def test_retry_takes_failures_and_a_backfill_any_finished_export():
+    assert st.RETRYABLE < st.BACKFILLABLE <= st.sources(st.PENDING)
+    assert st.COMPLETE not in st.RETRYABLE and st.EXPIRED in st.BACKFILLABLE

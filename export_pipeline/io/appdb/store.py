@@ -152,11 +152,17 @@ class RequestStore:
         user_id: str | None = None,
         project_id: str | None = None,
         since: datetime | None = None,
-        limit: int = 100,
+        ids: Collection[int] | None = None,
+        statuses: Collection[str] | None = None,
+        limit: int | None = 100,
     ) -> list[dict[str, Any]]:
         query = select(*_COLUMNS).order_by(T.c.id.desc()).limit(limit)
         if status:
             query = query.where(T.c.status == status)
+        if statuses is not None:
+            query = query.where(T.c.status.in_(list(statuses)))
+        if ids is not None:
+            query = query.where(T.c.id.in_(list(ids)))
         if user_id:
             query = query.where(T.c.user_id == user_id)
         if project_id:
@@ -322,9 +328,11 @@ class RequestStore:
         with self.engine.begin() as conn:
             return conn.execute(query.values(cancel_requested_at=utcnow())).rowcount == 1
 
-    def requeue(self, request_id: int) -> bool:
-        """Put a failed, canceled or rejected export back in line (operator `retry`)."""
-        query = update(T).where(T.c.id == request_id, T.c.status.in_(st.sources(st.PENDING)))
+    def requeue(self, request_id: int, statuses: Collection[str] = st.RETRYABLE) -> bool:
+        """Put an export in one of `statuses` back in line: the sensor takes it again (the
+        operator's `retry`: failed, canceled or rejected; a backfill: any finished one)."""
+        allowed = set(statuses) & st.sources(st.PENDING)
+        query = update(T).where(T.c.id == request_id, T.c.status.in_(allowed))
         values = {
             "status": st.PENDING,
             "requeued_at": utcnow(),
