@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, text
 from export_pipeline.defs.settings import Settings
 from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline.io.storage import make_s3_client
+from export_pipeline_tests import processes
 from export_pipeline_tests.cdn import FakeCDN
 from export_pipeline_tests.s3_server import S3Server, start_s3_server
 
@@ -38,6 +39,53 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+# ---- No process outlives the test run (processes.py): every process it starts inherits this
+# marker; the first test after which one was seen is noted, and at the end none may be left.
+
+RUN_ID = uuid.uuid4().hex
+os.environ[processes.RUN_MARKER] = RUN_ID
+FIRST_SEEN: dict[tuple[int, int], str] = {}  # (pid, start) of a marked process -> test id
+_known_pids: set[int] = set()
+_last_test = "?"
+
+
+def pytest_runtest_logstart(nodeid: str, location) -> None:
+    global _last_test
+    _last_test = nodeid
+
+
+def pytest_runtest_logfinish(nodeid: str, location) -> None:
+    """Note the marked processes that appeared during this test (only new pids are read)."""
+    global _known_pids
+    pids = {int(entry) for entry in os.listdir("/proc") if entry.isdigit()}
+    for pid in pids - _known_pids:
+        proc = processes.read(pid)
+        if proc is not None and proc.environ().get(processes.RUN_MARKER) == RUN_ID:
+            FIRST_SEEN.setdefault((pid, proc.started), nodeid)
+    _known_pids = pids
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """Fails the run if a process it started (a code server, a run worker, FFmpeg, ...) is
+    still alive after every test and fixture has ended; kills those it finds."""
+    yield
+    left = processes.wait_gone(  # a moment for those on their way out
+        lambda: processes.left_behind(RUN_ID, os.getpid()), 15.0
+    )
+    if left:
+        processes.kill(left)
+        lines = [
+            f"{p.describe()}\n    first seen after {FIRST_SEEN.get((p.pid, p.started), _last_test)}"
+            for p in left
+        ]
+        pytest.fail(
+            f"{len(left)} process(es) started by the tests outlived them (now killed):\n"
+            + "\n".join(lines),
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ Dagster's default run launcher. Storage is S3 (moto) or local, as the test choos
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import yaml
 from dagster import DagsterInstance, RunsFilter
 
 from export_pipeline.io.appdb.store import RequestStore
+from export_pipeline_tests.processes import Proc, Service
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -73,36 +73,28 @@ class DaemonWorld:
         self.store = RequestStore.from_url(app_url)
         self.store.create_schema()
         self.log_path = root / "daemon.log"
-        self.process: subprocess.Popen | None = None
+        self.service: Service | None = None
 
     def start(self) -> DaemonWorld:
-        self._log = self.log_path.open("a")
-        self.process = subprocess.Popen(
+        self.service = Service(
             [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
-            cwd=REPO,
             env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # so the daemon and its code server stop together
-        )
+            cwd=REPO,
+            log=self.log_path,
+        ).start()
         return self
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self._log.close()
+    def stop(self) -> list[Proc]:
+        """Stop the daemon and everything it started (code servers, run workers, FFmpeg),
+        and return only once all of it is gone: a test drops the databases next, and a code
+        server still waiting for its runs then never ends (see `processes`). Returns the
+        processes that had to be killed after the grace period."""
+        return self.service.stop() if self.service else []
 
     def crash_and_restart(self) -> None:
         """What a host crash or a forced redeploy does: SIGKILL to the daemon, its code server
-        and the run workers they launched (one process group), then a fresh daemon."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-        self._log.close()
+        and the run workers they launched, all at once, then a fresh daemon."""
+        self.service.kill()
         self.start()
 
     def log_tail(self, chars: int = 4000) -> str:

@@ -22,9 +22,10 @@ server on loopback, and a 1080p `high` 16:9 export, it measures:
   at its production interval of 5 s, a run process per run): its overhead beyond the
   in-process run is added to every class's in-process time to give the daemon figure.
 
-Prints Markdown tables (per class, per preset, per phase), writes JSON (`--out`) and the same
-tables as Markdown next to it (`.md`). Timings are single runs on a shared machine: the
-JSON records the load average before each measurement.
+Writes JSON (`--out`) and prints its tables (per class, per preset, per phase: `report.py`);
+with `--out export_pipeline_tests/benchmarks/results/bench-corpus.json` it also rewrites
+the tables of the benchmarks' README. Timings are single runs on a shared machine: the JSON
+records the load average before each measurement.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from export_pipeline.cli.demo import serve_directory
 from export_pipeline.defs.settings import Settings
 from export_pipeline.media.commands import EncodeSettings, encode_settings
 from export_pipeline.media.frame import choose_frame_rate
+from export_pipeline_tests.benchmarks import report as tables
 from export_pipeline_tests.benchmarks.bench_export import (
     export_in_process_of_its_own,
     reference_argv,
@@ -68,17 +70,18 @@ from export_pipeline_tests.benchmarks.corpus import (
     real_footage,
     siti,
 )
+from export_pipeline_tests.benchmarks.report import (  # the issue's targets
+    MEDIAN_TIME_LIMIT,
+    SIZE_LIMIT,
+    SSIM_MARGIN,
+    WORST_TIME_LIMIT,
+)
 
 PYTHON = sys.executable
 # The pipeline's defaults, as export_once runs it (its environment is not read).
 DEFAULTS = Settings.from_env({})
 PRESETS = ("superfast", "veryfast", "faster")
 RESOLUTION, ASPECT, QUALITY = "1080p", "16:9", "high"
-# The issue's targets.
-SSIM_MARGIN = 0.005
-SIZE_LIMIT = 1.1
-MEDIAN_TIME_LIMIT = 0.5
-WORST_TIME_LIMIT = 0.6
 DAEMON_SAMPLES = 6  # small exports sampling the daemon's overhead, besides the full one
 STARTED = time.monotonic()
 
@@ -675,128 +678,6 @@ def evaluate(report: dict) -> dict:
     return targets
 
 
-def markdown(report: dict) -> str:
-    """The tables: per class (the default preset), per preset and class, summary per preset,
-    per phase of the export (default preset), the daemon run."""
-    default = report["default_preset"]
-    targets = report["targets"]
-    extra = report.get("daemon", {}).get("extra_over_in_process_s", 0.0)
-    lines = [f"Classes at the default preset `{default}` (whole export = in-process export "
-             f"+ {extra:.1f} s measured daemon overhead):", "",
-             "| class | source | clips | reference | SSIM ref / pipeline | size ref / pipeline "
-             "| whole export | ratio | encode step | one FFmpeg run, same settings |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for name, c in report["classes"].items():
-        if default not in c["presets"]:
-            continue
-        p, s, ref = (
-            c["presets"][default]["pipeline"],
-            c["presets"][default]["single"],
-            c["reference"],
-        )
-        t = targets[default]["classes"][name]
-        lines.append(
-            f"| {name} | {c['source']} | {c['clips']} x {c['timeline_s'] / c['clips']:g} s "
-            f"| {ref['seconds']:.1f} s "
-            f"| {ref['ssim']:.4f} / {p['ssim']:.4f} ({t['ssim_diff']:+.4f}) "
-            f"| {ref['bytes'] / 1e6:.1f} / {p['bytes'] / 1e6:.1f} MB ({t['size_ratio']:.2f}x) "
-            f"| {t['whole_s']:.1f} s | **{t['time_ratio']:.2f}x** | {p['encode_s']:.1f} s"
-            f"{' (stream copy)' if p.get('stream_copy') else ''} "
-            + (f"| {s['seconds']:.1f} s ({t['single_ratio']:.2f}x), "
-               f"SSIM {t['single_ssim_diff']:+.4f} |" if s else "| - |")
-        )  # fmt: skip
-    lines += ["", "Per preset and class (ratios against the reference; `ok`: SSIM >= "
-              f"reference - {SSIM_MARGIN} and size <= {SIZE_LIMIT}x):", "",
-              "| preset | class | SSIM diff | size | whole export | encode step | "
-              "one FFmpeg run: time, SSIM diff, size | encode step / one run "
-              "| CPU: export, one run | ok |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for preset, t in targets.items():
-        for name, r in t["classes"].items():
-            single = "-"
-            if r["single_ratio"] is not None:
-                single = (f"{r['single_ratio']:.2f}x, {r['single_ssim_diff']:+.4f}, "
-                          f"{r['single_size_ratio']:.2f}x | {r['encode_vs_single']:.2f} "
-                          f"| {r['cpu_ratio']:.2f}x, {r['single_cpu_ratio']:.2f}x")  # fmt: skip
-            else:
-                single = f"- | - | {r['cpu_ratio']:.2f}x, -"
-            lines.append(
-                f"| {preset} | {name} | {r['ssim_diff']:+.4f} | {r['size_ratio']:.2f}x "
-                f"| {r['time_ratio']:.2f}x | {r['encode_ratio']:.2f}x | {single} "
-                f"| {'ok' if r['quality_ok'] else '**no**'} |"
-            )  # fmt: skip
-    lines += ["", "Targets per preset (whole export: median <= "
-              f"{MEDIAN_TIME_LIMIT}x and worst <= {WORST_TIME_LIMIT}x of the reference):", "",
-              "| preset | worst SSIM diff | worst size | median time | worst time (class) "
-              "| all targets |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for preset, t in targets.items():
-        lines.append(
-            f"| {preset} | {t['worst_ssim_diff']:+.4f} | {t['worst_size_ratio']:.2f}x "
-            f"| {t['median_time_ratio']:.2f}x | {t['worst_time_ratio']:.2f}x ({t['worst_class']}) "
-            f"| {'**yes**' if t['meets_all'] else 'no'} |"
-        )  # fmt: skip
-    fastest = report.get("fastest_quality_preset", {})
-    adaptive = report.get("adaptive_best_case")
-    if adaptive:
-        lines += ["", "A content-adaptive choice at best (each class at its fastest setting that "
-                  f"keeps SSIM and size): median {adaptive['median_time_ratio']:.2f}x, worst "
-                  f"{adaptive['worst_time_ratio']:.2f}x"
-                  + ("" if adaptive["all_classes_covered"] else
-                     "; some classes have no setting that keeps SSIM and size")
-                  + "."]  # fmt: skip
-    lines += ["", "Fastest setting keeping SSIM and size, per class (with the sources' bits "
-              "per pixel, spatial and temporal information at 1080p): " + ", ".join(
-                  f"{n}: {fastest.get(n) or 'none'} ({c['source_bpp']} bpp, "
-                  f"SI {c.get('si')}, TI {c.get('ti')})"
-                  for n, c in report["classes"].items())]  # fmt: skip
-    lines += [
-        "",
-        f"Where the time goes, per class at `{default}` (seconds of wall time, in-process "
-        "run; the segment encodes as the time they took together, with their count and "
-        "mean length: two are encoded at once):",
-        "",
-    ]
-    names = [n for n, c in report["classes"].items() if default in c["presets"]]
-    phase_names: list[str] = []
-    for n in names:
-        for k in report["classes"][n]["presets"][default]["pipeline"]["phases"]:
-            if k not in phase_names:
-                phase_names.append(k)
-    lines += ["| phase | " + " | ".join(names) + " |", "| --- |" + " --- |" * len(names)]
-    for phase in phase_names:
-        cells = []
-        for n in names:
-            p = report["classes"][n]["presets"][default]["pipeline"]
-            value = p["phases"].get(phase)
-            cell = "" if value is None else f"{value:.2f}"
-            if phase.endswith("segment encode") and value:
-                # Wall time of the encodes (two run at once): their count and mean length.
-                cell += f" ({len(p['segments_s'])} x {statistics.mean(p['segments_s']):.2f})"
-            cells.append(cell)
-        lines.append(f"| {phase} | " + " | ".join(cells) + " |")
-    lines.append("| **in-process export** | " + " | ".join(
-        f"**{report['classes'][n]['presets'][default]['pipeline']['seconds']:.2f}**"
-        for n in names) + " |")  # fmt: skip
-    lines.append("| one FFmpeg run, same settings | " + " | ".join(
-        f"{single['seconds']:.2f}" if (single := report["classes"][n]["presets"][default]
-                                      ["single"]) else "-"
-        for n in names) + " |")  # fmt: skip
-    daemon = report.get("daemon")
-    if daemon:
-        timeline = ", ".join(f"{k} {v:.1f} s" for k, v in daemon["timeline"].items())
-        samples = ", ".join(f"{v:.1f}" for v in daemon["overhead_samples_s"])
-        lines += ["", f"On a running daemon (class `{daemon['class']}`, `{daemon['preset']}`, "
-                  "sensor interval 5 s, after a warm-up export): INSERT -> complete "
-                  f"{daemon['seconds']:.1f} s, of which the steps' own work "
-                  f"{daemon['step_bodies_s']:.1f} s and Dagster/daemon overhead "
-                  f"{daemon['overhead_s']:.1f} s ({timeline}). Overhead over "
-                  f"{len(daemon['overhead_samples_s'])} exports: {samples} s, median "
-                  f"{daemon['overhead_median_s']:.1f} s, against "
-                  f"{daemon['in_process_overhead_s']:.1f} s in process: "
-                  f"{daemon['extra_over_in_process_s']:.1f} s added to every class."]  # fmt: skip
-    return "\n".join(lines) + "\n"
-
-
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -839,7 +720,6 @@ def main() -> None:
     if args.real:
         classes["real"] = real_footage([Path(p) for p in args.real.split(",")])
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-corpus-"))
-    md_path = args.out.with_suffix(".md")
     report: dict[str, Any] = {
         "machine": {"cores": os.cpu_count(), "load_at_start": loadavg()},
         "code": code_version(),
@@ -886,10 +766,8 @@ def main() -> None:
     report["targets"] = evaluate(report)
     report["machine"]["load_at_end"] = loadavg()
     args.out.write_text(json.dumps(report, indent=2))
-    text = markdown(report)
-    md_path.write_text(text)
-    print("\n" + text)
-    say(f"JSON: {args.out}, Markdown: {md_path}")
+    tables.record("bench_corpus", args.out)
+    say(f"JSON: {args.out}")
 
 
 if __name__ == "__main__":

@@ -13,14 +13,16 @@ slower than the history's median and a length differs from the history's. Every 
 clips of its own (the segment cache would make a repeated clip free). Every progress
 write is recorded with the `eta_s` it carried, and at 25 %, 50 % and 75 % progress the
 estimate is compared with the time that was really left (from the first write at or past
-the mark to `completed_at`). Target: within ±25 % from 25 % on. Not run by pytest.
+the mark to `completed_at`). Target: within ±25 % from 25 % on (or within the display's
+1 s: `eta_s` is whole seconds, written at most once a second). Not run by pytest. Prints the
+tables (`report.py`); `--json export_pipeline_tests/benchmarks/results/bench-eta.json` also
+rewrites those of the benchmarks' README.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 import uuid
@@ -37,14 +39,11 @@ from export_pipeline.defs.export.publish import PROGRESS_BAND as PUBLISH_BAND
 from export_pipeline.defs.settings import Settings
 from export_pipeline.domain.clock import as_utc
 from export_pipeline.io.appdb.store import RequestStore
+from export_pipeline_tests.benchmarks import report as tables
 from export_pipeline_tests.benchmarks.corpus import CLASSES, make_clips
 
 MARKS = (25, 50, 75)
 BANDS = {"download": DOWNLOAD_BAND, "encode": ENCODE_BAND, "publish": PUBLISH_BAND}
-TARGET = 0.25
-# eta_s is whole seconds, written at most once a second: an error within this is the
-# display's resolution (it decides the marks of exports of a few seconds).
-RESOLUTION_S = 1.0
 RESOLUTION = "1080p"
 
 
@@ -167,33 +166,11 @@ def main() -> None:
                     )
                     print(json.dumps(results[-1]), flush=True)
 
-    print(
-        f"\n{'mark':>5}  {'median error':>12}  {'worst':>7}  within ±{TARGET:.0%}"
-        f"  within ±{TARGET:.0%} or ±{RESOLUTION_S:.0f} s"
-    )
-    for mark in MARKS:
-        values = [r["errors"][mark] for r in results if r["errors"][mark] is not None]
-        if not values:
-            print(f"{mark:>4}%  {'-':>12}  {'-':>7}  no estimate")
-            continue
-        relative = [v[0] for v in values]
-        worst = max(relative, key=abs)
-        inside = sum(1 for v in relative if abs(v) <= TARGET)
-        near = sum(1 for rel, sec in values if abs(rel) <= TARGET or abs(sec) <= RESOLUTION_S)
-        print(
-            f"{mark:>4}%  {statistics.median(relative):>+12.1%}  {worst:>+7.1%}"
-            f"  {inside:>3}/{len(values)}  {near:>3}/{len(values)}"
-        )
-    print("\nshare of the time by step (median, min-max), against its band of the bar:")
-    for name, (low, high) in BANDS.items():
-        values = [r["shares"][name] for r in results if r["shares"][name] is not None]
-        if values:
-            print(
-                f"  {name:<9} {statistics.median(values):>6.1%}  "
-                f"{min(values):.1%}-{max(values):.1%}  band {high - low} %"
-            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+        tables.record("bench_eta", args.json)
+    else:  # as the JSON holds them (the marks as strings)
+        print("\n" + tables.eta_tables(json.loads(json.dumps(results))))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ through a real Dagster run; SSIM of both against one reference rendering (the so
 scaled to 1080p, built on the fly) and their sizes; peak RSS of the pipeline process and of
 FFmpeg; the stream-copy path; a re-export after one clip changed; a 10-minute export; the
 INSERT -> `processing` latency with the real daemon; and how time grows with resolution.
-Prints a table and writes JSON (default `bench-results.json`).
+Writes JSON (`--out`, default `bench-export.json`) and prints its tables (`report.py`); with
+`--out export_pipeline_tests/benchmarks/results/bench-export.json` it also rewrites the
+tables of the benchmarks' README.
 """
 
 import argparse
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 from export_pipeline.cli.demo import serve_directory
+from export_pipeline_tests.benchmarks import report as tables
 
 PYTHON = sys.executable
 CLIPS = 12
@@ -170,7 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one repeat, skip 10-min and 4k")
-    parser.add_argument("--out", type=Path, default=Path("bench-results.json"))
+    parser.add_argument("--out", type=Path, default=Path("bench-export.json"))
     parser.add_argument("--work", type=Path, default=None, help="keep files here")
     args = parser.parse_args()
     repeat = 1 if args.quick else args.repeat
@@ -302,48 +305,8 @@ def main() -> None:
             report["ten_minutes"]["rss_pipeline_mb"] / p["rss_pipeline_mb"], 3
         )
     args.out.write_text(json.dumps(report, indent=2))
-    print_table(report)
+    tables.record("bench_export", args.out)
     say(f"JSON: {args.out}")
-
-
-def print_table(r: dict) -> None:
-    ratios = r["ratios"]
-    rows = [
-        ("reference (doc's command), encode only", f"{r['reference']['seconds']:.1f} s", "1.00x", "-"),
-        ("pipeline, full 1080p high export", f"{r['pipeline']['seconds']:.1f} s",
-         f"{ratios['full_vs_reference_time']:.2f}x", "<= 0.5x"),
-        ("  of which encoded_video", f"{r['pipeline']['encode_s']:.1f} s", "", ""),
-        ("SSIM reference / pipeline", f"{r['reference']['ssim']:.4f} / {r['pipeline']['ssim']:.4f}",
-         f"{ratios['ssim_difference']:+.4f}", ">= -0.005"),
-        ("size reference / pipeline", f"{r['reference']['bytes'] / 1e6:.1f} / {r['pipeline']['bytes'] / 1e6:.1f} MB",
-         f"{ratios['size_vs_reference']:.2f}x", "<= 1.1x"),
-        ("same export at preset veryfast", f"{r['pipeline_veryfast']['seconds']:.1f} s, SSIM {r['pipeline_veryfast']['ssim']:.4f}, {r['pipeline_veryfast']['bytes'] / 1e6:.1f} MB",
-         f"{r['pipeline_veryfast']['seconds'] / r['reference']['seconds']:.2f}x", ""),
-        ("stream-copy path, encode step", f"{r['stream_copy']['encode_s']:.2f} s",
-         f"{ratios['stream_copy_encode_vs_reference']:.3f}x", "<= 0.05x"),
-        ("stream-copy path, whole export", f"{r['stream_copy']['seconds']:.2f} s",
-         f"{ratios['stream_copy_total_vs_reference']:.3f}x", ""),
-        ("re-export, one clip of 12 changed", f"{r['reexport_one_changed']['seconds']:.1f} s",
-         f"{ratios['reexport_vs_full']:.2f}x of full", "<= 0.25x"),
-        ("peak RSS pipeline / ffmpeg (1 min)",
-         f"{r['pipeline']['rss_pipeline_mb']:.0f} / {r['pipeline']['rss_ffmpeg_mb']:.0f} MB", "", ""),
-        ("peak RSS reference ffmpeg", f"{r['reference']['rss_ffmpeg_mb']:.0f} MB", "", ""),
-    ]  # fmt: skip
-    if "ten_minutes" in r:
-        t = r["ten_minutes"]
-        rows.append(("10-minute export (120 clips)", f"{t['seconds']:.0f} s", "", "completes"))
-        rows.append(("peak RSS pipeline, 10 min", f"{t['rss_pipeline_mb']:.0f} MB",
-                     f"{ratios['rss_10min_vs_1min']:.2f}x of 1 min", "<= 300 MB, <= 1.2x"))  # fmt: skip
-        for res, v in r["resolutions"].items():
-            rows.append((f"1 minute at {res}", f"{v['seconds']:.1f} s (encode {v['encode_s']:.1f} s)",
-                         f"{v['bytes'] / 1e6:.1f} MB", ""))  # fmt: skip
-    rows.append(("latency INSERT -> processing (median)", f"{r['latency']['median_s']:.1f} s",
-                 str(r["latency"]["samples"]), "<= 10 s"))  # fmt: skip
-    width = max(len(x[0]) for x in rows)
-    print(f"\n| {'measure':<{width}} | value | ratio | target |")
-    print(f"|{'-' * (width + 2)}|---|---|---|")
-    for name, value, ratio, target in rows:
-        print(f"| {name:<{width}} | {value} | {ratio} | {target} |")
 
 
 if __name__ == "__main__":

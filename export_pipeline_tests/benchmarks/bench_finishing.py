@@ -10,7 +10,9 @@ tone each) is rendered as the encode step renders it (`render_video`: segments, 
 everything together. Each variant runs `--repeat` times from a cold segment cache; the
 median wall time and FFmpeg CPU seconds are reported with the extra over the plain render.
 Target (issue 12): normalization and transitions each at most 10 % extra time. Run it on a
-quiet machine: nothing else may share the CPUs.
+quiet machine: nothing else may share the CPUs. Writes JSON (`--out`) and prints the table
+(`report.py`); with `--out export_pipeline_tests/benchmarks/results/bench-finishing.json` it
+also rewrites the table of the benchmarks' README.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from export_pipeline.domain.soundtrack import Soundtrack
 from export_pipeline.media.commands import DEFAULT_LOUDNESS_LUFS, encode_settings
 from export_pipeline.media.probe import probe
 from export_pipeline.media.render import BurnIn, Music, RenderInput, Transition, render_video
+from export_pipeline_tests.benchmarks import report as tables
 from export_pipeline_tests.benchmarks.bench_export import CLIPS, SECONDS, make_clip
 
 VARIANTS = ("plain", "loudness", "transitions", "soundtrack", "burned captions",
@@ -113,18 +116,8 @@ def main() -> None:
         }
         for v, rs in runs.items()
     }
-    base = report["plain"]
-    lines = ["| variant | wall s | extra | CPU s | extra | video s |",
-             "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for v, r in report.items():
-        lines.append(
-            f"| {v} | {r['seconds']:.1f} | {r['seconds'] / base['seconds'] - 1:+.0%} "
-            f"| {r['cpu_s']:.0f} | {r['cpu_s'] / base['cpu_s'] - 1:+.0%} | {r['duration_s']} |"
-        )
-    text = "\n".join(lines) + "\n"
     args.out.write_text(json.dumps(report, indent=2))
-    args.out.with_suffix(".md").write_text(text)
-    print("\n" + text)
+    tables.record("bench_finishing", args.out)
 
 
 if __name__ == "__main__":

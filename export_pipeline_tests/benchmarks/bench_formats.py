@@ -19,8 +19,11 @@ For each class (`corpus.CLASSES`, or `real` from files), tier (low, medium, high
 segments, join, the format's encoder settings) at 1080p 16:9, and measured: wall time, CPU
 seconds of FFmpeg, size, and SSIM against the sources (one pass per class). The targets:
 at each tier, every format within 0.005 of the H.264 output's SSIM with a smaller file.
-Prints a Markdown table and writes JSON. CPU seconds are the speed figure that holds when the
-machine is shared; wall time is printed beside them.
+Writes JSON (`--out`) and prints its table (`report.py`); with `--out` in
+`export_pipeline_tests/benchmarks/results/` (`bench-formats.json`, with `--calibrate`
+`bench-formats-calibration.json`, with `--encoders` `bench-formats-encoders.json`) it also
+rewrites that table of the benchmarks' README. CPU seconds are the speed figure that holds
+when the machine is shared; wall time is printed beside them.
 """
 
 from __future__ import annotations
@@ -42,10 +45,10 @@ from export_pipeline.media.commands import CRF_BY_CODEC, encode_settings, video_
 from export_pipeline.media.frame import choose_frame_rate
 from export_pipeline.media.probe import probe
 from export_pipeline.media.render import RenderInput, render_video
+from export_pipeline_tests.benchmarks import report as tables
 from export_pipeline_tests.benchmarks.bench_corpus import ssim_many
 from export_pipeline_tests.benchmarks.corpus import CLASSES, make_clips, real_footage, run_ffmpeg
-
-SSIM_MARGIN = 0.005
+from export_pipeline_tests.benchmarks.report import SSIM_MARGIN
 
 
 def children_cpu() -> float:
@@ -205,28 +208,6 @@ def choose_crfs(report: dict) -> dict[str, dict[str, int]]:
     return chosen
 
 
-def table(report: dict) -> str:
-    lines = [
-        "| class | tier | format | SSIM (vs H.264) | size (vs H.264) | CPU s (vs H.264) "
-        "| wall s | ok |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for cls, tiers in report["classes"].items():
-        for quality, formats in tiers.items():
-            base = formats["mp4"]
-            for name, r in formats.items():
-                diff = r["ssim"] - base["ssim"]
-                size = r["bytes"] / base["bytes"]
-                ok = name == "mp4" or (diff >= -SSIM_MARGIN and size < 1.0)
-                lines.append(
-                    f"| {cls} | {quality} | {name} | {r['ssim']:.4f} ({diff:+.4f}) "
-                    f"| {r['bytes'] / 1e6:.1f} MB ({size:.2f}x) "
-                    f"| {r['cpu_s']:.0f} ({r['cpu_s'] / base['cpu_s']:.1f}x) "
-                    f"| {r['seconds']:.0f} | {'ok' if ok else '**no**'} |"
-                )
-    return "\n".join(lines) + "\n"
-
-
 def class_clips(name: str, args, work: Path) -> tuple[list[Path], Path]:
     """The clips of corpus class `name` (or `real`, from --real), and an output folder."""
     footage = (
@@ -271,6 +252,7 @@ def main() -> None:
             print(f"[{name}]", flush=True)
             report[name] = compare_encoders(clips, work)
             args.out.write_text(json.dumps(report, indent=2))
+        tables.record("bench_formats_encoders", args.out)
         return
     if args.calibrate:
         report = {"today": CRF_BY_CODEC, "calibration": {}}
@@ -280,7 +262,7 @@ def main() -> None:
             report["calibration"][name] = calibrate(clips, out, only=only)
             report["chosen"] = choose_crfs(report)
             args.out.write_text(json.dumps(report, indent=2))
-        print(json.dumps(report["chosen"], indent=2))
+        tables.record("bench_formats_calibration", args.out)
         return
     report: dict = {"classes": {}}
     for name in args.classes.split(","):
@@ -288,9 +270,7 @@ def main() -> None:
         report["classes"][name] = measure(clips, out)
         shutil.rmtree(out / "scratch", ignore_errors=True)
         args.out.write_text(json.dumps(report, indent=2))
-    text = table(report)
-    args.out.with_suffix(".md").write_text(text)
-    print("\n" + text)
+    tables.record("bench_formats", args.out)
     ratios = [
         f["bytes"] / t["mp4"]["bytes"]
         for tiers in report["classes"].values()

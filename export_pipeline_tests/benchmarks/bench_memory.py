@@ -1,6 +1,6 @@
 """Benchmark: peak memory of FFmpeg per export kind, to size workers and `Limits`.
 
-    .venv/bin/python -m export_pipeline_tests.benchmarks.bench_memory [--seconds 3]
+    .venv/bin/python -m export_pipeline_tests.benchmarks.bench_memory [--seconds 3] [--out F.json]
 
 For sources at 1080p, 4k and 6k (generated, H.264 + AAC) it measures each process the
 pipeline runs on a clip: the probe, the decode check, the completeness scan and a
@@ -13,17 +13,20 @@ encoder threads), one process per measurement. Two numbers per process:
 
 Then a 4k render at 3 to 48 encoder threads: what a worker that sees more CPUs would take
 if the encoder's threads were not tied to the CPUs it really gets (`encoder_threads`).
-Prints Markdown tables and the worker memory each output resolution needs.
+Prints the tables and the worker memory each output resolution needs (`report.py`); writes
+JSON with `--out`, and with `--out export_pipeline_tests/benchmarks/results/bench-memory.json`
+also rewrites the tables of the benchmarks' README.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import tempfile
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,11 +38,12 @@ from export_pipeline.media.commands import (
     probe_argv,
     segment_argv,
 )
+from export_pipeline_tests.benchmarks import report as tables
 
 SOURCES = {"1080p": (1920, 1080), "4k": (3840, 2160), "6k": (6144, 3456)}
 OUTPUTS = ("720p", "1080p", "4k")
 THREAD_SWEEP = (3, 6, 12, 24, 48)
-PIPELINE_PROCESS_MB = 150  # the run worker's own Python process (README's Performance)
+PIPELINE_PROCESS_MB = 150  # the run worker's own Python process (bench_export's peak RSS)
 HEADROOM = 1.5  # other footage, a join, the page cache of the files in flight
 
 
@@ -121,39 +125,40 @@ def thread_sweep(seconds: float, work: Path) -> dict[int, Peak]:
     return {n: peak(segment_argv(job, replace(settings, threads=n))) for n in THREAD_SWEEP}
 
 
-def tables(rows: list[dict], sweep: dict[int, Peak]) -> str:
-    threads = encode_settings("1080p", "16:9", "high", Fraction(30)).threads
-    columns = list(rows[0])
-    lines = [
-        f"Peak resident / data segment (MB), one process each; {threads} encoder threads:",
-        "",
-        "| " + " | ".join(columns) + " |",
-        "|" + " --- |" * len(columns),
-    ]
-    for row in rows:
-        lines.append("| " + " | ".join([row["source"], *(str(row[c]) for c in columns[1:])]) + " |")
-    lines += ["", "| output | largest FFmpeg peak (resident / data) | worker memory for a run |"]
-    lines.append("| --- | --- | --- |")
-    for output in OUTPUTS:
-        worst = max((row[f"render {output}"] for row in rows), key=lambda p: p.rss_mb)
-        need = (worst.rss_mb + PIPELINE_PROCESS_MB) * HEADROOM
-        lines.append(f"| {output} | {worst} MB | {need / 1024:.1f} GB |")
-    title = "4k render from the 4k source by encoder (and filter) threads (x264: 1.5 a CPU):"
-    lines += ["", title, ""]
-    lines += ["| threads | resident / data (MB) |", "| --- | --- |"]
-    lines += [f"| {n} | {p} |" for n, p in sweep.items()]
-    return "\n".join(lines)
+def results(seconds: float, rows: list[dict], sweep: dict[int, Peak]) -> dict:
+    """The measurements as `report.memory_tables` reads them."""
+    return {
+        "machine": {"cores": os.cpu_count()},
+        "seconds": seconds,
+        "encoder_threads": encode_settings("1080p", "16:9", "high", Fraction(30)).threads,
+        "pipeline_process_mb": PIPELINE_PROCESS_MB,
+        "headroom": HEADROOM,
+        "sources": [
+            {
+                "source": row["source"],
+                "peaks": {k: asdict(v) for k, v in row.items() if k != "source"},
+            }
+            for row in rows
+        ],
+        "thread_sweep": {str(n): asdict(p) for n, p in sweep.items()},
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--out", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         rows = measure(args.seconds, work)
         sweep = thread_sweep(args.seconds, work)
-    print(tables(rows, sweep))
+    report = results(args.seconds, rows, sweep)
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2))
+        tables.record("bench_memory", args.out)
+    else:
+        print("\n" + tables.memory_tables(report))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ URL, and no request is lost or run twice. While they wait, the rows show their p
 Dagster's queue, as the app polls them.
 """
 
+import stat
 from collections import Counter
 
 import httpx
@@ -15,6 +16,7 @@ from dagster import DagsterInstance, DagsterRunStatus
 
 from export_pipeline.defs.intake.queue import WAITING_FOR_USER, WAITING_FOR_WORKER
 from export_pipeline.domain import status as st
+from export_pipeline_tests import processes
 from export_pipeline_tests.daemon import DaemonWorld, wait_for
 from export_pipeline_tests.e2e.test_pipeline import ffprobe
 
@@ -109,3 +111,34 @@ def test_daemon_exports_with_a_per_user_queue(world, cdn, s3_client, s3_bucket, 
     # Step logs went to S3, where they survive the worker that wrote them.
     log_keys = s3_client.list_objects_v2(Bucket=s3_bucket, Prefix="dagster-logs/").get("Contents")
     assert log_keys, "no compute logs in S3"
+
+
+def test_stopping_the_daemon_mid_export_leaves_no_process(tmp_path, new_postgres_db, cdn):
+    """Issue 21: code servers of the tests alive half an hour after the suite. A daemon
+    stopped while a run encodes: its code server waits for the run to end, and once the test
+    has dropped the databases its cleanup thread dies on the missing one and it never ends.
+    `stop` returns only when the daemon, the code server, the run worker and FFmpeg are all
+    gone (the databases are dropped after it)."""
+    slow = tmp_path / "ffmpeg-slow-encodes"
+    slow.write_text('#!/bin/sh\ncase "$*" in *libx264*) exec sleep 300;; esac\nexec ffmpeg "$@"\n')
+    slow.chmod(slow.stat().st_mode | stat.S_IEXEC)
+    env = {"EXPORT_FFMPEG": str(slow)}
+    world = DaemonWorld(tmp_path, new_postgres_db(), new_postgres_db(), env).start()
+    parts = {"daemon": "dagster-daemon run", "code server": "dagster api grpc",
+             "run worker": "multiprocessing.spawn", "encode": "sleep 300"}  # fmt: skip
+
+    def encoding():
+        members = world.service.members()
+        found = {part for part, args in parts.items() if any(args in p.args for p in members)}
+        return members if found == set(parts) else None
+
+    try:
+        world.request("ann", cdn.url("landscape.mp4"))
+        members = wait_for(encoding, 240, f"{', '.join(parts)} to be running")
+    finally:
+        world.stop()
+
+    assert world.service.members() == []
+    for proc in members:
+        now = processes.read(proc.pid)
+        assert now is None or now.started != proc.started or not now.alive, proc.describe()

@@ -1,4 +1,8 @@
-"""What every fuzz target shares: how a broken contract is reported, and how it is run."""
+"""What every fuzz target shares: how a broken contract is reported, and how it is run.
+
+atheris is imported only to fuzz (a target run as `__main__`): replaying inputs through a
+target's `test_one_input` needs no atheris (`provider.py` reads them the same way).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,6 @@ import contextlib
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-
-import atheris
 
 
 class Finding(AssertionError):
@@ -22,10 +24,14 @@ def instrumented(module_name: str) -> AbstractContextManager[object]:
     """
     if module_name != "__main__":
         return contextlib.nullcontext()
+    import atheris
+
     return atheris.instrument_imports(include=["export_pipeline"])
 
 
 def fuzz_main(test_one_input: Callable[[bytes], None]) -> None:
     """Hand the target and the command line (libFuzzer flags, corpus dirs) to atheris."""
+    import atheris
+
     atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()

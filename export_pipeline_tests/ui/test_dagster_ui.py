@@ -5,7 +5,6 @@ under export_pipeline_tests/artifacts/."""
 
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from dagster import DagsterInstance
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.daemon import REPO, wait_for
 from export_pipeline_tests.e2e.test_pipeline import export
+from export_pipeline_tests.processes import Service
 
 pytestmark = pytest.mark.e2e
 
@@ -45,12 +45,12 @@ def webserver(tmp_path, settings):
         "DAGSTER_HOME": str(home),
         "EXPORT_PIPELINE_HOME": str(settings.home),
     }
-    log = (tmp_path / "webserver.log").open("w")
-    server = subprocess.Popen(
+    # In a session of its own, stopped with its code server (`processes.Service`).
+    server = Service(
         [str(Path(sys.executable).parent / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"),
          "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        env=env, cwd=REPO, log=tmp_path / "webserver.log",
+    ).start()  # fmt: skip
 
     def ready() -> bool:
         try:
@@ -63,9 +63,7 @@ def webserver(tmp_path, settings):
         with DagsterInstance.from_config(str(home)) as instance:
             yield instance, f"http://127.0.0.1:{port}"
     finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
+        server.stop()
 
 
 def dismiss_welcome(page) -> None:

@@ -1,6 +1,11 @@
+"""The resources of `defs/resources.py`: where scratch space goes and what is left of an
+earlier attempt, the download policy the settings make, and which storage backend is built
+(and what a wrong configuration says)."""
+
 # No `from __future__ import annotations` here: Dagster 1.13 reads asset annotations as
 # objects and rejects string ones (`context: AssetExecutionContext` fails).
 
+import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -9,7 +14,8 @@ import httpx
 import pytest
 from dagster import AssetExecutionContext, EnvVar, asset, materialize
 
-from export_pipeline.defs.resources import StorageResource
+from export_pipeline.defs.resources import AppDatabase, ClipDownloads, MediaTools, StorageResource
+from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline.io.storage import LocalStorage, S3Storage
 from export_pipeline_tests.s3_server import S3Server
 
@@ -96,3 +102,69 @@ def test_in_a_dagster_run_configured_from_the_environment(
     assert result.success
     storage = LocalStorage(tmp_path / "storage")
     assert storage.get_json(f"work/{result.run_id}/clips.json") == {"clips": 3}
+
+
+# ---- MediaTools: scratch space
+
+
+def test_a_steps_scratch_directory_clears_only_its_own_leftovers(tmp_path: Path) -> None:
+    """A killed attempt of this step left its directory behind: the next one removes it.
+    Another step's or another export's directory, even one whose name starts alike, stays."""
+    work = tmp_path / "work"
+    media = MediaTools(work_dir=str(work))
+    own = work / "export-exp-1-plan-oldattempt"
+    others = [work / name for name in ("export-exp-1-planning-x", "export-exp-10-plan-x",
+                                       "export-exp-1-segment-0-x", "export-exp-1-plan")]  # fmt: skip
+    for directory in [own, *others]:
+        directory.mkdir(parents=True)
+        (directory / "partial.mp4").write_bytes(b"x")
+
+    with media.temp_dir("export-exp-1-plan") as scratch:
+        assert Path(scratch).parent == work and Path(scratch).name.startswith("export-exp-1-plan-")
+        assert not own.exists()
+        assert all((d / "partial.mp4").exists() for d in others)
+    assert not Path(scratch).exists()  # removed when the step ends
+
+
+def test_scratch_goes_to_the_system_temporary_directory_by_default() -> None:
+    with MediaTools().temp_dir("export-exp-1-test") as scratch:
+        assert Path(scratch).parent == Path(tempfile.gettempdir())
+
+
+# ---- ClipDownloads: the download policy
+
+
+def test_the_download_policy_is_the_resources_settings() -> None:
+    downloads = ClipDownloads(
+        max_clip_bytes=5_000, connect_timeout_s=1.5, read_timeout_s=2.5, deadline_s=30,
+        min_kbps=64, min_kbps_grace_s=3, allow_http=True,
+        allowed_hosts=["CDN.Example.com", "replicate.delivery"], private_networks=["10.0.0.0/8"],
+    )  # fmt: skip
+    policy = downloads.policy()
+    assert (policy.max_bytes, policy.connect_timeout_s, policy.read_timeout_s) == (5_000, 1.5, 2.5)
+    assert (policy.deadline_s, policy.min_kbps, policy.min_kbps_grace_s) == (30, 64, 3)
+    assert policy.allow_http and not policy.allow_private_hosts
+    assert policy.allowed_hosts == ("cdn.example.com", "replicate.delivery")  # host names: any case
+    assert policy.address_allowed("10.1.2.3") and policy.address_allowed("93.184.216.34")
+    assert not policy.address_allowed("192.168.1.1")
+    assert not policy.address_allowed("169.254.169.254")  # cloud metadata
+
+
+def test_the_default_download_policy_is_the_safe_one() -> None:
+    policy = ClipDownloads().policy()
+    assert not policy.allow_http and not policy.allow_private_hosts
+    assert policy.allowed_hosts == () and policy.private_networks == ()
+    assert not policy.address_allowed("127.0.0.1")
+
+
+# ---- AppDatabase
+
+
+def test_the_app_database_is_the_configured_one(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'app.db'}"
+    store = AppDatabase(url=url).store()
+    assert isinstance(store, RequestStore)
+    store.create_schema()
+    request_id = store.insert(project_id="p", user_id="u", resolution="720p", quality="low",
+                              clips=[{"url": "https://cdn.example/a.mp4"}])  # fmt: skip
+    assert AppDatabase(url=url).store().get(request_id)["project_id"] == "p"
