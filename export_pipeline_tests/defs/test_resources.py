@@ -69,7 +69,7 @@ def test_s3_backend(s3_server: S3Server, s3_env: None) -> None:
     ("config", "message"),
     [
         ({"backend": "gcs"}, "unknown backend 'gcs'; expected one of ('local', 's3')"),
-        ({"backend": "S3", "s3_bucket": "b"}, "unknown backend 'S3'"),
+        ({"backend": "azure", "s3_bucket": "b"}, "unknown backend 'azure'"),
         ({"backend": "local"}, "backend 'local' needs local_root"),
         ({"backend": "s3"}, "backend 's3' needs s3_bucket"),
         (
@@ -136,12 +136,16 @@ def test_scratch_goes_to_the_system_temporary_directory_by_default() -> None:
 
 def test_the_download_policy_is_the_resources_settings() -> None:
     downloads = ClipDownloads(
-        max_clip_bytes=5_000, connect_timeout_s=1.5, read_timeout_s=2.5, deadline_s=30,
+        max_clip_mb=2, connect_timeout_s=1.5, read_timeout_s=2.5, deadline_s=30,
         min_kbps=64, min_kbps_grace_s=3, allow_http=True,
         allowed_hosts=["CDN.Example.com", "replicate.delivery"], private_networks=["10.0.0.0/8"],
     )  # fmt: skip
     policy = downloads.policy()
-    assert (policy.max_bytes, policy.connect_timeout_s, policy.read_timeout_s) == (5_000, 1.5, 2.5)
+    assert (policy.max_bytes, policy.connect_timeout_s, policy.read_timeout_s) == (
+        2 * 1024**2,
+        1.5,
+        2.5,
+    )
     assert (policy.deadline_s, policy.min_kbps, policy.min_kbps_grace_s) == (30, 64, 3)
     assert policy.allow_http and not policy.allow_private_hosts
     assert policy.allowed_hosts == ("cdn.example.com", "replicate.delivery")  # host names: any case
@@ -168,3 +172,9 @@ def test_the_app_database_is_the_configured_one(tmp_path: Path) -> None:
     request_id = store.insert(project_id="p", user_id="u", resolution="720p", quality="low",
                               clips=[{"url": "https://cdn.example/a.mp4"}])  # fmt: skip
     assert AppDatabase(url=url).store().get(request_id)["project_id"] == "p"
+
+
+def test_the_backend_is_read_whatever_its_case(tmp_path):
+    """`EXPORT_STORAGE_BACKEND=S3` means s3, as it always did from the environment."""
+    resource = StorageResource(backend=" S3 ", s3_bucket="b")
+    assert resource.backend == "s3"

@@ -9,9 +9,9 @@ import pytest
 from dagster import build_asset_context
 
 from export_pipeline.defs.export.steps import ExportStep
-from export_pipeline.defs.intake.partitions import partition_key
 from export_pipeline.defs.resources import MediaTools
 from export_pipeline.domain import status as st
+from export_pipeline.domain.layout import partition_key
 from export_pipeline.domain.request import parse_request
 from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline.io.storage import LocalStorage

@@ -10,21 +10,24 @@ from pathlib import Path
 
 import pytest
 
-from export_pipeline.defs.export.clips import download_clips, manifest_key
+from export_pipeline.defs.export.clips import download_clips
 from export_pipeline.defs.export.encode import (
     StorageSegmentCache,
     _clips_of,
-    encoded_key,
-    encoded_record_key,
     join_encode,
     open_encode,
     plan_encode,
-    plan_key,
     render_batch,
 )
-from export_pipeline.defs.intake.partitions import partition_key
 from export_pipeline.defs.resources import ClipDownloads, MediaTools
 from export_pipeline.domain.failures import ExportFailure, FailureCause
+from export_pipeline.domain.layout import (
+    encoded_key,
+    encoded_record_key,
+    manifest_key,
+    partition_key,
+    plan_key,
+)
 from export_pipeline.io.appdb.store import RequestStore
 from export_pipeline.io.storage import LocalStorage
 from export_pipeline_tests.cdn import FakeCDN
@@ -132,7 +135,7 @@ def test_the_segment_steps_render_into_the_cache_and_the_join_joins_them(three, 
     join_encode(three, media, storage, parts)
 
     record = storage.get_json(encoded_record_key(three.partition_key))
-    assert record["key"] == encoded_key(three.partition_key) and storage.exists(record["key"])
+    assert record["key"] == encoded_key(three.partition_key, "mp4") and storage.exists(record["key"])
     assert (record["segments"], record["reused_segments"], record["rendered_in_join"]) == (3, 0, 0)
     assert record["clip_count"] == 3 and record["attempt"] == 1
     # 2 + 1 + 1.5 s, less the 0.5 s the crossfade overlaps

@@ -10,13 +10,18 @@ from datetime import timedelta
 
 import pytest
 
-from export_pipeline.defs.export.clips import manifest_key
-from export_pipeline.defs.export.encode import encoded_key, encoded_record_key
-from export_pipeline.defs.export.publish import check_quota, poster_key, publish, video_key
-from export_pipeline.defs.intake.partitions import partition_key
+from export_pipeline.defs.export.publish import check_quota, publish
 from export_pipeline.defs.resources import MediaTools
 from export_pipeline.domain import status as st
 from export_pipeline.domain.failures import ExportFailure, FailureCause
+from export_pipeline.domain.layout import (
+    encoded_key,
+    encoded_record_key,
+    manifest_key,
+    partition_key,
+    poster_key,
+    video_key,
+)
 from export_pipeline.io.storage import LocalStorage
 from export_pipeline_tests.defs.export.conftest import RUN_ID, step_of
 
@@ -32,9 +37,9 @@ def encoded(store, storage, sample_dir):
                               retention_days=3)  # fmt: skip
     key = partition_key(request_id)
     video = sample_dir / "landscape.mp4"
-    storage.put_file(video, encoded_key(key), content_type="video/mp4")
+    storage.put_file(video, encoded_key(key, "mp4"), content_type="video/mp4")
     storage.put_json(encoded_record_key(key), {
-        "key": encoded_key(key), "format": "mp4", "bytes": video.stat().st_size,
+        "key": encoded_key(key, "mp4"), "format": "mp4", "bytes": video.stat().st_size,
         "duration_s": DURATION_S, "width": 1280, "height": 720, "clip_count": 1, "seconds": 1.0,
     })  # fmt: skip
     storage.put_json(manifest_key(key), {"clips": [], "seconds": 0.5})
@@ -47,33 +52,33 @@ def test_publishing_puts_the_video_and_its_poster_in_place_and_completes_the_row
     key = encoded.partition_key
     result = publish(encoded, storage, media)
 
-    assert storage.get_bytes(video_key(key)) == (sample_dir / "landscape.mp4").read_bytes()
+    assert storage.get_bytes(video_key(key, "mp4")) == (sample_dir / "landscape.mp4").read_bytes()
     assert storage.get_bytes(poster_key(key))[:3] == b"\xff\xd8\xff"  # a JPEG
-    assert not storage.exists(encoded_key(key))  # the work copy would count twice
+    assert not storage.exists(encoded_key(key, "mp4"))  # the work copy would count twice
     row = encoded.store.get(encoded.request_id)
     assert row["status"] == st.COMPLETE and row["progress"] == 100
-    assert row["video_url"] == storage.url(video_key(key))
+    assert row["video_url"] == storage.url(video_key(key, "mp4"))
     assert row["poster_url"] == storage.url(poster_key(key))
     assert row["output_duration_s"] == DURATION_S
     assert row["expires_at"] - row["completed_at"] == timedelta(days=3)  # its retention_days
-    assert result.metadata["storage_key"] == video_key(key)
+    assert result.metadata["storage_key"] == video_key(key, "mp4")
 
 
 def test_publishing_again_uses_the_published_video_when_the_work_copy_is_gone(
     encoded, store, storage, media
 ):
     publish(encoded, storage, media)
-    published = storage.get_bytes(video_key(encoded.partition_key))
+    published = storage.get_bytes(video_key(encoded.partition_key, "mp4"))
     store.transition(encoded.request_id, st.PROCESSING, run_id=RUN_ID)  # re-executed
 
     publish(encoded, storage, media)
 
-    assert storage.get_bytes(video_key(encoded.partition_key)) == published
+    assert storage.get_bytes(video_key(encoded.partition_key, "mp4")) == published
     assert store.get(encoded.request_id)["status"] == st.COMPLETE
 
 
 def test_nothing_to_publish_is_a_permanent_failure(encoded, storage, media):
-    storage.delete(encoded_key(encoded.partition_key))
+    storage.delete(encoded_key(encoded.partition_key, "mp4"))
     with pytest.raises(ExportFailure, match="materialize encoded_video") as failure:
         publish(encoded, storage, media)
     assert (failure.value.cause, failure.value.permanent) == (FailureCause.STORAGE, True)
@@ -90,7 +95,7 @@ def test_without_a_poster_the_video_is_published_and_an_old_poster_removed(
 
     result = publish(encoded, storage, media)
 
-    assert storage.exists(video_key(encoded.partition_key))
+    assert storage.exists(video_key(encoded.partition_key, "mp4"))
     assert not storage.exists(poster_key(encoded.partition_key))
     row = encoded.store.get(encoded.request_id)
     assert row["status"] == st.COMPLETE and row["poster_url"] is None
@@ -98,13 +103,13 @@ def test_without_a_poster_the_video_is_published_and_an_old_poster_removed(
 
 
 def test_over_the_quota_nothing_is_published(encoded, storage, media):
-    video = storage.size(encoded_key(encoded.partition_key))
+    video = storage.size(encoded_key(encoded.partition_key, "mp4"))
     # Room for the video but not for its poster (the work copy it replaces counts as freed).
     with pytest.raises(ExportFailure, match=r"storage is full: this video is ") as failure:
         publish(encoded, storage, media, quota_bytes=storage.total_bytes() + 100)
     assert (failure.value.cause, failure.value.permanent) == (FailureCause.STORAGE, True)
-    assert not storage.exists(video_key(encoded.partition_key))
-    assert storage.size(encoded_key(encoded.partition_key)) == video  # kept for a retry
+    assert not storage.exists(video_key(encoded.partition_key, "mp4"))
+    assert storage.size(encoded_key(encoded.partition_key, "mp4")) == video  # kept for a retry
     assert encoded.store.get(encoded.request_id)["status"] == st.PROCESSING
 
 
