@@ -1,6 +1,5 @@
 """The same export with S3-compatible storage (moto's server over loopback HTTP)."""
 
-
 import httpx
 import pytest
 

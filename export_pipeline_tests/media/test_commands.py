@@ -386,5 +386,5 @@ def test_the_default_preset_is_the_documented_one():
     """README's configuration table and Performance section name the default preset."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert f"| `EXPORT_X264_PRESET` | `{DEFAULT_PRESET}` |" in readme
-    assert Settings.from_env({}).x264_preset == MediaTools().x264_preset == DEFAULT_PRESET
+    assert Settings.from_env({}).media.x264_preset == MediaTools().x264_preset == DEFAULT_PRESET
     assert encode_settings("1080p", "16:9", "high", Fraction(25)).preset == DEFAULT_PRESET

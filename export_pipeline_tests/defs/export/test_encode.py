@@ -135,7 +135,9 @@ def test_the_segment_steps_render_into_the_cache_and_the_join_joins_them(three, 
     join_encode(three, media, storage, parts)
 
     record = storage.get_json(encoded_record_key(three.partition_key))
-    assert record["key"] == encoded_key(three.partition_key, "mp4") and storage.exists(record["key"])
+    assert record["key"] == encoded_key(three.partition_key, "mp4") and storage.exists(
+        record["key"]
+    )
     assert (record["segments"], record["reused_segments"], record["rendered_in_join"]) == (3, 0, 0)
     assert record["clip_count"] == 3 and record["attempt"] == 1
     # 2 + 1 + 1.5 s, less the 0.5 s the crossfade overlaps

@@ -250,10 +250,8 @@ def test_reexport_keeps_the_plan(settings, store, monkeypatch, capsys):
 def test_settings_read_the_retention_variables():
     from export_pipeline.defs.settings import Settings
 
-    assert (Settings.from_env({}).retention_days, Settings.from_env({}).expiry_reminder_days) == (
-        7,
-        2.0,
-    )
+    defaults = Settings.from_env({})
+    assert (defaults.retention.days, defaults.webhook.reminder_days) == (7, 2.0)
     settings = Settings.from_env(
         {"EXPORT_RETENTION_DAYS": "30", "EXPORT_EXPIRY_REMINDER_DAYS": "0.5"}
     )
