@@ -6,6 +6,7 @@ import argparse
 
 from export_pipeline.cli.args import age, error, request_ids
 from export_pipeline.cli.session import Session
+from export_pipeline.defs.settings import Settings, declared
 from export_pipeline.domain import status as st
 from export_pipeline.domain.clock import utcnow
 
@@ -43,6 +44,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     sweep.add_argument("--dry-run", action="store_true", help="report; delete nothing")
     sweep.set_defaults(run=run_sweep)
+    register_settings(commands)
 
 
 def run_db_init(args: argparse.Namespace, session: Session) -> int:
@@ -116,3 +118,55 @@ def run_sweep(args: argparse.Namespace, session: Session) -> int:
     verb = "would remove" if args.dry_run else "removed"
     print(f"scratch ({scratch.base}): {verb} {len(scratch.removed)}, kept {scratch.kept}")
     return 0
+
+
+def register_settings(commands: argparse._SubParsersAction) -> None:
+    show = commands.add_parser(
+        "settings", help="every setting as this process reads it (secrets hidden)"
+    )
+    show.add_argument(
+        "--markdown", action="store_true", help="README's configuration table (defaults)"
+    )
+    show.set_defaults(run=run_settings)
+
+
+def run_settings(args: argparse.Namespace, session: Session) -> int:
+    print(settings_table() if args.markdown else settings_values(session.settings))
+    return 0
+
+
+def _shown_default(default: object) -> str:
+    if default is None:
+        return "unset"
+    if default == "" or default == []:
+        return "empty"
+    if isinstance(default, bool):
+        return f"`{str(default).lower()}`"
+    if isinstance(default, float) and default.is_integer():
+        default = int(default)
+    return f"`{default}`"
+
+
+def settings_table() -> str:
+    """README's configuration table, from the settings as declared (`defs.config.setting`)."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for item in declared():
+        names = " or ".join(f"`{name}`" for name in (item.env, *item.aliases))
+        meaning = item.doc.replace("|", "\\|")
+        lines.append(f"| {names} | {_shown_default(item.default)} | {meaning} |")
+    return "\n".join(lines)
+
+
+def settings_values(settings: Settings) -> str:
+    """Each setting as this process reads it, `VARIABLE=value`, secrets shown as (set)."""
+    rows = []
+    for item in declared():
+        value = settings.value(item)
+        if item.secret and value:
+            value = "(set)"
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, list | tuple):
+            value = ",".join(map(str, value))
+        rows.append(f"{item.env}={'' if value is None else value}")
+    return "\n".join(rows)

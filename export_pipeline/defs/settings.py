@@ -244,6 +244,16 @@ class Settings:
             )
         }
 
+    def value(self, item: Declared) -> Any:
+        """What this process reads for one declared setting (None: a channel not configured)."""
+        if item.group == "home":
+            return self.home
+        if item.group.startswith("channel:"):
+            key = item.group.removeprefix("channel:")
+            channel = next((c for c in self.channels if c.key == key), None)
+            return None if channel is None else getattr(channel, item.field)
+        return getattr(getattr(self, item.group), item.field)
+
     def replace(self, **groups: Mapping[str, Any]) -> Settings:
         """A copy with fields of some groups changed: `replace(downloads={"allow_http": True})`."""
         changed: dict[str, Any] = {}

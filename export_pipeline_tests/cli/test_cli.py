@@ -147,6 +147,17 @@ def test_readme_quick_start_commands_exist():
     assert "export-pipeline demo" in bootstrap and "pytest --cov=export_pipeline" in bootstrap
 
 
+def test_readme_lists_every_command():
+    """README's command table has a row for each verb the parser knows, and no other."""
+    from export_pipeline.cli.main import parser
+
+    commands = next(a for a in parser()._actions if a.dest == "command").choices
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Command line") : readme.index("\n## Configuration")]
+    documented = set(re.findall(r"^\| `export-pipeline ([a-z]+)", section, re.M))
+    assert documented == set(commands)
+
+
 def test_list_and_status_show_time_left_and_place_in_queue(env, capsys):
     from datetime import timedelta
 

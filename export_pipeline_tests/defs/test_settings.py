@@ -55,32 +55,45 @@ def test_environment_selects_production():
     assert int(settings.downloads.max_request_mb * 1024**2) == 500 * 1024**2
 
 
-def readme_table() -> dict[str, str]:
-    """README's configuration table: {variable: its row}."""
-    readme = (REPO_ROOT / "README.md").read_text()
-    start = readme.index("## Configuration")
-    table = readme[start : readme.index("\n## ", start + 1)]
-    rows = {}
-    for line in table.splitlines():
-        if line.startswith("| `"):
-            first = line.split("|")[1]
-            for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", first):
-                rows[name] = line
-    return rows
-
-
 def test_the_readme_table_is_the_settings_declared_in_the_code():
-    """Operators configure from README's one table; it lists exactly what the code declares
-    (defs.config.setting), and each row shows the declared default."""
-    table = readme_table()
-    declared_names = {d.env for d in declared()}
-    documented = {n for n in table if n.startswith(("EXPORT_", "SENTRY_"))}
-    assert sorted(declared_names - set(table)) == []  # declared but not documented
-    assert sorted(documented - declared_names - {"EXPORT_TEST_POSTGRES_URL"}) == []
+    """Operators configure from README's one table: generated from the settings as declared
+    (`export-pipeline settings --markdown`), so it lists exactly those, with their defaults.
+    The rows after it name only variables other programs read."""
+    from export_pipeline.cli.operations import settings_table
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    begin = readme.index("<!-- settings:begin")
+    table = readme[readme.index("\n", begin) + 1 : readme.index("<!-- settings:end -->")]
+    assert table.strip() == settings_table(), "run: export-pipeline settings --markdown"
     for item in declared():
-        if isinstance(item.default, int | float) and not isinstance(item.default, bool):
-            shown = str(item.default) if isinstance(item.default, int) else f"{item.default:g}"
-            assert f"`{shown}`" in table[item.env], (item.env, item.default)
+        assert f"| `{item.env}`" in table
+    section = readme[readme.index("## Configuration") : readme.index("\n## Architecture")]
+    after = section[section.index("<!-- settings:end -->") :]
+    others = set(re.findall(r"`((?:EXPORT|SENTRY)_[A-Z0-9_]+)`", after))
+    assert others <= {"EXPORT_TEST_POSTGRES_URL", "EXPORT_DB_URL"}, others
+
+
+def test_settings_prints_what_a_process_reads(tmp_path, capsys):
+    """`export-pipeline settings`: every variable once, its value as read, secrets hidden."""
+    from export_pipeline.cli.operations import settings_values
+
+    settings = Settings.from_env(
+        {
+            "EXPORT_PIPELINE_HOME": str(tmp_path),
+            "EXPORT_ALLOW_HTTP": "true",
+            "EXPORT_ALLOWED_HOSTS": "a.example,b.example",
+            "EXPORT_WEBHOOK_SECRET": "hush",
+            "EXPORT_PAGERDUTY_ROUTING_KEY": "R0UT1NG",
+        }
+    )
+    lines = dict(line.split("=", 1) for line in settings_values(settings).splitlines())
+    assert list(lines) == [item.env for item in declared()]
+    assert lines["EXPORT_ALLOW_HTTP"] == "true"
+    assert lines["EXPORT_ALLOWED_HOSTS"] == "a.example,b.example"
+    assert lines["EXPORT_DB_URL"] == f"sqlite:///{tmp_path / 'app.db'}"
+    assert lines["EXPORT_WEBHOOK_SECRET"] == lines["EXPORT_PAGERDUTY_ROUTING_KEY"] == "(set)"
+    assert lines["EXPORT_SLACK_BOT_TOKEN"] == ""  # a channel not configured
+    assert "hush" not in settings_values(settings)
 
 
 def test_nothing_else_reads_a_setting_from_the_environment():
