@@ -36,47 +36,7 @@ def _clip_arg(value: str) -> dict:
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    request = commands.add_parser("request", help="enqueue an export request; prints its id")
-    request.add_argument("--project-id", required=True)
-    request.add_argument("--user-id", required=True)
-    request.add_argument("--resolution", default="1080p", help=", ".join(RESOLUTIONS))
-    request.add_argument("--aspect-ratio", default="16:9", help=", ".join(ASPECT_RATIOS))
-    request.add_argument("--quality", default="high", help=", ".join(QUALITIES))
-    request.add_argument("--format", default="mp4", help=", ".join(FORMATS))
-    source = request.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--clip",
-        action="append",
-        type=_clip_arg,
-        metavar="URL[,TRIM_START[,DURATION]]",
-        help="a clip, in playing order (repeat the option)",
-    )
-    source.add_argument(
-        "--clips-json", type=Path, help="a JSON file with the clips array of the contract"
-    )
-    finishing = request.add_argument_group("finishing (README, the contract)")
-    finishing.add_argument(
-        "--captions", type=Path, metavar="FILE", help="captions file (.srt or .vtt), burned in"
-    )
-    finishing.add_argument("--captions-url", metavar="URL", help="captions fetched from a URL")
-    finishing.add_argument(
-        "--soft-captions", action="store_true", help="a caption track instead of burned in"
-    )
-    finishing.add_argument("--soundtrack", metavar="URL", help="music under the video")
-    finishing.add_argument("--soundtrack-volume", type=float, metavar="0-1")
-    finishing.add_argument("--soundtrack-fade-in", type=float, metavar="SECONDS")
-    finishing.add_argument("--soundtrack-fade-out", type=float, metavar="SECONDS")
-    finishing.add_argument(
-        "--soundtrack-once", action="store_true", help="play the music once (default: loop)"
-    )
-    finishing.add_argument(
-        "--no-audio-normalize", action="store_true", help="keep each clip's own loudness"
-    )
-    request.add_argument(
-        "--retention-days", type=int, help="days the video is kept (the user's plan)"
-    )
-    request.set_defaults(run=run_request)
-
+    register_request(commands)
     status = commands.add_parser("status", help="print an export request as JSON")
     status.add_argument("id", type=int)
     status.set_defaults(run=run_status)
@@ -105,6 +65,53 @@ def register(commands: argparse._SubParsersAction) -> None:
         command = commands.add_parser(name, help=text)
         command.add_argument("id", type=int)
         command.set_defaults(run=run)
+
+
+def register_request(commands: argparse._SubParsersAction) -> None:
+    request = commands.add_parser("request", help="enqueue an export request; prints its id")
+    request.add_argument("--project-id", required=True)
+    request.add_argument("--user-id", required=True)
+    request.add_argument("--resolution", default="1080p", help=", ".join(RESOLUTIONS))
+    request.add_argument("--aspect-ratio", default="16:9", help=", ".join(ASPECT_RATIOS))
+    request.add_argument("--quality", default="high", help=", ".join(QUALITIES))
+    request.add_argument("--format", default="mp4", help=", ".join(FORMATS))
+    source = request.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--clip",
+        action="append",
+        type=_clip_arg,
+        metavar="URL[,TRIM_START[,DURATION]]",
+        help="a clip, in playing order (repeat the option)",
+    )
+    source.add_argument(
+        "--clips-json", type=Path, help="a JSON file with the clips array of the contract"
+    )
+    register_finishing(request)
+    request.add_argument(
+        "--retention-days", type=int, help="days the video is kept (the user's plan)"
+    )
+    request.set_defaults(run=run_request)
+
+
+def register_finishing(request: argparse.ArgumentParser) -> None:
+    finishing = request.add_argument_group("finishing (README, the contract)")
+    finishing.add_argument(
+        "--captions", type=Path, metavar="FILE", help="captions file (.srt or .vtt), burned in"
+    )
+    finishing.add_argument("--captions-url", metavar="URL", help="captions fetched from a URL")
+    finishing.add_argument(
+        "--soft-captions", action="store_true", help="a caption track instead of burned in"
+    )
+    finishing.add_argument("--soundtrack", metavar="URL", help="music under the video")
+    finishing.add_argument("--soundtrack-volume", type=float, metavar="0-1")
+    finishing.add_argument("--soundtrack-fade-in", type=float, metavar="SECONDS")
+    finishing.add_argument("--soundtrack-fade-out", type=float, metavar="SECONDS")
+    finishing.add_argument(
+        "--soundtrack-once", action="store_true", help="play the music once (default: loop)"
+    )
+    finishing.add_argument(
+        "--no-audio-normalize", action="store_true", help="keep each clip's own loudness"
+    )
 
 
 def _existing(store: RequestStore, request_id: int) -> dict | None:

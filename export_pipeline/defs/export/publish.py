@@ -100,33 +100,90 @@ def publish(
     """Publish the encoded video and its poster and mark the row complete; `retention_days`
     is the default (EXPORT_RETENTION_DAYS) for requests without their own."""
     started = time.monotonic()
-    try:
-        encoded = storage.get_json(encoded_record_key(step.partition_key))
-        clips = storage.get_json(manifest_key(step.partition_key))
-    except ObjectNotFound as exc:
-        raise ExportFailure(
-            f"{exc}: materialize encoded_video for this partition first",
-            cause=FailureCause.STORAGE,
-            permanent=True,
-        ) from exc
+    encoded = _get_json(storage, encoded_record_key(step.partition_key))
+    clips = _get_json(storage, manifest_key(step.partition_key))
     target = output_format(encoded.get("format"))  # what encoded_video made
     key = video_key(step.partition_key, target.extension)
+    posters = store_video(step, storage, media, encoded, key, quota_bytes)
+    url, poster_url = storage.url(key), storage.url(poster_key(step.partition_key))
+    size = storage.size(key)
+    # What the app shows ("kept until ..."); retention deletes the video then. A new
+    # completion (re-export) starts the clock again and earns a new reminder.
+    keep_days = step.spec.retention_days or retention_days
+    completed_at = utcnow()
+    expires_at = completed_at + timedelta(days=keep_days)
+    mark_complete(
+        step,
+        video_url=url,
+        poster_url=poster_url if posters else None,
+        output_bytes=size,
+        output_duration_s=encoded["duration_s"],
+        completed_at=completed_at,
+        expires_at=expires_at,
+    )
+    # The work copy would double every video in storage (and in the quota) until retention.
+    storage.delete(encoded["key"])
+    step.context.log.info(f"{step.partition_key}: published {size} bytes at {url}")
+    spec = step.spec
+    return MaterializeResult(
+        metadata={
+            "url": MetadataValue.url(url),
+            **poster_metadata(posters, poster_url, encoded["duration_s"]),
+            "storage_key": key,
+            "bytes": size,
+            "duration_s": round(encoded["duration_s"], 3),
+            "resolution": f"{spec.resolution} {spec.aspect_ratio} "
+            f"({encoded['width']}x{encoded['height']})",
+            "quality": spec.quality,
+            "format": target.name,
+            "clip_count": encoded["clip_count"],
+            "seconds_download": clips.get("seconds"),
+            "seconds_encode": encoded["seconds"],
+            "seconds_publish": round(time.monotonic() - started, 2),
+            "retention_days": keep_days,
+            "expires_at": expires_at.isoformat(timespec="seconds"),
+        }
+    )
+
+
+def _missing(exc: ObjectNotFound) -> ExportFailure:
+    return ExportFailure(
+        f"{exc}: materialize encoded_video for this partition first",
+        cause=FailureCause.STORAGE,
+        permanent=True,
+    )
+
+
+def _get_json(storage: Storage, key: str) -> dict:
+    try:
+        return storage.get_json(key)
+    except ObjectNotFound as exc:
+        raise _missing(exc) from exc
+
+
+def store_video(
+    step: ExportStep,
+    storage: Storage,
+    media: MediaTools,
+    encoded: dict,
+    key: str,
+    quota_bytes: int,
+) -> tuple[Path, bytes] | None:
+    """The encoded video at `key` and its poster beside it, within the quota and only if the
+    export was not canceled; returns the poster and its thumbnail (None: FFmpeg made none)."""
     pkey = poster_key(step.partition_key)
+    extension = key.rsplit(".", 1)[-1]
     with media.temp_dir(f"export-{step.partition_key}-publish") as scratch:
         # Published before (re-execution, backfill of publish alone): the work copy was
         # removed then, and the published video is the same file.
         source = encoded["key"] if storage.exists(encoded["key"]) else key
         # Local storage: the poster is taken from the object in place, not from a copy.
-        local = storage.local_file(source) or Path(scratch) / f"encoded.{target.extension}"
+        local = storage.local_file(source) or Path(scratch) / f"encoded.{extension}"
         try:
             if not local.is_file():
                 storage.get_file(source, local)
         except ObjectNotFound as exc:
-            raise ExportFailure(
-                f"{exc}: materialize encoded_video for this partition first",
-                cause=FailureCause.STORAGE,
-                permanent=True,
-            ) from exc
+            raise _missing(exc) from exc
         posters = make_posters(step, local, encoded["duration_s"], media, Path(scratch))
         poster_bytes = posters[0].stat().st_size if posters else 0
         # What this export holds when done: the work copy goes, an older video is replaced.
@@ -141,27 +198,20 @@ def publish(
             storage.put_file(posters[0], pkey, content_type="image/jpeg")
         else:
             storage.delete(pkey)  # an earlier export's poster would show the wrong video
-    url = storage.url(key)
-    size = storage.size(key)
-    poster_url = storage.url(pkey) if posters else None
-    completed_at = utcnow()
-    # What the app shows ("kept until ..."); retention deletes the video then. A new
-    # completion (re-export) starts the clock again and earns a new reminder.
-    keep_days = step.spec.retention_days or retention_days
-    expires_at = completed_at + timedelta(days=keep_days)
+    return posters
+
+
+def mark_complete(step: ExportStep, **published: object) -> None:
+    """`complete`, from this run only, with what was published; clears `reminded_at` (a new
+    completion earns its own `expiring` reminder)."""
     changed = step.store.transition(
         step.request_id,
         st.COMPLETE,
         only_run_id=step.context.run_id,
-        video_url=url,
-        poster_url=poster_url,
-        output_bytes=size,
-        output_duration_s=encoded["duration_s"],
         progress=100,
         error_message=None,
-        completed_at=completed_at,
-        expires_at=expires_at,
         reminded_at=None,
+        **published,
     )
     if not changed:
         row = step.store.get(step.request_id) or {}
@@ -171,37 +221,16 @@ def publish(
             cause=FailureCause.OTHER,
             permanent=True,
         )
-    # The work copy would double every video in storage (and in the quota) until retention.
-    storage.delete(encoded["key"])
-    seconds = round(time.monotonic() - started, 2)
-    step.context.log.info(f"{step.partition_key}: published {size} bytes at {url}")
-    spec = step.spec
-    poster_metadata: dict = {"poster": MetadataValue.md("(no poster: FFmpeg failed, see logs)")}
-    if posters and poster_url:
-        poster_metadata = {
-            "poster": MetadataValue.md(thumbnail_markdown(posters[1])),
-            "poster_url": MetadataValue.url(poster_url),
-            "poster_at_s": poster_time(encoded["duration_s"]),
-        }
-    return MaterializeResult(
-        metadata={
-            "url": MetadataValue.url(url),
-            **poster_metadata,
-            "storage_key": key,
-            "bytes": size,
-            "duration_s": round(encoded["duration_s"], 3),
-            "resolution": f"{spec.resolution} {spec.aspect_ratio} "
-            f"({encoded['width']}x{encoded['height']})",
-            "quality": spec.quality,
-            "format": target.name,
-            "clip_count": encoded["clip_count"],
-            "seconds_download": clips.get("seconds"),
-            "seconds_encode": encoded["seconds"],
-            "seconds_publish": seconds,
-            "retention_days": keep_days,
-            "expires_at": expires_at.isoformat(timespec="seconds"),
-        }
-    )
+
+
+def poster_metadata(posters: tuple[Path, bytes] | None, url: str, duration_s: float) -> dict:
+    if not posters:
+        return {"poster": MetadataValue.md("(no poster: FFmpeg failed, see logs)")}
+    return {
+        "poster": MetadataValue.md(thumbnail_markdown(posters[1])),
+        "poster_url": MetadataValue.url(url),
+        "poster_at_s": poster_time(duration_s),
+    }
 
 
 def build_published_video(retry_policy: RetryPolicy, retention_days: int = DEFAULT_RETENTION_DAYS):
