@@ -1,7 +1,10 @@
 """How long an export has left: what the app shows a waiting creator (`eta_s`).
 
 Pure functions. Before a run starts, the estimate comes from recent completed exports of
-the same resolution, format and a similar length (`prior_seconds`). During the run it comes
+the same resolution, format and a similar length (`prior_seconds`); without any, from the
+exports of other resolutions and formats, scaled by what each costs (`COST`); without any
+history at all, from the built-in rate measured by the benchmarks (`BUILTIN_RATE`), so a
+queued or running row always has one. During the run it comes
 from the pace of the step that is running (`Step`): the bar is cut into one band per step
 (download, encode, publish), each about the share of the time that step takes, and the
 step's own progress per second says how long the rest of it takes, blended with the prior
@@ -26,6 +29,25 @@ MIN_MEASURED_FRACTION = 0.05
 # footage two exports of the same length share little else (a cartoon encodes four times
 # as fast as film grain), so the prior only bridges the step's first moments.
 STEP_TRUSTED_FRACTION = 0.2
+
+
+# The prior before any history, measured by the benchmarks (bench_eta --prior, see
+# export_pipeline_tests/benchmarks/README.md): processing seconds per second of 1080p H.264
+# video on a 2-vCPU worker (the median over the corpus' kinds of footage), the seconds every
+# export spends besides, and the cost of each resolution and format relative to 1080p H.264.
+BUILTIN_RATE = 1.05
+BUILTIN_FIXED_S = 2.0
+RESOLUTION_COST = {"720p": 0.64, "1080p": 1.0, "1440p": 1.6, "4k": 2.7}
+FORMAT_COST = {"mp4": 1.0, "mp4-hevc": 2.0, "webm": 3.5}
+# A clip that plays to its end is this long until it is downloaded: the usual length of an
+# AI video model's clip.
+ASSUMED_CLIP_S = 5.0
+
+
+def cost(resolution: str, format: str) -> float:
+    """What an export of `resolution` and `format` costs per second of video, relative to
+    1080p H.264 (1.0 for a name the table does not know)."""
+    return RESOLUTION_COST.get(resolution, 1.0) * FORMAT_COST.get(format, 1.0)
 
 
 @dataclass(frozen=True)
@@ -85,30 +107,44 @@ def requested_length(durations: Iterable[float | None]) -> float | None:
     return total
 
 
+def expected_length(durations: Iterable[float | None]) -> float:
+    """The total length, a clip that plays to its end counted as `ASSUMED_CLIP_S`."""
+    return sum(ASSUMED_CLIP_S if d is None else d for d in durations)
+
+
+def builtin_prior(resolution: str, format: str, length_s: float) -> float:
+    """Processing time of an export before there is any history: the benchmarks' rate."""
+    return BUILTIN_FIXED_S + BUILTIN_RATE * cost(resolution, format) * max(0.0, length_s)
+
+
 def prior_seconds(
     history: Sequence[Finished], resolution: str, length_s: float | None, format: str = "mp4"
-) -> float | None:
+) -> float:
     """Expected processing time of an export of `resolution`, `format` and `length_s`
-    seconds: the median seconds-per-second of similar-length exports of that resolution and
-    format (of that resolution in any format if there are none of the format; of all of
-    them if none is similar) times the length; without a known length, their median time.
-    None without any history for the resolution."""
-    same = [h for h in history if h.resolution == resolution]
-    same = [h for h in same if h.format == format] or same
-    if not same:
-        return None
-    rated = [h for h in same if h.duration_s]
-    if length_s and length_s > 0 and rated:
+    seconds (None: unknown, counted as one clip): the median seconds-per-second of
+    similar-length exports of that resolution and format (of all of them if none is similar)
+    times the length. Without history of that resolution and format, the other exports'
+    rates scaled by cost (they say how fast this machine is); without any history, the
+    built-in rate. An export without a recorded length counts by its total time."""
+    length = ASSUMED_CLIP_S if length_s is None else length_s
+    same = [h for h in history if (h.resolution, h.format) == (resolution, format)]
+    pool = same or list(history)
+    if not pool:
+        return builtin_prior(resolution, format, length)
+    want = cost(resolution, format)
+    scale = {id(h): want / cost(h.resolution, h.format) for h in pool}
+    rated = [h for h in pool if h.duration_s]
+    if length > 0 and rated:
         similar = [
-            h for h in rated if 1 / SIMILAR_LENGTH <= h.duration_s / length_s <= SIMILAR_LENGTH
+            h for h in rated if 1 / SIMILAR_LENGTH <= h.duration_s / length <= SIMILAR_LENGTH
         ]
-        return median(h.seconds / h.duration_s for h in similar or rated) * length_s
-    return median(h.seconds for h in same)
+        return median(h.seconds / h.duration_s * scale[id(h)] for h in similar or rated) * length
+    return median(h.seconds * scale[id(h)] for h in pool)
 
 
-def prior_for(history: Sequence[Finished], spec: Any) -> float | None:
-    """`prior_seconds` for an export request (intake.spec.ExportSpec)."""
-    length = requested_length(c.duration for c in spec.clips)
+def prior_for(history: Sequence[Finished], spec: Any) -> float:
+    """`prior_seconds` for an export request (domain.request.ExportSpec)."""
+    length = expected_length(c.duration for c in spec.clips)
     return prior_seconds(history, spec.resolution, length, spec.format)
 
 

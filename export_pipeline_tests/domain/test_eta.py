@@ -4,6 +4,8 @@ import pytest
 
 from export_pipeline.domain import eta
 from export_pipeline.domain.eta import Finished
+from export_pipeline.domain.formats import FORMATS
+from export_pipeline.domain.target import RESOLUTIONS
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -54,13 +56,41 @@ HISTORY = [
         ("1080p", 60.0, 90.0),  # median 1.5 s/s of the three similar ones x 60 s
         ("1080p", 8.0, 24.0),  # only the 10 s export is similar: 3 s/s
         ("1080p", 400.0, 400 * 1.75),  # none similar: median rate of the resolution
-        ("1080p", None, 80.0),  # unknown length: the resolution's median time
+        ("1080p", None, 3.0 * eta.ASSUMED_CLIP_S),  # unknown length: one clip's
         ("4k", 60.0, 600.0),
-        ("720p", 60.0, None),  # no history for it
     ],
 )
 def test_prior_from_same_resolution_and_similar_length(resolution, length, expected):
     assert eta.prior_seconds(HISTORY, resolution, length) == pytest.approx(expected)
+
+
+def test_without_history_of_its_kind_the_others_are_scaled_by_cost():
+    """No 720p export yet: the 1080p and 4k ones say how fast this machine is, each scaled
+    by what 720p costs relative to it."""
+    scale = {r: eta.cost("720p", "mp4") / eta.cost(r, "mp4") for r in ("1080p", "4k")}
+    similar = [1.5 * scale["1080p"], 2.0 * scale["1080p"], 1.0 * scale["1080p"], 10 * scale["4k"]]
+    similar.sort()
+    expected = (similar[1] + similar[2]) / 2 * 60
+    assert eta.prior_seconds(HISTORY, "720p", 60.0) == pytest.approx(expected)
+    assert eta.prior_seconds(HISTORY, "720p", 60.0) < eta.prior_seconds(HISTORY, "1080p", 60.0)
+
+
+def test_without_any_history_the_builtin_rate_gives_every_kind_an_estimate():
+    """A fresh install: a queued 720p WebM export has an estimate all the same."""
+    for resolution in ("720p", "1080p", "1440p", "4k"):
+        for format in ("mp4", "mp4-hevc", "webm"):
+            prior = eta.prior_seconds([], resolution, 24.0, format)
+            assert prior == pytest.approx(
+                eta.BUILTIN_FIXED_S + eta.BUILTIN_RATE * eta.cost(resolution, format) * 24
+            )
+    assert eta.prior_seconds([], "720p", 24.0, "webm") > eta.prior_seconds([], "720p", 24.0)
+    assert eta.prior_seconds([], "4k", 24.0) > eta.prior_seconds([], "1080p", 24.0)
+    assert eta.prior_seconds([], "1080p", None) == eta.builtin_prior("1080p", "mp4", 5.0)
+    assert set(eta.FORMAT_COST) == set(FORMATS) and set(eta.RESOLUTION_COST) == set(RESOLUTIONS)
+
+
+def test_a_clip_that_plays_to_its_end_counts_as_a_usual_clip():
+    assert eta.expected_length([4.0, None, 2.5]) == 6.5 + eta.ASSUMED_CLIP_S
 
 
 def test_prior_falls_back_to_the_median_time_when_no_export_has_a_length():
@@ -111,8 +141,16 @@ def test_the_prior_comes_from_exports_of_the_same_format():
     ]
     assert eta.prior_seconds(history, "1080p", 30.0, "webm") == 120.0
     assert eta.prior_seconds(history, "1080p", 30.0, "mp4") == 30.0
-    # No HEVC export yet: any format of the resolution is better than nothing.
-    assert eta.prior_seconds(history, "1080p", 30.0, "mp4-hevc") == 75.0
+    # No HEVC export yet: the others scaled by what HEVC costs relative to each.
+    rates = sorted(
+        [
+            1.0 * eta.cost("1080p", "mp4-hevc"),
+            4.0 * eta.cost("1080p", "mp4-hevc") / eta.cost("1080p", "webm"),
+        ]
+    )
+    assert eta.prior_seconds(history, "1080p", 30.0, "mp4-hevc") == pytest.approx(
+        sum(rates) / 2 * 30
+    )
 
 
 def test_history_rows_carry_their_format_and_null_reads_as_mp4():

@@ -19,9 +19,10 @@ def test_eta_falls_during_a_run_and_is_cleared_at_the_end(
         clip(cdn.url("portrait.mp4"), 2, duration=2.0),
         clip(cdn.url("classic.mp4"), 3, duration=1.5),
     ]
-    # A first export gives the history the next one is estimated from.
+    # A first export gives the history the next one is estimated from (before it, the
+    # built-in rate: never none).
     first_id, first, _ = export(settings, store, instance, clips)
-    assert first.success and store.get(first_id)["eta_s"] is None
+    assert first.success and store.get(first_id)["eta_s"] is None  # cleared when done
 
     seen: list[dict] = []
     write = RequestStore.set_progress

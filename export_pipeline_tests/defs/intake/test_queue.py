@@ -28,6 +28,7 @@ from export_pipeline.defs.intake.queue import (
     plan_queue,
     queue_limits,
 )
+from export_pipeline.domain import eta
 from export_pipeline.domain import status as st
 from export_pipeline.domain.clock import utcnow
 from export_pipeline_tests import REPO_ROOT
@@ -222,9 +223,11 @@ def test_an_unchanged_queue_writes_nothing(settings, store, queued_instance):
     for i, run_id in zip(ids[:2], runs[:2], strict=True):
         store.transition(i, st.PROCESSING, run_id=run_id, processing_started_at=utcnow())
     assert "1 queued export(s) updated" in evaluate_queue(defs, instance).skip_message
-    # Two exports run (the global limit): cat waits for a worker. No history: no ETA.
+    # Two exports run (the global limit): cat waits for a worker. No history: the built-in
+    # rate says how long the two ahead and cat's own take (each a clip to its end).
     assert places(store, ids)[2] == (1, WORKER)
-    assert store.get(ids[2])["eta_s"] is None
+    own = eta.builtin_prior("720p", "mp4", eta.ASSUMED_CLIP_S)
+    assert own <= store.get(ids[2])["eta_s"] <= 3 * own + 1
     assert evaluate_queue(defs, instance).skip_message == "queue unchanged"
 
 

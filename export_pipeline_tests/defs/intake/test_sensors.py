@@ -176,3 +176,20 @@ def test_failure_sensor_ignores_runs_that_will_be_retried_and_stale_runs(
         ).for_run_failure()
         defs.resolve_sensor_def("export_failure_sensor")(context)
         assert store.get(request_id)["status"] == st.PROCESSING
+
+
+def test_a_queued_export_has_a_time_left_before_any_history(settings, store, instance):
+    """A fresh install: a 720p WebM export is queued with the built-in estimate, longer
+    than an H.264 one of the same clips (VP9 costs more), refined later by history."""
+    from export_pipeline.domain import eta
+
+    defs = build_definitions(settings)
+    clips = [clip("https://cdn.example/a.mp4", 1, duration=8.0)] * 3
+    webm = insert(store, user="ann", format="webm", clips=clips)
+    mp4 = insert(store, user="bob", clips=clips)
+    evaluate(defs, instance)
+    rows = {i: store.get(i) for i in (webm, mp4)}
+    assert all(r["status"] == st.QUEUED and r["estimated_finish_at"] for r in rows.values())
+    assert rows[webm]["eta_s"] == round(eta.builtin_prior("720p", "webm", 24.0))
+    assert rows[mp4]["eta_s"] == round(eta.builtin_prior("720p", "mp4", 24.0))
+    assert rows[webm]["eta_s"] > rows[mp4]["eta_s"]
