@@ -87,6 +87,9 @@ export_requests = Table(
     # days the finished video is kept (the user's plan, e.g. 7 or 30; NULL:
     # EXPORT_RETENTION_DAYS), validated like the rest of the request
     _request("retention_days", Integer),
+    # where the creator is emailed the outcome and the expiry reminder (NULL: no email),
+    # one address, validated like the rest of the request
+    _request("notify_email", Text),
     _pipeline("status", Text, nullable=False, server_default=text("'pending'")),
     _pipeline("progress", Integer, nullable=False, server_default=text("0")),
     _pipeline("retry_count", Integer, nullable=False, server_default=text("0")),

@@ -292,6 +292,7 @@ REQUEST_SAMPLE = {
     "soundtrack": {"url": "https://cdn.example/song.mp3", "volume": 0.5},
     "captions": {"srt": "1\n00:00:00,000 --> 00:00:01,000\nhi\n", "burn_in": False},
     "retention_days": 30,
+    "notify_email": "creator@example.com",
 }
 
 
