@@ -7,8 +7,8 @@ partial one. Next to it, `videos/exp-<id>.jpg` is the poster (a frame about 1 s 
 with the video's, in the same transition to `complete`. A poster FFmpeg cannot make is
 logged and skipped: it never holds back the video. The same transition writes
 `expires_at` (completion + the request's `retention_days`, else EXPORT_RETENTION_DAYS),
-when retention deletes the video, and clears `reminded_at` (a new completion earns its own
-`expiring` reminder).
+when retention deletes the video, and clears `reminded_at` and `reminder_emailed_at` (a new
+completion earns its own `expiring` reminder and email).
 """
 
 import base64
@@ -162,6 +162,7 @@ def publish(
         completed_at=completed_at,
         expires_at=expires_at,
         reminded_at=None,
+        reminder_emailed_at=None,
     )
     if not changed:
         row = step.store.get(step.request_id) or {}

@@ -115,6 +115,12 @@ export_requests = Table(
     # retention days) and when the `expiring` reminder was claimed (once per completion)
     _pipeline("expires_at", UTCDateTime()),
     _pipeline("reminded_at", UTCDateTime()),
+    # emails to `notify_email` (claimed before sending, once each): the finished status
+    # whose email was sent and when, and when the expiry reminder was emailed (NULL again
+    # after a re-export, like reminded_at)
+    _pipeline("emailed_status", Text),
+    _pipeline("emailed_at", UTCDateTime()),
+    _pipeline("reminder_emailed_at", UTCDateTime()),
     _both("created_at", UTCDateTime(), nullable=False, server_default=func.now()),
     _both("updated_at", UTCDateTime(), nullable=False, server_default=func.now()),
     # when the latest run was queued (its creation in Dagster): the queue wait is measured
