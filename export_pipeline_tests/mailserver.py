@@ -46,7 +46,8 @@ class MailServer:
     """aiosmtpd on 127.0.0.1. `security`: `none`, `starttls` (offered, and required before
     MAIL) or `tls` (implicit). `login`: (user, password) required before MAIL.
     `rcpt_answers` / `data_answers`: replies given instead of accepting, in order, one per
-    RCPT / DATA (then it accepts); `refuse`: {address: reply} for every RCPT to it."""
+    RCPT / DATA (then it accepts); `refuse`: {address: reply} for every RCPT to it.
+    `port`: where to listen (default: a free one)."""
 
     def __init__(
         self,
@@ -57,13 +58,14 @@ class MailServer:
         rcpt_answers: list[str] | None = None,
         data_answers: list[str] | None = None,
         refuse: dict[str, str] | None = None,
+        port: int | None = None,
     ):
         self.received: list[Received] = []
         self.rcpt_answers = list(rcpt_answers or [])
         self.data_answers = list(data_answers or [])
         self.refuse = dict(refuse or {})
         self.logins: list[str] = []
-        self.port = free_port()
+        self.port = port or free_port()
         tls = None
         if security != "none":
             assert ca is not None, "TLS needs the throwaway CA"
