@@ -54,7 +54,7 @@ from export_pipeline.defs.notify.webhook import (
 )
 from export_pipeline.defs.resources import AppDatabase, StorageResource
 from export_pipeline.domain import status as st
-from export_pipeline.domain.addresses import parse_address
+from export_pipeline.domain.addresses import address_problem, parse_address
 from export_pipeline.domain.clock import as_utc
 from export_pipeline.io.appdb.store import EMAIL
 from export_pipeline.io.mail import (
@@ -156,7 +156,13 @@ class _Tick:
         self, kind: str, row: Mapping[str, Any], delivery: str, label: str
     ) -> EmailMessage | None:
         """The message, or None (logged) when this row cannot have one: an address that is
-        not one (a row written before intake checked it), a template failing on it."""
+        not one (a request failed at intake for it, or written before the check), a
+        template failing on it."""
+        problem = address_problem(row.get("notify_email"))
+        if problem:
+            self.log("warning", f"email: {label} not sent: its notify_email is not an email "
+                                f"address ({problem})")  # fmt: skip
+            return None
         try:
             return self.policy.message(kind, row, delivery, self.now)
         except Exception as exc:  # noqa: BLE001 - one row's email must not stop the others

@@ -156,7 +156,12 @@ def test_a_completed_export_is_emailed_once_with_its_links_and_details(db_store)
     assert mailer.pending() == {}
 
 
-def test_a_failure_says_what_to_do_and_other_outcomes_are_not_emailed(store, settings):
+def test_a_failure_says_what_to_do_and_other_outcomes_are_not_emailed(store, settings, capsys):
+    # refused at intake for its address: it cannot be emailed, and is not tried again
+    unaddressable = finished(
+        store, st.FAILED, email="ann@", error_message="invalid export request: notify_email "
+        "must be one email address ...", error_cause="invalid_request",
+    )  # fmt: skip
     failure = failed(store)
     canceled = finished(store, st.CANCELED, error_message="canceled", error_cause="canceled")
     rejected = finished(store, st.REJECTED, error_message="limit", error_cause="rate_limited")
@@ -174,6 +179,11 @@ def test_a_failure_says_what_to_do_and_other_outcomes_are_not_emailed(store, set
         assert "Regenerate the clip named above in your project, then export again." in part
     for request_id in (canceled, rejected, without, old):
         assert store.get(request_id)["emailed_status"] is None
+    assert store.get(unaddressable)["emailed_status"] == st.FAILED  # claimed, never sent
+    assert (
+        f"email: export request {unaddressable} (failed) not sent: its notify_email is not an "
+        "email address (no domain after the @)"
+    ) in capsys.readouterr().err
 
 
 def test_a_new_outcome_of_the_same_request_is_emailed_again(store, settings):
