@@ -28,9 +28,10 @@ def notify_definitions(settings: Settings) -> Definitions:
     sensors = []
     webhook = settings.webhook
     if webhook.url:
+        secret = reveal(webhook.secret) or ""  # the value, not an EnvVar reading as its name
         policy = WebhookPolicy(
             webhook.url,
-            webhook.secret or "",
+            secret,
             max_attempts=webhook.max_attempts,
             backoff_base_s=webhook.backoff_s,
             backoff_max_s=webhook.max_backoff_s,
@@ -40,7 +41,7 @@ def notify_definitions(settings: Settings) -> Definitions:
         sensors.append(
             build_export_expiry_reminder_sensor(
                 webhook.url,
-                webhook.secret or "",
+                secret,
                 remind_days=webhook.reminder_days,
                 timeout_s=webhook.timeout_s,
             )
