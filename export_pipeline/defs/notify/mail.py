@@ -113,7 +113,7 @@ class EmailPolicy:
             **options,
         )
 
-    def message(self, kind: str, row: Mapping[str, Any], delivery: str, now: float):
+    def message(self, kind: str, row: Mapping[str, Any], delivery: str, now: float) -> EmailMessage:
         """The email of `kind` about `row` to its `notify_email` (ValueError: the row has
         no address that is one)."""
         moment = datetime.fromtimestamp(now, UTC)

@@ -25,6 +25,7 @@ import smtplib
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from pathlib import Path
 
 SECURITY = ("starttls", "tls", "none")
 DEFAULT_PORTS = {"starttls": 587, "tls": 465, "none": 25}
@@ -61,6 +62,8 @@ class SmtpConfig:
             )
         if self.timeout_s <= 0:
             raise ValueError(f"the SMTP timeout must be > 0 s, got {self.timeout_s}")
+        if self.ca_file and not Path(self.ca_file).is_file():
+            raise ValueError(f"the SMTP CA file {self.ca_file!r} does not exist")
 
     @property
     def server_port(self) -> int:

@@ -184,6 +184,8 @@ def test_the_configuration_is_checked():
         SmtpConfig("smtp.example.com", security="ssl")
     with pytest.raises(ValueError, match="port"):
         SmtpConfig("smtp.example.com", port=70000)
+    with pytest.raises(ValueError, match="CA file '/nonexistent/ca.pem' does not exist"):
+        SmtpConfig("smtp.example.com", ca_file="/nonexistent/ca.pem")
     ports = {s: SmtpConfig("smtp.example.com", security=s).server_port for s in ("starttls", "tls", "none")}  # fmt: skip
     assert ports == {"starttls": 587, "tls": 465, "none": 25}
     assert "p4ss" not in repr(SmtpConfig("smtp.example.com", username="u", password="p4ss"))
