@@ -39,6 +39,13 @@ def setting(
     return Field(default=default, description=doc, json_schema_extra=extra)
 
 
+def reveal(value: Any) -> Any:
+    """A setting's value for code that is not a Dagster resource: a secret from the process
+    environment arrives as an `EnvVar` (which only Dagster's config resolves, and which
+    reads as the variable's name if used as a string), anything else as it is."""
+    return value.get_value() if isinstance(value, EnvVar) else value
+
+
 @dataclass(frozen=True)
 class Declared:
     """One setting as declared: its variable, the group and field that hold it, its

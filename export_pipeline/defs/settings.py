@@ -120,12 +120,71 @@ class Webhook(FromEnv, Config):
     interval_s: int = setting(10, "EXPORT_WEBHOOK_INTERVAL_S", "webhook sensor interval")
     reminder_days: float = setting(
         2.0, "EXPORT_EXPIRY_REMINDER_DAYS", "days before `expires_at` the `expiring` webhook "
-        "event is sent (fractions allowed, e.g. `0.5`)",
+        "event and the reminder email are sent (fractions allowed, e.g. `0.5`)",
     )  # fmt: skip
 
     @property
     def enabled(self) -> bool:
         return bool(self.url and self.secret)
+
+
+class Email(FromEnv, Config):
+    """Emails to a request's `notify_email`: the outcome and the expiry reminder (on when a
+    host is set; the reminder's time is `Webhook.reminder_days`)."""
+
+    host: str | None = setting(
+        None, "EXPORT_SMTP_HOST", "`smtp.example.com`: the SMTP server that sends the emails "
+        "to `notify_email` (with `EXPORT_EMAIL_FROM`); unset: no email",
+    )  # fmt: skip
+    port: int | None = setting(
+        None, "EXPORT_SMTP_PORT", "the SMTP server's port; unset: 587 (`starttls`), 465 "
+        "(`tls`) or 25 (`none`)",
+    )  # fmt: skip
+    security: str = setting(
+        "starttls", "EXPORT_SMTP_SECURITY", "`starttls` (a plain connection upgraded to TLS), "
+        "`tls` (TLS from the start) or `none` (no login then: a password is never sent in "
+        "clear); certificates are always verified",
+    )  # fmt: skip
+    username: str | None = setting(
+        None, "EXPORT_SMTP_USERNAME", "the SMTP login's user name (unset: no login)"
+    )
+    password: str | None = setting(
+        None, "EXPORT_SMTP_PASSWORD", "the SMTP login's password", secret=True
+    )
+    timeout_s: float = setting(
+        10.0, "EXPORT_SMTP_TIMEOUT_S", "how long the SMTP server may take to connect or "
+        "answer, at each step (then: retried later)",
+    )  # fmt: skip
+    ca_file: str | None = setting(
+        None, "EXPORT_SMTP_CA_FILE", "a CA bundle (PEM) to verify the SMTP server's "
+        "certificate with, e.g. an internal relay's; unset: the system's",
+    )  # fmt: skip
+    from_address: str | None = setting(
+        None, "EXPORT_EMAIL_FROM", "`Video Exports <exports@example.com>`: who the emails "
+        "are from (needed with `EXPORT_SMTP_HOST`)",
+    )  # fmt: skip
+    reply_to: str | None = setting(
+        None, "EXPORT_EMAIL_REPLY_TO", "`support@example.com`: where the creator's replies "
+        "go; unset: the From address",
+    )  # fmt: skip
+    templates_dir: str | None = setting(
+        None, "EXPORT_EMAIL_TEMPLATES_DIR", "a directory of your own email templates, named "
+        "like the package's (`completion`, `failure`, `expiring`; `.txt` and `.html`); "
+        "files it lacks come from the package",
+    )  # fmt: skip
+    interval_s: int = setting(
+        10, "EXPORT_EMAIL_INTERVAL_S", "how often `export_email_sensor` looks for finished "
+        "exports to email",
+    )  # fmt: skip
+
+    @field_validator("security")
+    @classmethod
+    def _security(cls, value: str) -> str:
+        return value.strip().lower()
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
 
 
 class Alerting(FromEnv, Config):
@@ -175,6 +234,7 @@ class Settings:
     intake: Intake = field(default_factory=Intake)
     retention: Retention = field(default_factory=Retention)
     webhook: Webhook = field(default_factory=Webhook)
+    email: Email = field(default_factory=Email)
     alerting: Alerting = field(default_factory=Alerting)
     channels: tuple[AlertChannel, ...] = ()  # the configured alert channels
     observability: Observability = field(default_factory=Observability)
@@ -199,6 +259,7 @@ class Settings:
             intake=Intake.from_env(env),
             retention=Retention.from_env(env),
             webhook=Webhook.from_env(env),
+            email=Email.from_env(env),
             alerting=Alerting.from_env(env),
             channels=tuple(c for c in (k.from_env(env) for k in CHANNELS) if c.configured),
             observability=Observability.from_env(env),
@@ -293,6 +354,7 @@ def declared() -> list[Declared]:
         ("intake", Intake),
         ("retention", Retention),
         ("webhook", Webhook),
+        ("email", Email),
         ("alerting", Alerting),
         *((f"channel:{c.key}", c) for c in CHANNELS),
         ("observability", Observability),

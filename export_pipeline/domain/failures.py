@@ -31,6 +31,43 @@ class FailureCause(StrEnum):
 
 CAUSES: tuple[str, ...] = tuple(cause.value for cause in FailureCause)
 
+# What the creator can do about a failure of each cause (the failure email says it after
+# the message, which names the clip or the limit).
+_WHAT_TO_DO = {
+    FailureCause.EXPIRED_CLIP_URL: (
+        "Regenerate the clip named above in your project, then export again."
+    ),
+    FailureCause.INVALID_CLIP_FILE: (
+        "Regenerate or upload the clip named above again, then export again."
+    ),
+    FailureCause.INVALID_REQUEST: (
+        "Check the project's clips, captions and soundtrack and export again; if it happens "
+        "again, contact support with the export number."
+    ),
+    FailureCause.RATE_LIMITED: "Export again after the time given above.",
+    FailureCause.CLIP_DOWNLOAD: (
+        "Your clips could not be fetched after several tries; export again in a few minutes."
+    ),
+    FailureCause.FFMPEG: (
+        "Export again; if it fails again, contact support with the export number."
+    ),
+    FailureCause.STORAGE: (
+        "Export again later; if your storage is full, delete old exports first."
+    ),
+    FailureCause.CANCELED: (
+        "Nothing: the export was canceled. Export again when you want the video."
+    ),
+    FailureCause.OTHER: "Export again; if it fails again, contact support with the export number.",
+}
+
+
+def what_to_do(cause: FailureCause | str) -> str:
+    """One sentence telling the creator what to do after a failure of this cause."""
+    try:
+        return _WHAT_TO_DO[FailureCause(cause)]
+    except ValueError:
+        return _WHAT_TO_DO[FailureCause.OTHER]
+
 
 class ExportFailure(Exception):
     """A failure explained for the creator, with its cause. A `permanent` one is not worth

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from export_pipeline.domain.addresses import parse_address
 from export_pipeline.domain.captions import KINDS as CAPTION_KINDS
 from export_pipeline.domain.captions import (
     CaptionError,
@@ -98,6 +99,7 @@ class ExportSpec:
     soundtrack: SoundtrackSpec | None = None
     captions: CaptionsSpec | None = None
     retention_days: int | None = None  # None: EXPORT_RETENTION_DAYS
+    notify_email: str | None = None  # where to email the outcome and the expiry reminder
 
     @property
     def ordered_clips(self) -> list[ClipSpec]:
@@ -227,6 +229,20 @@ def retention_days_of(row: Mapping[str, Any], default: int) -> int:
     if value is None or retention_days_problem(value):
         return default
     return int(value)
+
+
+def _parse_notify_email(raw: Any, problems: list[str]) -> str | None:
+    """`notify_email`: one address (domain.addresses), or NULL for no email."""
+    if raw is None:
+        return None
+    try:
+        return parse_address(raw)
+    except ValueError as exc:
+        problems.append(
+            f"notify_email must be one email address like name@example.com, or NULL for no "
+            f"email ({exc}), got {shown(raw)}"
+        )
+        return None
 
 
 def _parse_soundtrack(raw: Any, problems: list[str]) -> SoundtrackSpec | None:
@@ -368,6 +384,7 @@ def _parse_request(row: Mapping[str, Any], max_duration_s: float) -> ExportSpec:
     retention = retention_days_problem(row.get("retention_days"))
     if retention:
         problems.append(retention)
+    notify_email = _parse_notify_email(row.get("notify_email"), problems)
 
     clips = _parse_clips(row.get("clips"), problems, max_duration_s)
 
@@ -392,4 +409,5 @@ def _parse_request(row: Mapping[str, Any], max_duration_s: float) -> ExportSpec:
         soundtrack=soundtrack,
         captions=captions,
         retention_days=None if row.get("retention_days") is None else int(row["retention_days"]),
+        notify_email=notify_email,
     )

@@ -7,8 +7,8 @@ partial one. Next to it, `videos/exp-<id>.jpg` is the poster (a frame about 1 s 
 with the video's, in the same transition to `complete`. A poster FFmpeg cannot make is
 logged and skipped: it never holds back the video. The same transition writes
 `expires_at` (completion + the request's `retention_days`, else EXPORT_RETENTION_DAYS),
-when retention deletes the video, and clears `reminded_at` (a new completion earns its own
-`expiring` reminder).
+when retention deletes the video, and clears `reminded_at` and `reminder_emailed_at` (a new
+completion earns its own `expiring` reminder and email).
 """
 
 import base64
@@ -202,8 +202,8 @@ def store_video(
 
 
 def mark_complete(step: ExportStep, **published: object) -> None:
-    """`complete`, from this run only, with what was published; clears `reminded_at` (a new
-    completion earns its own `expiring` reminder)."""
+    """`complete`, from this run only, with what was published; clears the reminder
+    claims (a new completion earns its own `expiring` reminder and email)."""
     changed = step.store.transition(
         step.request_id,
         st.COMPLETE,
@@ -211,6 +211,7 @@ def mark_complete(step: ExportStep, **published: object) -> None:
         progress=100,
         error_message=None,
         reminded_at=None,
+        reminder_emailed_at=None,
         **published,
     )
     if not changed:

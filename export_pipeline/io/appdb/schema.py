@@ -87,6 +87,9 @@ export_requests = Table(
     # days the finished video is kept (the user's plan, e.g. 7 or 30; NULL:
     # EXPORT_RETENTION_DAYS), validated like the rest of the request
     _request("retention_days", Integer),
+    # where the creator is emailed the outcome and the expiry reminder (NULL: no email),
+    # one address, validated like the rest of the request
+    _request("notify_email", Text),
     _pipeline("status", Text, nullable=False, server_default=text("'pending'")),
     _pipeline("progress", Integer, nullable=False, server_default=text("0")),
     _pipeline("retry_count", Integer, nullable=False, server_default=text("0")),
@@ -112,6 +115,12 @@ export_requests = Table(
     # retention days) and when the `expiring` reminder was claimed (once per completion)
     _pipeline("expires_at", UTCDateTime()),
     _pipeline("reminded_at", UTCDateTime()),
+    # emails to `notify_email` (claimed before sending, once each): the finished status
+    # whose email was sent and when, and when the expiry reminder was emailed (NULL again
+    # after a re-export, like reminded_at)
+    _pipeline("emailed_status", Text),
+    _pipeline("emailed_at", UTCDateTime()),
+    _pipeline("reminder_emailed_at", UTCDateTime()),
     _both("created_at", UTCDateTime(), nullable=False, server_default=func.now()),
     _both("updated_at", UTCDateTime(), nullable=False, server_default=func.now()),
     # when the latest run was queued (its creation in Dagster): the queue wait is measured

@@ -73,6 +73,21 @@ def _cleared_by(target: str) -> dict[str, Any]:
     return {}
 
 
+# Who a reminder goes to, and the column that claims it (once per completion each).
+WEBHOOK, EMAIL = "webhook", "email"
+_REMINDED = {WEBHOOK: T.c.reminded_at, EMAIL: T.c.reminder_emailed_at}
+
+
+def _not_emailed():
+    """The row's outcome has not been emailed (nor claimed): a new status, or the same one
+    finished again after the last email (a re-export)."""
+    return or_(
+        T.c.emailed_status.is_(None),
+        T.c.emailed_status != T.c.status,
+        T.c.emailed_at < T.c.completed_at,
+    )
+
+
 class RequestStore:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -494,15 +509,17 @@ class RequestStore:
                 found.update({int(i): str(user) for i, user in conn.execute(query)})
         return found
 
-    # ---- the `expiring` reminder (export_pipeline.defs.notify.reminder)
-    def expiring(self, now: datetime, until: datetime, limit: int = 100) -> list[dict[str, Any]]:
-        """Complete rows not reminded yet whose video goes after `now` and at or before
-        `until`, soonest first."""
+    # ---- the `expiring` reminder, to the app (defs.notify.reminder) and by email (mail)
+    def expiring(
+        self, now: datetime, until: datetime, limit: int = 100, channel: str = WEBHOOK
+    ) -> list[dict[str, Any]]:
+        """Complete rows not reminded yet on `channel` (`webhook`, or `email`: rows with a
+        `notify_email`) whose video goes after `now` and at or before `until`, soonest first."""
         query = (
             select(*_COLUMNS)
             .where(
                 T.c.status == st.COMPLETE,
-                T.c.reminded_at.is_(None),
+                _REMINDED[channel].is_(None),
                 T.c.video_url.is_not(None),
                 T.c.expires_at > now,
                 T.c.expires_at <= until,
@@ -510,30 +527,97 @@ class RequestStore:
             .order_by(T.c.expires_at, T.c.id)
             .limit(limit)
         )
+        if channel == EMAIL:
+            query = query.where(T.c.notify_email.is_not(None))
         with self.engine.connect() as conn:
             return [_row(r) for r in conn.execute(query).mappings()]
 
     def claim_reminder(
-        self, request_id: int, expires_at: datetime, now: datetime, **urls: str
+        self,
+        request_id: int,
+        expires_at: datetime,
+        now: datetime,
+        channel: str = WEBHOOK,
+        **urls: str,
     ) -> bool:
-        """Take the row's reminder (`reminded_at` = `now`) if nobody has and it is still the
-        same completion: one conditional UPDATE, so overlapping ticks send it once. `urls`
-        (`video_url`, `poster_url` signed anew) are written with it."""
+        """Take the row's reminder on `channel` (`reminded_at` or `reminder_emailed_at` =
+        `now`) if nobody has and it is still the same completion: one conditional UPDATE,
+        so overlapping ticks send it once. `urls` (`video_url`, `poster_url` signed anew)
+        are written with it."""
+        column = _REMINDED[channel]
         query = update(T).where(
             T.c.id == request_id,
             T.c.status == st.COMPLETE,
-            T.c.reminded_at.is_(None),
+            column.is_(None),
             T.c.expires_at == expires_at,
         )
         with self.engine.begin() as conn:
-            values = {"reminded_at": now, **urls}
+            values = {column.name: now, **urls}
             return conn.execute(query.values(**values)).rowcount == 1
 
-    def release_reminder(self, request_id: int, claimed_at: datetime) -> bool:
+    def release_reminder(
+        self, request_id: int, claimed_at: datetime, channel: str = WEBHOOK
+    ) -> bool:
         """Give back a claim whose delivery failed, so a later tick tries again."""
-        query = update(T).where(T.c.id == request_id, T.c.reminded_at == claimed_at)
+        column = _REMINDED[channel]
+        query = update(T).where(T.c.id == request_id, column == claimed_at)
         with self.engine.begin() as conn:
-            return conn.execute(query.values(reminded_at=None)).rowcount == 1
+            return conn.execute(query.values({column.name: None})).rowcount == 1
+
+    # ---- the outcome email (export_pipeline.defs.notify.mail)
+    def unemailed(
+        self, statuses: Collection[str], since: datetime, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Rows with a `notify_email`, finished (in `statuses`) after `since`, whose outcome
+        has not been emailed: a different `emailed_status`, or a newer `completed_at` than
+        `emailed_at` (the same outcome again, after a re-export). Oldest first."""
+        finished_at = func.coalesce(T.c.completed_at, T.c.updated_at)
+        query = (
+            select(*_COLUMNS)
+            .where(
+                T.c.notify_email.is_not(None),
+                T.c.status.in_(list(statuses)),
+                finished_at >= since,
+                _not_emailed(),
+            )
+            .order_by(T.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query).mappings()]
+
+    def claim_email(
+        self, request_id: int, status: str, completed_at: datetime | None, now: datetime
+    ) -> datetime | None:
+        """Take the email of this outcome (`status` finished at `completed_at`) if nobody
+        has and the row is still there: one conditional UPDATE of `emailed_status` and
+        `emailed_at`, so overlapping ticks send it once. Returns the claim's moment (for
+        `release_email`), None when the claim went to someone else or the row moved on."""
+        same_completion = (
+            T.c.completed_at.is_(None) if completed_at is None else T.c.completed_at == completed_at
+        )
+        # Never before the completion it reports (see mark_notified): or it looks new forever.
+        stamp = now if completed_at is None else max(as_utc(now), as_utc(completed_at))
+        query = update(T).where(
+            T.c.id == request_id, T.c.status == status, same_completion, _not_emailed()
+        )
+        with self.engine.begin() as conn:
+            result = conn.execute(query.values(emailed_status=status, emailed_at=stamp))
+            return stamp if result.rowcount == 1 else None
+
+    def release_email(
+        self,
+        request_id: int,
+        claimed_at: datetime,
+        previous_status: str | None,
+        previous_at: datetime | None,
+    ) -> bool:
+        """Give back a claim whose sending failed (the row's `emailed_status` and
+        `emailed_at` as they were before it), so a later tick tries again."""
+        query = update(T).where(T.c.id == request_id, T.c.emailed_at == claimed_at)
+        with self.engine.begin() as conn:
+            values = {"emailed_status": previous_status, "emailed_at": previous_at}
+            return conn.execute(query.values(**values)).rowcount == 1
 
     def clear_media_urls(self, request_id: int) -> bool:
         """Forget `video_url` and `poster_url` of a finished row whose objects retention

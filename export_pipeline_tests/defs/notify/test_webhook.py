@@ -476,3 +476,23 @@ def test_unnotified_and_mark_notified(db_url):
     assert not store.mark_notified(done, st.COMPLETE, row["completed_at"])  # stale outcome
     assert [r["id"] for r in store.unnotified(statuses, since)] == [done, failed]
     assert store.unnotified(statuses, datetime.now(UTC) + timedelta(hours=1)) == []
+
+
+def test_a_secret_from_the_process_environment_signs_with_its_value(
+    settings, store, clock, receiver, monkeypatch
+):
+    """The daemon reads EXPORT_WEBHOOK_SECRET from its environment, where settings keep a
+    secret as an EnvVar (the UI shows its name): the webhook must sign with the value, not
+    with the variable's name."""
+    from export_pipeline.definitions import build_definitions
+    from export_pipeline.defs.settings import Settings
+
+    monkeypatch.setenv("EXPORT_PIPELINE_HOME", str(settings.home))
+    monkeypatch.setenv("EXPORT_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("EXPORT_WEBHOOK_SECRET", SECRET)
+    defs = build_definitions(Settings.from_env())
+    finished(store, st.COMPLETE, video_url="file:///v.mp4")
+    sensor = defs.resolve_sensor_def("export_webhook_sensor")
+    sensor(build_sensor_context(definitions=defs, resources=dict(defs.resources)))
+    (delivery,) = receiver.deliveries
+    assert delivery["verified"]

@@ -292,6 +292,7 @@ REQUEST_SAMPLE = {
     "soundtrack": {"url": "https://cdn.example/song.mp3", "volume": 0.5},
     "captions": {"srt": "1\n00:00:00,000 --> 00:00:01,000\nhi\n", "burn_in": False},
     "retention_days": 30,
+    "notify_email": "creator@example.com",
 }
 
 
@@ -319,3 +320,63 @@ def test_a_reexport_copies_every_request_column(db_url):
     assert store.reexport(10**9) is None
     with pytest.raises(TypeError, match="not columns of a request"):
         store.insert(**REQUEST_SAMPLE, status="complete")
+
+
+def test_an_outcome_email_is_claimed_once_given_back_and_earned_again(db_url):
+    """The claim behind `export_email_sensor` (issue 23): one conditional UPDATE per
+    outcome; a failed send gives it back as it was; a newer completion is a new outcome."""
+    from datetime import UTC, timedelta
+
+    store = new_store(db_url)
+    rid = store.insert(**REQUEST_SAMPLE)
+    plain = store.insert(**{**REQUEST_SAMPLE, "notify_email": None})
+    for request_id in (rid, plain):
+        store.transition(request_id, st.QUEUED)
+        store.transition(request_id, st.PROCESSING, run_id="r1")
+        store.transition(request_id, st.COMPLETE, completed_at=datetime.now(UTC))
+    since = datetime.now(UTC) - timedelta(hours=1)
+    (row,) = store.unemailed([st.COMPLETE, st.FAILED], since)  # only rows with an address
+    assert row["id"] == rid
+    now = datetime.now(UTC)
+    claim = store.claim_email(rid, st.COMPLETE, row["completed_at"], now)
+    assert claim is not None
+    assert store.claim_email(rid, st.COMPLETE, row["completed_at"], now) is None  # taken
+    assert store.unemailed([st.COMPLETE], since) == []
+    assert store.release_email(rid, claim, row["emailed_status"], row["emailed_at"])
+    assert store.get(rid)["emailed_status"] is None
+    claim = store.claim_email(rid, st.COMPLETE, row["completed_at"], now)
+    assert store.get(rid)["emailed_status"] == st.COMPLETE
+    # another completion (a re-execution) is a new outcome, with its own email
+    store.transition(rid, st.PROCESSING, run_id="r2")
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    store.transition(rid, st.COMPLETE, completed_at=later)
+    assert [r["id"] for r in store.unemailed([st.COMPLETE], since)] == [rid]
+    assert store.claim_email(rid, st.COMPLETE, row["completed_at"], now) is None  # stale read
+    assert store.claim_email(rid, st.COMPLETE, later, now) is not None
+    assert store.get(rid)["emailed_at"] >= later  # never before the completion it reports
+
+
+def test_reminders_by_webhook_and_by_email_are_claimed_apart(db_url):
+    from datetime import UTC, timedelta
+
+    store = new_store(db_url)
+    rid = store.insert(**REQUEST_SAMPLE)
+    plain = store.insert(**{**REQUEST_SAMPLE, "notify_email": None})
+    now = datetime.now(UTC)
+    expires_at = now + timedelta(days=1)
+    for request_id in (rid, plain):
+        store.transition(request_id, st.QUEUED)
+        store.transition(request_id, st.PROCESSING, run_id="r1")
+        store.transition(
+            request_id, st.COMPLETE, completed_at=now, expires_at=expires_at, video_url="v"
+        )
+    until = now + timedelta(days=2)
+    assert [r["id"] for r in store.expiring(now, until)] == [rid, plain]
+    assert [r["id"] for r in store.expiring(now, until, channel="email")] == [rid]
+    assert store.claim_reminder(rid, expires_at, now)  # the webhook's
+    assert store.claim_reminder(rid, expires_at, now, channel="email", video_url="fresh")
+    assert not store.claim_reminder(rid, expires_at, now, channel="email")
+    assert store.get(rid)["video_url"] == "fresh"
+    assert store.release_reminder(rid, now, channel="email")
+    row = store.get(rid)
+    assert row["reminder_emailed_at"] is None and row["reminded_at"] is not None
