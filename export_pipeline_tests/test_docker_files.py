@@ -422,11 +422,14 @@ def test_user_code_image_installs_dependencies_before_the_source():
         assert len(matches) == 1, matches
         return matches[0]
 
-    copy_manifest = index(lambda k, a: k == "COPY" and "pyproject.toml" in a)
+    copy_manifest = index(lambda k, a: k == "COPY" and "docker/requirements.txt" in a)
     install_deps = index(lambda k, a: k == "RUN" and "pip install -r requirements.txt" in a)
+    copy_pyproject = index(lambda k, a: k == "COPY" and "pyproject.toml" in a)
     copy_source = index(lambda k, a: k == "COPY" and a.split()[0] == "export_pipeline")
     install_project = index(lambda k, a: k == "RUN" and "pip install --no-deps ." in a)
-    assert copy_manifest < install_deps < copy_source < install_project
+    # pyproject.toml after the dependency layer: editing its tool settings (pytest, ruff)
+    # keeps the installed dependencies cached.
+    assert copy_manifest < install_deps < copy_pyproject < copy_source < install_project
     assert "-c constraints.txt" in steps[install_deps][1]
     # Nothing of the package reaches the image before its dependencies are installed.
     assert all("export_pipeline" not in a for k, a in steps[:install_deps] if k == "COPY")
@@ -483,6 +486,17 @@ def test_dagster_docker_version_is_the_same_everywhere():
     }
     versions.add(pyproject_pins()["dagster-docker"])
     assert versions == {pyproject_pins()["dagster-aws"]}
+
+
+def test_image_requirements_are_pyprojects_dependencies():
+    lines = [
+        line.strip()
+        for line in (DOCKER / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines == pyproject()["project"]["dependencies"], (
+        "run `.venv/bin/python docker/update_constraints.py`"
+    )
 
 
 def test_constraints_pin_every_dependency_within_its_specifier():
