@@ -17,7 +17,7 @@ RUN printf '#!/bin/sh\nexec python3 /usr/local/lib/stand-in/s3server.py "$@"\n' 
     && printf '#!/bin/sh\nexec python3 /usr/local/lib/stand-in/mc.py "$@"\n' > /usr/bin/mc \
     && chmod 755 /usr/bin/minio /usr/bin/mc \
     && mkdir -p /data
-VOLUME /data
+# No VOLUME: compose mounts minio-data at /data; the mc use of this image needs none.
 EXPOSE 9000
 LABEL org.export-pipeline.stand-in=s3
 ENTRYPOINT ["minio"]
