@@ -240,7 +240,8 @@ def test_one_shots_run_what_they_should():
 
 def test_every_compose_variable_is_in_env_example_and_nothing_else():
     used = {a or b for a, b in COMPOSE_VARIABLE.findall(COMPOSE_FILE.read_text())}
-    listed = set(env_example())
+    # COMPOSE_PROJECT_NAME is compose's own (the project name, v1 and v2 alike).
+    listed = set(env_example()) - {"COMPOSE_PROJECT_NAME"}
     assert used - listed == set(), "compose reads variables .env.example does not list"
     assert listed - used == set(), ".env.example lists variables compose never reads"
 
@@ -283,6 +284,37 @@ def test_the_real_env_file_is_git_ignored():
         [git, "check-ignore", "-q", "docker/.env"], cwd=ROOT, capture_output=True
     )
     assert result.returncode == 0, "docker/.env (the secrets) is not git-ignored"
+
+
+def test_compose_file_has_no_top_level_name():
+    # docker-compose 1.29 (Debian's) refuses a top-level `name:`; the project's name is
+    # COMPOSE_PROJECT_NAME in docker/.env, which v1 and v2 both read.
+    assert "name" not in compose()
+    assert env_example()["COMPOSE_PROJECT_NAME"] == "export-pipeline"
+
+
+def test_docker_compose_v1_config_accepts_the_file(tmp_path):
+    """Debian's docker-compose (1.29) is the compose that runs the stack test here."""
+    tool = shutil.which("docker-compose")
+    if tool is None:
+        pytest.skip("docker-compose (1.x) is not installed")
+    base = [tool, "-f", str(COMPOSE_FILE)]
+    ok = subprocess.run(
+        [*base, "--env-file", str(ENV_EXAMPLE), "config", "--quiet"], capture_output=True, text=True
+    )
+    assert ok.returncode == 0, ok.stderr
+    partial = tmp_path / "partial.env"
+    partial.write_text(
+        "\n".join(f"{k}={v}" for k, v in env_example().items() if k != "POSTGRES_PASSWORD")
+    )
+    missing = subprocess.run(
+        [*base, "--env-file", str(partial), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "POSTGRES_PASSWORD"},
+    )
+    assert missing.returncode != 0
+    assert "POSTGRES_PASSWORD" in missing.stderr
 
 
 def test_docker_compose_config_accepts_the_file(tmp_path):
@@ -345,6 +377,27 @@ def test_dockerignore_lets_exactly_the_copied_files_through(name):
         assert secret not in allowed, f"{ignore.name} lets {secret} into the build context"
 
 
+def dockerignore_patterns(path: Path) -> list[str]:
+    return [
+        line.strip()
+        for line in path.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+
+def test_root_dockerignore_is_the_union_for_the_classic_builder():
+    """The classic builder (no BuildKit) reads only the context's own .dockerignore: it must
+    let through what either Dockerfile copies, and nothing else."""
+    root = dockerignore_patterns(ROOT / ".dockerignore")
+    assert root[0] == "*"
+    per_file: set[str] = set()
+    for dockerfile in DOCKERFILES.values():
+        per_file |= set(
+            dockerignore_patterns(dockerfile.with_name(dockerfile.name + ".dockerignore"))
+        )
+    assert set(root) == per_file
+
+
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))
 def test_dockerfile_base_image_is_pinned(name):
     froms = [args for keyword, args in instructions(DOCKERFILES[name]) if keyword == "FROM"]
@@ -369,11 +422,14 @@ def test_user_code_image_installs_dependencies_before_the_source():
         assert len(matches) == 1, matches
         return matches[0]
 
-    copy_manifest = index(lambda k, a: k == "COPY" and "pyproject.toml" in a)
+    copy_manifest = index(lambda k, a: k == "COPY" and "docker/requirements.txt" in a)
     install_deps = index(lambda k, a: k == "RUN" and "pip install -r requirements.txt" in a)
+    copy_pyproject = index(lambda k, a: k == "COPY" and "pyproject.toml" in a)
     copy_source = index(lambda k, a: k == "COPY" and a.split()[0] == "export_pipeline")
     install_project = index(lambda k, a: k == "RUN" and "pip install --no-deps ." in a)
-    assert copy_manifest < install_deps < copy_source < install_project
+    # pyproject.toml after the dependency layer: editing its tool settings (pytest, ruff)
+    # keeps the installed dependencies cached.
+    assert copy_manifest < install_deps < copy_pyproject < copy_source < install_project
     assert "-c constraints.txt" in steps[install_deps][1]
     # Nothing of the package reaches the image before its dependencies are installed.
     assert all("export_pipeline" not in a for k, a in steps[:install_deps] if k == "COPY")
@@ -414,6 +470,11 @@ def test_dagster_image_matches_pyproject_versions():
     env = " ".join(a for k, a in steps if k == "ENV")
     assert workdir[-1] == "/opt/dagster/dagster_home"
     assert "DAGSTER_HOME=/opt/dagster/dagster_home" in env
+    user = [a for k, a in steps if k == "USER"]
+    assert user and user[-1] not in ("root", "0"), "the webserver and daemon run as non-root"
+    # ... and reach the Docker socket through its group, as the code server does.
+    for service in ("webserver", "daemon", "user_code"):
+        assert services()[service]["group_add"] == ["${DOCKER_GID:?set it in docker/.env}"]
 
 
 def test_dagster_docker_version_is_the_same_everywhere():
@@ -425,6 +486,17 @@ def test_dagster_docker_version_is_the_same_everywhere():
     }
     versions.add(pyproject_pins()["dagster-docker"])
     assert versions == {pyproject_pins()["dagster-aws"]}
+
+
+def test_image_requirements_are_pyprojects_dependencies():
+    lines = [
+        line.strip()
+        for line in (DOCKER / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines == pyproject()["project"]["dependencies"], (
+        "run `.venv/bin/python docker/update_constraints.py`"
+    )
 
 
 def test_constraints_pin_every_dependency_within_its_specifier():
