@@ -15,10 +15,10 @@ Each file keeps its hand-written parts; only the text between the markers
 
 The one list is ``variables()``: the deployment's own infrastructure variables
 (``INFRASTRUCTURE`` below: database, object storage, Dagster instance) followed by every
-setting of README's configuration table (``settings()``), less those that make no sense in
+setting the package declares, as README's configuration table lists them (``settings()``), less those that make no sense in
 a container (``NOT_IN_CONTAINERS``), with the values the deployment fixes (``FIXED``) or
-defaults differently from the package (``DEPLOYMENT_DEFAULTS``). A setting added to the
-README's table reaches every container on the next run of this script, and
+defaults differently from the package (``DEPLOYMENT_DEFAULTS``). A setting declared in the
+package reaches every container on the next run of this script, and
 ``export_pipeline_tests/test_docker_env.py`` fails until it has been run.
 
     python docker/envgen.py           # rewrite the files
@@ -207,8 +207,11 @@ DEPLOYMENT_DEFAULTS = {
     "SENTRY_ENVIRONMENT": "production",
 }
 
-# Settings that are secrets: required in compose, `change-me` in .env.example.
-SECRETS = {"EXPORT_WEBHOOK_SECRET"}
+# Passwords and signing secrets: required in compose, `change-me` in .env.example, so no
+# deployment runs with an empty or a published one. (Unused until their feature is on: the
+# webhook needs EXPORT_WEBHOOK_URL, email EXPORT_SMTP_HOST. Tokens that switch a channel on by
+# being set, Slack's and PagerDuty's, stay optional.)
+SECRETS = {"EXPORT_WEBHOOK_SECRET", "EXPORT_SMTP_PASSWORD"}
 
 
 @dataclass(frozen=True)
@@ -222,22 +225,19 @@ def _plain(markdown: str) -> str:
     return re.sub(r"\s+", " ", markdown.replace("`", "").replace("**", "")).strip()
 
 
-def settings(readme: Path = ROOT / "README.md") -> list[Setting]:
-    """Every variable of README's configuration table, in its order, with its default and
-    meaning (a row naming several variables gives each the row's text)."""
-    text = readme.read_text()
-    table = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
-    found: list[Setting] = []
-    for line in table.splitlines():
-        if not line.startswith("| `"):
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        names = re.findall(r"`([A-Z][A-Z0-9_]*)`", cells[0])
-        for name in names:
-            found.append(Setting(name, _plain(cells[1]), _plain(cells[2])))
-    if not found:
-        raise SystemExit("envgen: README.md has no configuration table")
-    return found
+def settings() -> list[Setting]:
+    """Every setting the package declares (the rows of README's configuration table, which
+    `export-pipeline settings --markdown` writes), in its order, with its default and
+    meaning; an alias (`AWS_REGION`) is a setting of its own here."""
+    sys.path.insert(0, str(ROOT))
+    from export_pipeline.cli.operations import shown_default
+    from export_pipeline.defs.settings import declared
+
+    return [
+        Setting(name, _plain(shown_default(item.default)), _plain(item.doc))
+        for item in declared()
+        for name in (item.env, *item.aliases)
+    ]
 
 
 def variables() -> list[Variable]:

@@ -724,6 +724,9 @@ def test_dagster_yaml_validates_against_the_instance_schema(dagster_home, monkey
     }
     assert config["telemetry"] == {"enabled": False}
     assert config["freshness"] == {"enabled": False}
+    assert config["nux"] == {"enabled": False}  # no "join the community" dialog, as at home
+    home = yaml.safe_load((ROOT / "dagster.yaml").read_text())
+    assert home["nux"] == {"enabled": False}
 
 
 def test_dagster_yaml_with_a_missing_secret_does_not_load(dagster_home, monkeypatch):

@@ -135,7 +135,7 @@ def run_settings(args: argparse.Namespace, session: Session) -> int:
     return 0
 
 
-def _shown_default(default: object) -> str:
+def shown_default(default: object) -> str:
     if default is None:
         return "unset"
     if default == "" or default == []:
@@ -153,7 +153,7 @@ def settings_table() -> str:
     for item in declared():
         names = " or ".join(f"`{name}`" for name in (item.env, *item.aliases))
         meaning = item.doc.replace("|", "\\|")
-        lines.append(f"| {names} | {_shown_default(item.default)} | {meaning} |")
+        lines.append(f"| {names} | {shown_default(item.default)} | {meaning} |")
     return "\n".join(lines)
 
 
