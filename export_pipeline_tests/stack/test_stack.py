@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from export_pipeline.defs.notify.webhook import verify
 from export_pipeline.media.samples import make_sample_clip
-from export_pipeline.notify.webhook import verify
 from export_pipeline_tests.stack.world import (
     NETWORK,
     RUN_LABEL,
