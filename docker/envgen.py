@@ -16,8 +16,9 @@ Each file keeps its hand-written parts; only the text between the markers
 The one list is ``variables()``: the deployment's own infrastructure variables
 (``INFRASTRUCTURE`` below: database, object storage, Dagster instance) followed by every
 setting the package declares, as README's configuration table lists them (``settings()``),
-less those that make no sense in a container (``NOT_IN_CONTAINERS``), with the values the deployment fixes (``FIXED``) or
-defaults differently from the package (``DEPLOYMENT_DEFAULTS``). A setting declared in the
+less those that make no sense in a container (``NOT_IN_CONTAINERS``), with the values the
+deployment fixes (``FIXED``) or defaults differently from the package
+(``DEPLOYMENT_DEFAULTS``). A setting declared in the
 package reaches every container on the next run of this script, and
 ``export_pipeline_tests/test_docker_env.py`` fails until it has been run.
 
