@@ -90,6 +90,9 @@ def register_request(commands: argparse._SubParsersAction) -> None:
     request.add_argument(
         "--retention-days", type=int, help="days the video is kept (the user's plan)"
     )
+    request.add_argument(
+        "--notify-email", metavar="ADDRESS", help="email the creator the outcome (README, Email)"
+    )
     request.set_defaults(run=run_request)
 
 
@@ -171,6 +174,7 @@ def run_request(args: argparse.Namespace, session: Session) -> int:
         clips=clips,
         format=args.format,
         retention_days=args.retention_days,
+        notify_email=args.notify_email,
         **finishing,
     )
     try:

@@ -117,10 +117,16 @@ def test_request_sets_every_column_of_the_contract(cli_env, store, tmp_path, cap
         "--captions", str(captions), "--soft-captions",
         "--soundtrack", "https://cdn.example/song.mp3", "--soundtrack-volume", "0.2",
         "--soundtrack-fade-out", "3", "--soundtrack-once",
-        "--no-audio-normalize", "--retention-days", "30",
+        "--no-audio-normalize", "--retention-days", "30", "--notify-email", "ann@example.com",
     ])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     row = store.get(int(capsys.readouterr().out))
+    # Every column the app writes can be set from the command line (a new one needs a flag).
+    from export_pipeline.io.appdb.schema import request_columns
+
+    defaults = {"format": "mp4", "aspect_ratio": "16:9", "quality": "high", "resolution": "1080p"}
+    for column in request_columns():
+        assert row[column] is not None and row[column] != defaults.get(column), column
     from export_pipeline.domain.request import parse_request
 
     spec = parse_request(row)
@@ -130,7 +136,7 @@ def test_request_sets_every_column_of_the_contract(cli_env, store, tmp_path, cap
         "medium",
         30,
     )
-    assert spec.audio_normalize is False
+    assert spec.audio_normalize is False and spec.notify_email == "ann@example.com"
     assert spec.captions.kind == "vtt" and spec.captions.burn_in is False
     assert "hello" in spec.captions.text
     track = spec.soundtrack.track
@@ -140,6 +146,9 @@ def test_request_sets_every_column_of_the_contract(cli_env, store, tmp_path, cap
     assert main(["request", "--project-id", "p", "--user-id", "u", "--clip",
                  "https://cdn.example/a.mp4", "--retention-days", "0"]) == 2  # fmt: skip
     assert "retention_days must be a whole number" in capsys.readouterr().err
+    assert main(["request", "--project-id", "p", "--user-id", "u", "--clip",
+                 "https://cdn.example/a.mp4", "--notify-email", "ann at example"]) == 2  # fmt: skip
+    assert "notify_email must be one email address" in capsys.readouterr().err
     assert main(["request", "--project-id", "p", "--user-id", "u", "--clip",
                  "https://cdn.example/a.mp4", "--captions", str(tmp_path / "x.txt")]) == 2  # fmt: skip
     assert "an .srt or .vtt file" in capsys.readouterr().err
