@@ -47,16 +47,25 @@ BANDS = {"download": DOWNLOAD_BAND, "encode": ENCODE_BAND, "publish": PUBLISH_BA
 RESOLUTION = "1080p"
 
 
-def export(settings, store, instance, base_url: str, clips: list[Path]) -> int:
+def export(
+    settings,
+    store,
+    instance,
+    base_url: str,
+    clips: list[Path],
+    resolution: str = RESOLUTION,
+    format: str = "mp4",
+) -> int:
     """One export of `clips` (served from `base_url`, named by their path under clips_dir),
     with storage of its own: corpus clips repeat their pictures (a recipe's variations
     cycle), and the segment cache would make a repeated clip free."""
     own = settings.home / f"storage-{uuid.uuid4().hex[:8]}"
-    defs = build_definitions(settings.replace(storage={"local_root": own}))
+    defs = build_definitions(settings.replace(storage={"local_root": str(own)}))
     request_id = store.insert(
         project_id="bench-eta",
         user_id="bench",
-        resolution=RESOLUTION,
+        resolution=resolution,
+        format=format,
         quality="medium",
         clips=[
             {"url": f"{base_url}/{c.parent.name}/{c.name}", "scene_number": n}

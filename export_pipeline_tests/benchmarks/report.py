@@ -51,6 +51,7 @@ FILES = {
     "bench_formats_calibration": "bench-formats-calibration.json",
     "bench_formats_encoders": "bench-formats-encoders.json",
     "bench_eta": "bench-eta.json",
+    "bench_prior": "bench-prior.json",
     "bench_finishing": "bench-finishing.json",
     "bench_fanout": "bench-fanout.json",
     "bench_export": "bench-export.json",
@@ -312,6 +313,46 @@ def eta_tables(results: list[dict]) -> str:
             rows.append([step, f"{statistics.median(values):.0%}",
                          f"{min(values):.0%}–{max(values):.0%}"])  # fmt: skip
     lines += _table(["step", "median share", "range"], rows)
+    return "\n".join(lines) + "\n"
+
+
+def prior_tables(report: dict) -> str:
+    """Per kind of output: the processing time per second of video measured over the classes,
+    its cost relative to 1080p H.264, what `domain.eta` assumes for both, and how the first
+    `eta_s` (the built-in prior alone) and the one at 25 % compare with the real time."""
+    from export_pipeline.domain import eta
+
+    exports = report["exports"]
+    rate = {(r["class"], r["resolution"], r["format"]): r["seconds"] / r["length_s"]
+            for r in exports}  # fmt: skip
+    kinds = list(dict.fromkeys((r["resolution"], r["format"]) for r in exports))
+    classes = list(dict.fromkeys(r["class"] for r in exports))
+    lines = [f"{len(exports)} exports on {report['machine']}, each on an app database of "
+             f"its own (no history), {len(classes)} classes ({', '.join(classes)}):", ""]  # fmt: skip
+    rows = []
+    for resolution, format in kinds:
+        mine = [r for r in exports if (r["resolution"], r["format"]) == (resolution, format)]
+        rates = [rate[(r["class"], resolution, format)] for r in mine]
+        costs = [rate[(c, resolution, format)] / rate[(c, "1080p", "mp4")] for c in classes
+                 if (c, "1080p", "mp4") in rate and (c, resolution, format) in rate]  # fmt: skip
+        first = [(r["first_eta_s"] - r["seconds"]) / r["seconds"] for r in mine
+                 if r["first_eta_s"] is not None]  # fmt: skip
+        at25 = [r["errors"]["25"][0] for r in mine if r["errors"].get("25") is not None]
+        rows.append([
+            f"{resolution} {format}",
+            f"{statistics.median(rates):.2f} ({min(rates):.2f}–{max(rates):.2f})",
+            f"{statistics.median(costs):.2f}" if costs else "-",
+            f"{eta.cost(resolution, format):.2f}",
+            _signed_percent(statistics.median(first)) if first else "-",
+            _signed_percent(statistics.median(at25)) if at25 else "-",
+            _signed_percent(max(at25, key=abs)) if at25 else "-",
+            f"{sum(abs(v) <= ETA_TARGET for v in at25)} of {len(at25)}",
+        ])  # fmt: skip
+    lines += _table(["output", "s per s of video (range)", "cost measured", "cost assumed",
+                     "first eta_s (prior alone)", "error at 25 %", "worst at 25 %",
+                     f"within ±{ETA_TARGET:.0%} at 25 %"], rows)  # fmt: skip
+    lines += ["", f"Assumed (`export_pipeline/domain/eta.py`): {eta.BUILTIN_RATE:g} s per "
+              f"second of 1080p H.264 plus {eta.BUILTIN_FIXED_S:g} s per export."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -603,6 +644,7 @@ TABLES: dict[str, Callable[[Any], str]] = {
     "bench_formats_calibration": calibration_tables,
     "bench_formats_encoders": encoders_tables,
     "bench_eta": eta_tables,
+    "bench_prior": prior_tables,
     "bench_finishing": lambda report: finishing_tables([("this run", report)]),
     "bench_fanout": fanout_tables,
     "bench_export": export_tables,
