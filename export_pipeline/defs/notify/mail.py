@@ -56,7 +56,7 @@ from export_pipeline.defs.resources import AppDatabase, StorageResource
 from export_pipeline.domain import status as st
 from export_pipeline.domain.addresses import address_problem, parse_address
 from export_pipeline.domain.clock import as_utc
-from export_pipeline.io.appdb.store import EMAIL
+from export_pipeline.io.appdb.notices import EMAIL
 from export_pipeline.io.mail import (
     SendResult,
     SmtpConfig,

@@ -1,4 +1,4 @@
-"""The app database: the `export_requests` table, its store and its status machine."""
+"""The app database: the `export_requests` table and its store."""
 
 from export_pipeline.io.appdb.schema import create_schema, export_requests
 from export_pipeline.io.appdb.store import RequestStore, engine_for
