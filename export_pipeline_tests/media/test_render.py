@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from export_pipeline.domain.failures import FailureCause
 from export_pipeline.media.commands import (
     SegmentJob,
     audio_sample_count,
@@ -310,7 +311,7 @@ def test_effective_duration_errors_name_the_clip(trim, duration, message):
     with pytest.raises(ClipError, match=message) as caught:
         effective_duration(inp)
     assert caught.value.label == "clip 2 (scene 5)"
-    assert isinstance(caught.value, ValueError)
+    assert caught.value.cause == FailureCause.INVALID_REQUEST and caught.value.permanent
 
 
 def test_render_rejects_a_bad_trim_before_any_work(clips, tmp_path: Path):
