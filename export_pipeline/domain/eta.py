@@ -17,6 +17,7 @@ from statistics import median
 from typing import Any
 
 from export_pipeline.domain.clock import as_utc
+from export_pipeline.domain.formats import DEFAULT_FORMAT
 
 # Exports whose length is within this factor of the request's count as "similar".
 SIMILAR_LENGTH = 2.0
@@ -50,7 +51,7 @@ class Finished:
     resolution: str
     duration_s: float | None
     seconds: float
-    format: str = "mp4"
+    format: str = DEFAULT_FORMAT
 
 
 def history_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Finished]:
@@ -68,7 +69,7 @@ def history_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Finished]:
                     row["resolution"],
                     row.get("output_duration_s"),
                     seconds,
-                    row.get("format") or "mp4",
+                    row.get("format") or DEFAULT_FORMAT,
                 )
             )
     return history
@@ -86,7 +87,10 @@ def requested_length(durations: Iterable[float | None]) -> float | None:
 
 
 def prior_seconds(
-    history: Sequence[Finished], resolution: str, length_s: float | None, format: str = "mp4"
+    history: Sequence[Finished],
+    resolution: str,
+    length_s: float | None,
+    format: str = DEFAULT_FORMAT,
 ) -> float | None:
     """Expected processing time of an export of `resolution`, `format` and `length_s`
     seconds: the median seconds-per-second of similar-length exports of that resolution and

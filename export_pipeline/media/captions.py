@@ -169,6 +169,14 @@ def vtt_document(cues: Iterable[Cue]) -> str:
     return "\n".join(blocks)
 
 
+def caption_document(kind: str, cues: Iterable[Cue]) -> str:
+    """The cues as a document of `kind` (`domain.captions.KINDS`: srt or vtt)."""
+    writers = {"srt": srt_document, "vtt": vtt_document}
+    if kind not in writers:
+        raise ValueError(f"unknown caption document {kind!r}; allowed: {', '.join(writers)}")
+    return writers[kind](cues)
+
+
 # --- FFmpeg --------------------------------------------------------------------------------
 
 # FFmpeg's "Notes on filtergraph escaping": an option value is unescaped once when the

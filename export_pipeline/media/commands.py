@@ -18,15 +18,16 @@ concat demuxer passes both whitelists on to the files it opens.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-from export_pipeline.domain.formats import output_format
+from export_pipeline.domain.formats import OutputFormat, output_format
 from export_pipeline.domain.target import QUALITIES, frame_size, video_bitrate_cap
 from export_pipeline.media.captions import FONT_DIR, filter_path
 from export_pipeline.media.frame import fit_rect
@@ -44,12 +45,10 @@ CLIP_FORMAT_NAMES = "MP4, MOV, Matroska, WebM, MPEG-TS, MPEG-PS or MPEG video, A
 DECODE_THREADS = 2
 MAX_INPUT_SIDE = 8192
 MAX_INPUT_PIXELS = 8192 * 4320
-# Our own concat lists, and the segments they name (the concat demuxer copies the whitelist
-# to the files it opens, so the segments' demuxer must be listed too).
-VIDEO_LIST_FORMATS = "concat,mov,mp4,matroska,webm"
+# Our own concat list of audio segments, and the segments it names (the concat demuxer
+# copies the whitelist to the files it opens, so the segments' demuxer must be listed too;
+# the video list's are the format's segment demuxers, `concat_argv`).
 AUDIO_LIST_FORMATS = "concat,wav"
-# The encoded audio track the join copies (`audio_track_argv`: MP4 audio, or WebM).
-AUDIO_TRACK_FORMATS = "mov,mp4,m4a,matroska,webm"
 
 # Bump when the segment command changes in a way that changes its output, so cached
 # segments made by an older version are not reused.
@@ -69,37 +68,8 @@ SILENT_BELOW_LUFS = -60.0
 # AAC or Opus encode, a true peak rose up to 0.8 dB higher (test_loudness).
 LIMITER_HEADROOM_DB = 1.0
 
-X264_PRESETS: tuple[str, ...] = (
-    "ultrafast",
-    "superfast",
-    "veryfast",
-    "faster",
-    "fast",
-    "medium",
-    "slow",
-    "slower",
-    "veryslow",
-)
-CRF_BY_QUALITY: dict[str, int] = {"low": 28, "medium": 23, "high": 20}
-# The default x264 preset, chosen over the benchmark corpus (README, Performance).
-DEFAULT_PRESET = "veryfast"
-# The other codecs, per quality: constant-quality values at which each tier reaches the
-# H.264 output's SSIM (within 0.005) with a smaller file, chosen by `bench_formats
-# --calibrate` on cartoon and real camera footage and checked on other classes (README,
-# Formats); and the speed setting used (x265 presets; libvpx-vp9 cpu-used), fastest first
-# so that a retry takes the next faster.
-CRF_BY_CODEC: dict[str, dict[str, int]] = {
-    "h264": CRF_BY_QUALITY,
-    "hevc": {"low": 31, "medium": 25, "high": 22},
-    "vp9": {"low": 46, "medium": 40, "high": 36},
-}
-SPEEDS: dict[str, tuple[str, ...]] = {
-    "h264": X264_PRESETS,
-    "hevc": X264_PRESETS,  # x265 takes the same preset names
-    "vp9": ("8", "7", "6", "5", "4", "3", "2", "1", "0"),
-}
-DEFAULT_SPEED: dict[str, str] = {"hevc": "superfast", "vp9": "6"}
-AUDIO_BITRATE: dict[str, int] = {"aac": 192000, "opus": 128000}  # Opus needs less for the same
+# The operator's preset (EXPORT_X264_PRESET) by default: the default format's speed setting.
+DEFAULT_PRESET = output_format(None).video.default_speed
 
 _COMMON_FLAGS = ["-y", "-nostdin", "-hide_banner", "-loglevel", "error"]
 _PROGRESS_FLAGS = ["-progress", "pipe:1", "-nostats"]
@@ -120,12 +90,11 @@ class EncodeSettings:
     height: int
     fps: Fraction
     crf: int
-    preset: str
+    preset: str  # the video encoder's speed setting
     maxrate: int  # bit/s
     bufsize: int  # bits
-    profile: str = "high"
-    codec: str = "h264"  # h264, hevc or vp9; `preset` is that encoder's speed setting
-    audio_codec: str = "aac"  # aac or opus
+    profile: str = "high"  # the video codec's profile
+    format: OutputFormat = output_format(None)  # the codecs, containers and muxer options
     # x264 starts each segment's rate buffer this full (x264's own default). Every segment
     # opens with a keyframe: a buffer started at 0.3 starved it, and the frames that refer
     # to it, on detailed footage (SSIM -0.02 against the reference; bench_corpus, README).
@@ -139,14 +108,26 @@ class EncodeSettings:
     threads: int = 0
 
     @property
-    def container(self) -> str:
-        """The muxer (and file extension) of this codec's segments and output."""
-        return "webm" if self.codec == "vp9" else "mp4"
+    def codec(self) -> str:
+        return self.format.video.codec
+
+    @property
+    def audio_codec(self) -> str:
+        return self.format.audio.codec
+
+    def record(self) -> dict:
+        """Every setting by name, the format as its codecs (what `cache_key` covers, and
+        `threads`)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        at = list(fields).index("format")
+        named = list(fields.items())
+        codecs = [("codec", self.codec), ("audio_codec", self.audio_codec)]
+        return dict(named[:at] + codecs + named[at + 1 :])
 
     def cache_key(self) -> str:
         """A short stable key over every field that changes what a segment is (and the segment
         command's version); `threads` only changes how it is made."""
-        fields = {**asdict(self), "fps": str(self.fps), "version": SEGMENT_FORMAT_VERSION}
+        fields = {**self.record(), "fps": str(self.fps), "version": SEGMENT_FORMAT_VERSION}
         del fields["threads"]
         return _digest(fields)
 
@@ -162,11 +143,6 @@ class EncodeSettings:
         }
         return _digest(fields)
 
-    @property
-    def audio_extension(self) -> str:
-        """The encoded audio track's file: MP4 audio (AAC) or WebM (Opus)."""
-        return "webm" if self.audio_codec == "opus" else "m4a"
-
 
 def _digest(fields: dict) -> str:
     canonical = ";".join(f"{name}={fields[name]}" for name in sorted(fields))
@@ -178,7 +154,7 @@ def encode_settings(
     aspect_ratio: str,
     quality: str,
     fps: Fraction,
-    preset: str = DEFAULT_PRESET,
+    preset: str | None = None,
     attempt: int = 0,
     threads: int | None = None,
     format: str | None = None,  # noqa: A002 - the request's word
@@ -186,51 +162,48 @@ def encode_settings(
 ) -> EncodeSettings:
     """Settings for a target; `attempt` > 0 gives safer settings after an FFmpeg crash;
     `threads` for the encoder, by default `encoder_threads()` of this machine. `format`
-    (layout.FORMATS, default mp4) picks the codecs; `preset` is the x264 preset (H.264
-    only: the other codecs use DEFAULT_SPEED); `loudness` the LUFS every clip is brought
-    to (None: clips keep their own).
+    (`domain.formats`, default mp4) picks the codecs; `preset` is the operator's speed
+    setting for a format whose encoder takes it (`VideoEncoder.takes_preset`: x264), else
+    the format's own; `loudness` the LUFS every clip is brought to (None: clips keep theirs).
 
-    Quality sets the CRF (H.264: low 28, medium 23, high 20; CRF_BY_CODEC for the others)
-    and the VBV cap (`video_bitrate_cap`; buffer 1 s at the cap, starting 90 % full).
-    Retries trade quality for robustness and speed:
+    Quality sets the CRF (the format's table) and the VBV cap (`video_bitrate_cap`; buffer
+    1 s at the cap, starting 90 % full). Retries trade quality for robustness and speed:
 
-    - attempt 0: the requested preset, profile high, full bitrate cap;
-    - attempt 1: the next faster preset and a 20 % lower bitrate cap;
-    - attempt 2 and later: additionally the fastest preset (and H.264 profile main).
+    - attempt 0: the requested speed, the format's first profile, full bitrate cap;
+    - attempt 1: the next faster speed and a 20 % lower bitrate cap;
+    - attempt 2 and later: additionally the fastest speed (and the format's last profile).
     """
     target = output_format(format)
-    codec = target.video_codec
-    if quality not in CRF_BY_QUALITY:
+    video = target.video
+    if quality not in video.crf:
         raise ValueError(f"unknown quality {quality!r}; allowed: {', '.join(QUALITIES)}")
-    if preset not in X264_PRESETS:
-        raise ValueError(f"unknown x264 preset {preset!r}; allowed: {', '.join(X264_PRESETS)}")
+    if preset is not None and video.takes_preset and preset not in video.speeds:
+        raise ValueError(
+            f"unknown {target.name} preset {preset!r}; allowed: {', '.join(video.speeds)}"
+        )
     if attempt < 0:
         raise ValueError(f"attempt must be >= 0, got {attempt}")
     if fps <= 0:
         raise ValueError(f"frame rate must be positive, got {fps}")
     width, height = frame_size(resolution, aspect_ratio)
     maxrate = video_bitrate_cap(quality, width, height)
-    speeds = SPEEDS[codec]
-    speed = preset if codec == "h264" else DEFAULT_SPEED[codec]
-    profile = "high" if codec == "h264" else "main"
+    speed = preset if preset is not None and video.takes_preset else video.default_speed
     if attempt >= 1:
-        speed = speeds[max(0, speeds.index(speed) - 1)]
+        speed = video.speeds[max(0, video.speeds.index(speed) - 1)]
         maxrate = round(maxrate * 0.8 / 1000) * 1000
     if attempt >= 2:
-        speed = speeds[0]
-        profile = "main"
+        speed = video.speeds[0]
     return EncodeSettings(
         width=width,
         height=height,
         fps=Fraction(fps),
-        crf=CRF_BY_CODEC[codec][quality],
+        crf=video.crf[quality],
         preset=speed,
         maxrate=maxrate,
         bufsize=maxrate,
-        profile=profile,
-        codec=codec,
-        audio_codec=target.audio_codec,
-        audio_bitrate=AUDIO_BITRATE[target.audio_codec],
+        profile=video.profile(attempt),
+        format=target,
+        audio_bitrate=target.audio.bitrate,
         loudness=loudness,
         threads=encoder_threads() if threads is None else threads,
     )
@@ -559,7 +532,7 @@ def segment_argv(
     ffmpeg: str = "ffmpeg",
     out: TransitionOut | None = None,
 ) -> list[str]:
-    """One FFmpeg run: the span's video segment (H.264 MP4, or VP9 WebM), exactly
+    """One FFmpeg run: the span's video segment (in the format's segment container), exactly
     `frame_count(job.duration, fps)` frames; its sound is `segment_audio_argv`'s.
 
     With `out`, the segment's last frames are the transition into the next clip: the
@@ -601,7 +574,7 @@ def segment_argv(
         "-map_metadata",
         "-1",
         "-f",
-        settings.container,
+        settings.format.segments.muxer,
         _url(job.video_out),
     ]
 
@@ -675,41 +648,8 @@ def _blend(kind: str, frames: int, fps: Fraction, before: int = 0) -> str:
 
 
 def video_encoder_args(settings: EncodeSettings) -> list[str]:
-    """The encoder of `settings.codec` at its CRF under the bitrate cap, yuv420p:
-
-    - h264: libx264, CRF under a VBV cap (maxrate, bufsize, vbv-init), profile high;
-    - hevc: libx265, the same VBV cap through x265's own parameters, profile main;
-    - vp9: libvpx-vp9 in constrained quality (CRF, with the cap as the average bitrate
-      ceiling), `good` deadline at `cpu-used` = preset, row multithreading and tile columns
-      so both cores work on one frame.
-    """
-    threads = _threads("-threads", settings.threads)
-    if settings.codec == "h264":
-        return [
-            "-c:v", "libx264", *threads, "-preset", settings.preset,
-            "-crf", str(settings.crf), "-maxrate", str(settings.maxrate),
-            "-bufsize", str(settings.bufsize), "-x264-params", f"vbv-init={settings.vbv_init}",
-            "-profile:v", settings.profile, "-pix_fmt", "yuv420p",
-        ]  # fmt: skip
-    if settings.codec == "hevc":
-        params = (
-            f"vbv-maxrate={settings.maxrate // 1000}:vbv-bufsize={settings.bufsize // 1000}:"
-            f"vbv-init={settings.vbv_init}:log-level=error"
-            + (f":pools={settings.threads}" if settings.threads > 0 else "")
-        )
-        return [
-            "-c:v", "libx265", "-preset", settings.preset, "-crf", str(settings.crf),
-            "-x265-params", params, "-profile:v", "main", "-tag:v", "hvc1",
-            "-pix_fmt", "yuv420p",
-        ]  # fmt: skip
-    if settings.codec == "vp9":
-        tiles = max(0, min(4, (settings.width // 256).bit_length() - 1))  # log2, 256 px each
-        return [
-            "-c:v", "libvpx-vp9", *threads, "-deadline", "good", "-cpu-used", settings.preset,
-            "-row-mt", "1", "-tile-columns", str(tiles), "-crf", str(settings.crf),
-            "-b:v", str(settings.maxrate), "-pix_fmt", "yuv420p",
-        ]  # fmt: skip
-    raise ValueError(f"unknown video codec {settings.codec!r}")
+    """The format's video encoder at its CRF under the bitrate cap, yuv420p."""
+    return settings.format.video.args(settings)
 
 
 def copy_segment_argv(
@@ -731,7 +671,7 @@ def copy_segment_argv(
         "-map_metadata",
         "-1",
         "-f",
-        "mp4",
+        settings.format.segments.muxer,
         _url(job.video_out),
     ]
 
@@ -764,18 +704,17 @@ def audio_track_argv(
     *,
     music: tuple[list[str], str] | None = None,
 ) -> list[str]:
-    """The audio track: the WAV segments of `audio_list` joined and encoded once (AAC in MP4
-    audio, or Opus in WebM: `settings.audio_extension`), which the join then copies.
+    """The audio track: the WAV segments of `audio_list` joined and encoded once with the
+    format's audio encoder into its audio track file, which the join then copies.
 
     `music` is a soundtrack as (its input options, the graph mixing it as input 1 under the
     clips' audio, input 0, into `[a]`: `soundtrack.mix_filter`)."""
-    audio = "libopus" if settings.audio_codec == "opus" else "aac"
+    audio = settings.format.audio
     inputs = _input(audio_list, AUDIO_LIST_FORMATS, "-f", "concat")
     maps = ["-map", "0:a:0"]
     if music:
         inputs += music[0]
         maps = ["-filter_complex", music[1], "-map", "[a]"]
-    muxer = "webm" if settings.audio_extension == "webm" else "mp4"
     return [
         ffmpeg,
         *_COMMON_FLAGS,
@@ -783,7 +722,7 @@ def audio_track_argv(
         *inputs,
         *maps,
         "-c:a",
-        audio,
+        audio.encoder,
         "-b:a",
         str(settings.audio_bitrate),
         "-ar",
@@ -793,7 +732,7 @@ def audio_track_argv(
         "-map_metadata",
         "-1",
         "-f",
-        muxer,
+        audio.track.muxer,
         _url(output),
     ]
 
@@ -808,24 +747,19 @@ def concat_argv(
     subtitles: Path | None = None,
 ) -> list[str]:
     """Join the segments: the video segments and the audio track (`audio_track_argv`), both
-    by stream copy. MP4 with faststart (H.265 tagged hvc1 for Apple's players); WebM with
-    its index (cues) at the front, the same idea: a player can start before the whole file
-    has arrived. `subtitles` is a soft caption track: an SRT file for MP4 (stored as
-    mov_text) or a WebVTT file for WebM."""
-    if settings.container == "webm":
-        layout = ["-cues_to_front", "1", "-f", "webm"]
-    else:
-        tag = ["-tag:v", "hvc1"] if settings.codec == "hevc" else []
-        layout = [*tag, "-movflags", "+faststart", "-f", "mp4"]
+    by stream copy, into the format's file with its muxer options (e.g. the index at the
+    front, so a player can start before the whole file has arrived). `subtitles` is a soft
+    caption track: a file of the format's caption document (`SoftSubtitles`)."""
+    target = settings.format
     inputs = [
-        *_input(video_list, VIDEO_LIST_FORMATS, "-f", "concat"),
-        *_input(audio_track, AUDIO_TRACK_FORMATS),
+        *_input(video_list, f"concat,{target.segments.demuxers}", "-f", "concat"),
+        *_input(audio_track, target.audio.track.demuxers),
     ]
     maps = ["-map", "0:v:0", "-map", "1:a:0"]
     if subtitles:
-        webm = settings.container == "webm"
-        inputs += _input(subtitles, "webvtt" if webm else "srt", "-f", "webvtt" if webm else "srt")
-        maps += ["-map", "2:s:0", "-c:s", "webvtt" if webm else "mov_text"]
+        soft = target.subtitles
+        inputs += _input(subtitles, soft.demuxer, "-f", soft.demuxer)
+        maps += ["-map", "2:s:0", "-c:s", soft.codec]
     return [
         ffmpeg,
         *_COMMON_FLAGS,
@@ -838,7 +772,9 @@ def concat_argv(
         "copy",
         "-map_metadata",
         "-1",
-        *layout,
+        *target.muxer_args,
+        "-f",
+        target.file.muxer,
         _url(output),
     ]
 

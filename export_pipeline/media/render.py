@@ -27,7 +27,7 @@ from typing import Protocol
 from export_pipeline.domain.captions import CaptionStyle, Cue, cues_in_span
 from export_pipeline.domain.failures import ExportFailure, FailureCause
 from export_pipeline.domain.soundtrack import Soundtrack
-from export_pipeline.media.captions import ass_document, srt_document, vtt_document
+from export_pipeline.media.captions import ass_document, caption_document
 from export_pipeline.media.commands import (
     TRANSITIONS,
     EncodeSettings,
@@ -196,16 +196,17 @@ def segment_job(inp: RenderInput, video_out: Path, audio_out: Path) -> SegmentJo
 
 
 def can_copy(inp: RenderInput, settings: EncodeSettings) -> bool:
-    """Whether the clip's video can go into the export untouched: H.264 yuv420p with square
-    pixels at the target size and rate, within the quality's bitrate cap, used whole."""
+    """Whether the clip's video can go into the export untouched: in the format's codec (one
+    that `copies_clips`), yuv420p with square pixels at the target size and rate, within the
+    quality's bitrate cap, used whole."""
     info = inp.info
     whole = inp.trim_start == 0 and (
         inp.duration is None or inp.duration >= info.duration - 1 / float(settings.fps)
     )
     return (
         whole
-        and settings.codec == "h264"
-        and info.video_codec == "h264"
+        and settings.format.copies_clips
+        and info.video_codec == settings.format.video.codec
         and info.pix_fmt == "yuv420p"
         and (info.width, info.height) == (settings.width, settings.height)
         and info.sar == 1
@@ -355,7 +356,8 @@ def render_segment_video(
     captions: Path | None = None,
     out: TransitionOut | None = None,
 ) -> int:
-    """Encode the pictures of one segment (.mp4, or .webm for VP9); return its frames.
+    """Encode the pictures of one segment (in the format's segment container); return its
+    frames.
     With `copy` (see `can_copy`) the video is stream-copied instead of encoded. Setting
     `stop` kills FFmpeg and raises runner.Stopped. `captions` (an ASS file, times from the
     segment's start) are burned in. With `out` (`transition_out`) the segment ends in the
@@ -452,7 +454,7 @@ def encode_audio_track(
     music: Music | None = None,
 ) -> None:
     """Join the WAV segments (in order, `samples` in all) and encode them once into the
-    audio track `output` (`settings.audio_extension`), the `music` mixed under them;
+    audio track `output` (the format's audio track file), the `music` mixed under them;
     `output` appears only when complete."""
     listing = _concat_file(audio_segments, "audio")
     partial = output.with_name(f".{output.stem}.partial{output.suffix}")
@@ -502,10 +504,9 @@ def join_segments(
         output.parent.mkdir(parents=True, exist_ok=True)
         track = None
         if subtitles:
-            webm = settings.container == "webm"
-            track = video_segments[0].parent / ("captions.vtt" if webm else "captions.srt")
-            text = vtt_document(list(subtitles)) if webm else srt_document(list(subtitles))
-            track.write_text(text, encoding="utf-8")
+            soft = settings.format.subtitles
+            track = video_segments[0].parent / f"captions.{soft.extension}"
+            track.write_text(caption_document(soft.document, subtitles), encoding="utf-8")
             lists.append(track)
         run_ffmpeg(
             concat_argv(lists[0], audio_track, partial, settings, ffmpeg, subtitles=track),
@@ -758,7 +759,7 @@ def plan_render(
             audio_key = _with_transition(audio_key, b_audio, kind)
         segment = Segment(
             index, inp, float(frames / settings.fps),
-            scratch / f"segment-{index:04d}.{settings.container}",
+            scratch / f"segment-{index:04d}.{settings.format.segments.extension}",
             scratch / f"segment-{index:04d}.wav",
             key, b=b, kind=kind, clip=part.clip, frames=frames,
             offset_s=float(offset / settings.fps), audio_key=audio_key,
@@ -769,7 +770,9 @@ def plan_render(
         offset += frames
     length = float(offset / settings.fps)
     track = AudioTrack(
-        len(segments), scratch / f"audio.{settings.audio_extension}", AUDIO_WEIGHT * length
+        len(segments),
+        scratch / f"audio.{settings.format.audio.track.extension}",
+        AUDIO_WEIGHT * length,
     )
     return RenderPlan(inputs, settings, segments, copy, track, music)
 

@@ -15,7 +15,7 @@ of the whole timeline each (the same decode and scale for all), CPU seconds agai
 and size. It is how `webm` came to be VP9 (README, Formats).
 
 For each class (`corpus.CLASSES`, or `real` from files), tier (low, medium, high) and format
-(`layout.FORMATS`), the timeline is rendered as the pipeline renders it (`render_video`:
+(`domain.formats.FORMATS`), the timeline is rendered as the pipeline renders it (`render_video`:
 segments, join, the format's encoder settings) at 1080p 16:9, and measured: wall time, CPU
 seconds of FFmpeg, size, and SSIM against the sources (one pass per class). The targets:
 at each tier, every format within 0.005 of the H.264 output's SSIM with a smaller file.
@@ -38,7 +38,7 @@ from pathlib import Path
 
 from export_pipeline.domain.formats import FORMATS
 from export_pipeline.domain.target import QUALITIES
-from export_pipeline.media.commands import CRF_BY_CODEC, encode_settings, video_encoder_args
+from export_pipeline.media.commands import encode_settings, video_encoder_args
 from export_pipeline.media.frame import choose_frame_rate
 from export_pipeline.media.probe import probe
 from export_pipeline.media.render import RenderInput, render_video
@@ -273,7 +273,8 @@ def main() -> None:
             args.out.write_text(json.dumps(report, indent=2))
         return
     if args.calibrate:
-        report = {"today": CRF_BY_CODEC, "calibration": {}}
+        today = {f.video.codec: dict(f.video.crf) for f in FORMATS.values()}
+        report = {"today": today, "calibration": {}}
         for name in args.classes.split(","):
             clips, out = class_clips(name, args, work)
             only = tuple(filter(None, args.formats.split(",")))

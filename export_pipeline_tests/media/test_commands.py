@@ -8,12 +8,11 @@ import pytest
 
 from export_pipeline.defs.resources import MediaTools
 from export_pipeline.defs.settings import Settings
+from export_pipeline.domain.formats import FORMATS
 from export_pipeline.media.commands import (
     AUDIO_LIST_FORMATS,
-    AUDIO_TRACK_FORMATS,
     CLIP_FORMATS,
     DEFAULT_PRESET,
-    VIDEO_LIST_FORMATS,
     EncodeSettings,
     SegmentJob,
     audio_sample_count,
@@ -125,8 +124,7 @@ def test_cache_key_is_short_stable_and_covers_every_field():
         "bufsize": 2,
         "vbv_init": 0.5,
         "profile": "main",
-        "codec": "hevc",
-        "audio_codec": "opus",
+        "format": FORMATS["mp4-hevc"],
         "loudness": -14.0,
         "audio_bitrate": 128_000,
         "audio_rate": 44_100,
@@ -139,6 +137,9 @@ def test_cache_key_is_short_stable_and_covers_every_field():
     }
     assert len(keys) == len(changes) and key not in keys
     assert dataclasses.replace(SETTINGS, threads=48).cache_key() == key
+    # The format counts by its codecs: each format's segments are its own.
+    by_format = {dataclasses.replace(SETTINGS, format=f).cache_key() for f in FORMATS.values()}
+    assert len(by_format) == len(FORMATS)
 
 
 @pytest.mark.parametrize(
@@ -327,7 +328,7 @@ def test_audio_track_argv_encodes_the_wav_segments_once():
     assert value_after(argv, "-b:a") == "192000"
     assert value_after(argv, "-ar") == "48000"
     assert argv[-3:] == ["-f", "mp4", "file:/w/audio.m4a"]
-    opus = dataclasses.replace(SETTINGS, audio_codec="opus", audio_bitrate=128000)
+    opus = dataclasses.replace(SETTINGS, format=FORMATS["webm"], audio_bitrate=128000)
     argv = audio_track_argv(Path("/w/audio.ffconcat"), Path("/w/audio.webm"), opus)
     assert value_after(argv, "-c:a") == "libopus"
     assert argv[-3:] == ["-f", "webm", "file:/w/audio.webm"]
@@ -341,7 +342,7 @@ def test_concat_argv_copies_video_and_audio():
         "-protocol_whitelist",
         "file",
         "-format_whitelist",
-        VIDEO_LIST_FORMATS,
+        "concat,mov,mp4",  # the concat demuxer, and the format's segments
         "-f",
         "concat",
         "-i",
@@ -351,7 +352,7 @@ def test_concat_argv_copies_video_and_audio():
         "-protocol_whitelist",
         "file",
         "-format_whitelist",
-        AUDIO_TRACK_FORMATS,
+        "mov,mp4,m4a",  # the format's audio track
         "-i",
         "file:/w/audio.m4a",
     ]

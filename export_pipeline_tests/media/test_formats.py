@@ -12,8 +12,6 @@ import pytest
 
 from export_pipeline.domain.formats import FORMATS, output_format
 from export_pipeline.media.commands import (
-    CRF_BY_CODEC,
-    DEFAULT_SPEED,
     audio_track_argv,
     concat_argv,
     encode_settings,
@@ -87,14 +85,14 @@ def test_each_format_end_to_end(clips, tmp_path, name):
 
 def test_webm_segments_are_webm_and_joined_with_opus(tmp_path, clips):
     settings = encode_settings("720p", "16:9", "medium", Fraction(30), format="webm")
-    assert settings.container == "webm" and settings.audio_codec == "opus"
+    assert settings.format.segments.muxer == "webm" and settings.audio_codec == "opus"
     job = segment_job(clips[0], tmp_path / "s.webm", tmp_path / "s.wav")
     argv = segment_argv(job, settings)
     assert argv[-3:] == ["-f", "webm", "file:" + str(tmp_path / "s.webm")]
     assert argv[argv.index("-c:v") + 1] == "libvpx-vp9"
-    assert argv[argv.index("-cpu-used") + 1] == DEFAULT_SPEED["vp9"]
-    assert argv[argv.index("-crf") + 1] == str(CRF_BY_CODEC["vp9"]["medium"])
-    assert settings.audio_extension == "webm"
+    assert argv[argv.index("-cpu-used") + 1] == "6"
+    assert argv[argv.index("-crf") + 1] == "40"
+    assert settings.format.audio.track.extension == "webm"
     track = audio_track_argv(tmp_path / "a.ffconcat", tmp_path / "a.webm", settings)
     assert track[track.index("-c:a") + 1] == "libopus"
     join = concat_argv(tmp_path / "v.ffconcat", tmp_path / "a.webm", tmp_path / "o.webm",

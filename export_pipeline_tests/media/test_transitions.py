@@ -238,7 +238,7 @@ def test_soundtrack_and_soft_captions_are_added_in_the_join(paths, tmp_path, fmt
     cues = tuple(parse_captions("1\n00:00:00,500 --> 00:00:01,500\nHello\n", "srt"))
     settings = encode_settings("720p", "16:9", "low", FPS, threads=2, format=fmt)
     settings = type(settings)(**{**settings.__dict__, "width": W, "height": H})
-    output = tmp_path / f"out.{settings.container}"
+    output = tmp_path / f"out.{settings.format.extension}"
     track = Soundtrack(volume=0.5, fade_in=0.1, fade_out=0.1, loop=True)
     result = render_video(clips, settings, tmp_path / "w", output,
                           music=Music(music, track, 1.5), subtitles=cues)  # fmt: skip

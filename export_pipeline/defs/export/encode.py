@@ -26,7 +26,7 @@ the others again with them (the cache keeps both).
 """
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -51,7 +51,7 @@ from export_pipeline.defs.intake.partitions import export_partitions
 from export_pipeline.defs.resources import AppDatabase, MediaTools, StorageResource
 from export_pipeline.domain.captions import Cue, parse_captions
 from export_pipeline.domain.failures import ExportFailure, FailureCause
-from export_pipeline.domain.formats import output_format
+from export_pipeline.domain.formats import output_format, segment_content_type
 from export_pipeline.domain.request import ClipSpec, ExportSpec
 from export_pipeline.io.storage import ObjectNotFound, Storage
 from export_pipeline.media.commands import EncodeSettings, RemoteFile, Source, encode_settings
@@ -78,7 +78,7 @@ JOIN_BAND = (94, 97)
 STEP_NAME = "encoded_video"
 
 
-def encoded_key(partition_key: str, extension: str = "mp4") -> str:
+def encoded_key(partition_key: str, extension: str) -> str:
     return f"work/{partition_key}/encoded.{extension}"
 
 
@@ -101,8 +101,6 @@ class StorageSegmentCache:
     the hand-off from the segment steps to the join, and what lets a re-export or backfill
     render only the clips that changed."""
 
-    CONTENT_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".wav": "audio/wav"}
-
     def __init__(self, storage: Storage):
         self.storage = storage
 
@@ -117,7 +115,8 @@ class StorageSegmentCache:
         return True
 
     def store(self, name: str, path: Path) -> None:
-        kind = self.CONTENT_TYPES.get(path.suffix)
+        extension = path.suffix.removeprefix(".")
+        kind = "audio/wav" if extension == "wav" else segment_content_type(extension)
         self.storage.put_file(path, f"segments/{name}", content_type=kind)
 
 
@@ -250,7 +249,7 @@ def open_encode(
         big = entry.get("bytes", 0) > media.stream_sources_mb * 1024**2 > 0
         if local is None and stream and big and info is not None:
             local = RemoteFile(storage.url(entry["key"]))
-        local = local or work / f"source-{clip.position:04d}.mp4"
+        local = local or work / f"source-{clip.position:04d}{Path(entry['key']).suffix}"
         if info is None:  # an older manifest: probe the file itself
             if not local.exists():
                 storage.get_file(entry["key"], local)
@@ -399,9 +398,9 @@ def render_batch(
             for segment in sounds:
                 if segment.audio_name:
                     cache.store(segment.audio_name, segment.audio)
-            ext = plan.settings.audio_extension
-            track = audio_track_key(step.partition_key, step.context.run_id, ext)
-            storage.put_file(plan.audio.path, track, content_type=f"audio/{ext}")
+            file = plan.settings.format.audio.track
+            track = audio_track_key(step.partition_key, step.context.run_id, file.extension)
+            storage.put_file(plan.audio.path, track, content_type=file.content_type)
             step.context.log.info(
                 f"{step.partition_key}: the audio track rendered ({len(sounds)} of "
                 f"{len(plan.segments)} segments' sound rendered, the others cached)"
@@ -426,7 +425,7 @@ def join_encode(step: ExportStep, media: MediaTools, storage: Storage, parts: li
         # the cache lacks, so the sources of those clips alone are fetched).
         plan = encode.plan()
         missing = [s for s in plan.segments if not cache.has(s.video_name)]
-        track = work / f"audio-track.{encode.settings.audio_extension}"
+        track = work / f"audio-track.{encode.settings.format.audio.track.extension}"
         try:
             storage.get_file(tracks[0], track)
         except (IndexError, ObjectNotFound):
@@ -472,7 +471,7 @@ def join_encode(step: ExportStep, media: MediaTools, storage: Storage, parts: li
         "width": settings.width,
         "height": settings.height,
         "fps": str(settings.fps),
-        "settings": {k: str(v) for k, v in asdict(settings).items()},
+        "settings": {k: str(v) for k, v in settings.record().items()},
         "attempt": attempt + 1,
         "clip_count": len(encode.inputs),
         "segments": result.segments,
@@ -565,8 +564,8 @@ def build_encoded_video(retry_policy: RetryPolicy):
         group_name="export",
         ins={"downloaded_clips": AssetIn(key=downloaded_clips_key, dagster_type=Nothing)},
         description=(
-            "The clips trimmed, fitted, joined and encoded (H.264/AAC MP4, faststart; HEVC "
-            "or WebM on request), one step per segment."
+            "The clips trimmed, fitted, joined and encoded in the request's format, one step "
+            "per segment."
         ),
         kinds={"ffmpeg"},
     )

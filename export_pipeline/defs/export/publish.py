@@ -47,7 +47,7 @@ PROGRESS_BAND = (97, 100)
 DEFAULT_RETENTION_DAYS = 7  # EXPORT_RETENTION_DAYS (ops.retention.RETENTION_DAYS)
 
 
-def video_key(partition_key: str, extension: str = "mp4") -> str:
+def video_key(partition_key: str, extension: str) -> str:
     return f"videos/{partition_key}.{extension}"
 
 

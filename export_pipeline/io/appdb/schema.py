@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 
 from export_pipeline.domain.clock import as_utc
+from export_pipeline.domain.formats import DEFAULT_FORMAT
 
 
 class UTCDateTime(TypeDecorator):
@@ -43,6 +44,7 @@ class UTCDateTime(TypeDecorator):
     def process_result_value(self, value, dialect):
         return None if value is None else as_utc(value)
 
+
 metadata = MetaData()
 
 export_requests = Table(
@@ -57,7 +59,7 @@ export_requests = Table(
     Column("quality", Text, nullable=False),
     # mp4 (H.264/AAC), mp4-hevc (H.265/AAC) or webm (VP9/Opus); NULL in rows an older app
     # wrote reads as mp4
-    Column("format", Text, server_default=text("'mp4'")),
+    Column("format", Text, server_default=text(f"'{DEFAULT_FORMAT}'")),
     Column("clips", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
     # Optional parts of the finished video (README, contract): loudness evened out between
     # clips (NULL: on), a soundtrack and captions (JSON objects, NULL: none)
