@@ -26,6 +26,7 @@ from export_pipeline.definitions import build_definitions
 from export_pipeline.defs.local_runner import evaluate_intake, run_requested
 from export_pipeline.defs.settings import Settings
 from export_pipeline.io.appdb.store import RequestStore, for_display
+from export_pipeline.media.ffmpeg import FFmpeg
 from export_pipeline.media.samples import make_sample_clip
 
 # (name, width, height, fps, seconds, audio)
@@ -80,7 +81,7 @@ def make_samples(directory: Path, ffmpeg: str = "ffmpeg") -> list[Path]:
                 fps=fps,
                 duration=seconds,
                 audio=audio,
-                ffmpeg=ffmpeg,
+                ffmpeg=FFmpeg(ffmpeg=ffmpeg),
             )
         paths.append(path)
     return paths

@@ -20,6 +20,7 @@ from export_pipeline.media.commands import (
     MAX_INPUT_PIXELS,
     MAX_INPUT_SIDE,
 )
+from export_pipeline.media.ffmpeg import FFmpeg
 from export_pipeline.media.runner import Limits
 
 BACKENDS = ("local", "s3")
@@ -101,6 +102,16 @@ class MediaTools(ConfigurableResource):
             cpu_s=self.cpu_s,
             max_side=self.max_input_side,
             max_pixels=self.max_input_pixels,
+        )
+
+    def runner(self) -> FFmpeg:
+        """FFmpeg and FFprobe as configured: the binaries, the limits per process and the
+        timeout per command."""
+        return FFmpeg(
+            ffmpeg=self.ffmpeg,
+            ffprobe=self.ffprobe,
+            limits=self.limits(),
+            timeout_s=self.ffmpeg_timeout_s,
         )
 
     def temp_dir(self, prefix: str) -> tempfile.TemporaryDirectory:

@@ -17,6 +17,7 @@ from export_pipeline.media.commands import (
     probe_argv,
     segment_argv,
 )
+from export_pipeline.media.ffmpeg import FFmpeg
 from export_pipeline.media.frame import choose_frame_rate, fit_rect
 
 # `probe` the function is not re-exported: it would hide the `probe` module, which breaks
@@ -45,6 +46,7 @@ __all__ = [
     "RESOLUTIONS",
     "ClipError",
     "EncodeSettings",
+    "FFmpeg",
     "FFmpegError",
     "InvalidMedia",
     "MediaInfo",

@@ -306,14 +306,14 @@ def _level(job: SegmentJob) -> list[str]:
     return level
 
 
-def loudness_argv(job: SegmentJob, ffmpeg: str = "ffmpeg") -> list[str]:
+def loudness_argv(job: SegmentJob) -> list[str]:
     """Measure the loudness of the clip's span (audio only: no video is decoded), after the
     job's own correction if it has one. The `ebur128` summary (integrated loudness, true
     peak) is printed on stderr at level info; `parse_loudness` reads it."""
     cut = "" if job.indexed else f"atrim={_span(job)},"
     cut += "".join(f"{f}," for f in _level(job))
     return [
-        ffmpeg, "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info",
+        "ffmpeg", "-nostdin", "-hide_banner", "-nostats", "-loglevel", "info",
         *_clip_input(job.source, *_seek(job), max_pixels=_segment_max_pixels(job)),
         "-map", "0:a:0", "-vn", "-sn", "-dn",
         "-filter:a", f"{cut}ebur128=peak=true:framelog=verbose",
@@ -529,7 +529,6 @@ class TransitionOut:
 def segment_argv(
     job: SegmentJob,
     settings: EncodeSettings,
-    ffmpeg: str = "ffmpeg",
     out: TransitionOut | None = None,
 ) -> list[str]:
     """One FFmpeg run: the span's video segment (in the format's segment container), exactly
@@ -559,7 +558,7 @@ def segment_argv(
         )  # fmt: skip
         inputs += _clip_input(b.source, *_seek(b), max_pixels=_segment_max_pixels(b))
     return [
-        ffmpeg,
+        "ffmpeg",
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
         *inputs,
@@ -582,7 +581,6 @@ def segment_argv(
 def segment_audio_argv(
     job: SegmentJob,
     settings: EncodeSettings,
-    ffmpeg: str = "ffmpeg",
     out: TransitionOut | None = None,
 ) -> list[str]:
     """One FFmpeg run: the span's audio segment, a PCM WAV lasting exactly as long as its
@@ -606,7 +604,7 @@ def segment_audio_argv(
         )
         inputs += _clip_input(b.source, *_seek(b), max_pixels=_segment_max_pixels(b))
     return [
-        ffmpeg,
+        "ffmpeg",
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
         *inputs,
@@ -652,14 +650,12 @@ def video_encoder_args(settings: EncodeSettings) -> list[str]:
     return settings.format.video.args(settings)
 
 
-def copy_segment_argv(
-    job: SegmentJob, settings: EncodeSettings, ffmpeg: str = "ffmpeg"
-) -> list[str]:
+def copy_segment_argv(job: SegmentJob, settings: EncodeSettings) -> list[str]:
     """The stream-copy variant of `segment_argv` for a clip that already is what the export
     needs (H.264 yuv420p at the target size and rate, used whole): its video packets are
     copied untouched (its sound is made by `segment_audio_argv`, as for any segment)."""
     return [
-        ffmpeg,
+        "ffmpeg",
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
         *_clip_input(job.source, max_pixels=_segment_max_pixels(job)),
@@ -700,7 +696,6 @@ def audio_track_argv(
     audio_list: Path,
     output: Path,
     settings: EncodeSettings,
-    ffmpeg: str = "ffmpeg",
     *,
     music: tuple[list[str], str] | None = None,
 ) -> list[str]:
@@ -716,7 +711,7 @@ def audio_track_argv(
         inputs += music[0]
         maps = ["-filter_complex", music[1], "-map", "[a]"]
     return [
-        ffmpeg,
+        "ffmpeg",
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
         *inputs,
@@ -742,7 +737,6 @@ def concat_argv(
     audio_track: Path,
     output: Path,
     settings: EncodeSettings,
-    ffmpeg: str = "ffmpeg",
     *,
     subtitles: Path | None = None,
 ) -> list[str]:
@@ -761,7 +755,7 @@ def concat_argv(
         inputs += _input(subtitles, soft.demuxer, "-f", soft.demuxer)
         maps += ["-map", "2:s:0", "-c:s", soft.codec]
     return [
-        ffmpeg,
+        "ffmpeg",
         *_COMMON_FLAGS,
         *_PROGRESS_FLAGS,
         *inputs,
@@ -779,11 +773,11 @@ def concat_argv(
     ]
 
 
-def _ffprobe_clip(ffprobe: str, max_pixels: int) -> list[str]:
+def _ffprobe_clip(max_pixels: int) -> list[str]:
     """FFprobe opening a clip as FFmpeg does: local file, our containers, bounded decoders
     (ffprobe opens the decoders too)."""
     return [
-        ffprobe,
+        "ffprobe",
         "-hide_banner",
         "-loglevel",
         "error",
@@ -795,12 +789,10 @@ def _ffprobe_clip(ffprobe: str, max_pixels: int) -> list[str]:
     ]
 
 
-def probe_argv(
-    path: Path, ffprobe: str = "ffprobe", max_pixels: int = MAX_INPUT_PIXELS
-) -> list[str]:
+def probe_argv(path: Path, max_pixels: int = MAX_INPUT_PIXELS) -> list[str]:
     """FFprobe's JSON description of a clip's container and streams."""
     return [
-        *_ffprobe_clip(ffprobe, max_pixels),
+        *_ffprobe_clip(max_pixels),
         "-show_format",
         "-show_streams",
         "-show_data_hash",
@@ -812,13 +804,13 @@ def probe_argv(
 
 
 def decode_check_argv(
-    path: Path, ffmpeg: str = "ffmpeg", seconds: float = 0.2, max_pixels: int = MAX_INPUT_PIXELS
+    path: Path, seconds: float = 0.2, max_pixels: int = MAX_INPUT_PIXELS
 ) -> list[str]:
     """Decode the first `seconds` of video (and audio, if any); `-xerror` stops at an error.
     The first few frames prove the streams decode: a whole second of 1080p cost 0.5-1 s of
     CPU per clip, a tenth of a minute-long export's overhead (bench_corpus)."""
     return [
-        ffmpeg,
+        "ffmpeg",
         *_COMMON_FLAGS,
         "-xerror",
         *_clip_input(path, "-t", _seconds(seconds), max_pixels=max_pixels),
@@ -832,14 +824,12 @@ def decode_check_argv(
     ]
 
 
-def packets_argv(
-    path: Path, ffprobe: str = "ffprobe", max_pixels: int = MAX_INPUT_PIXELS
-) -> list[str]:
+def packets_argv(path: Path, max_pixels: int = MAX_INPUT_PIXELS) -> list[str]:
     """Every packet of every stream (stream type, time and duration, one CSV line each:
     "video,1.000000,0.960000,0.040000"), read by demuxing only: how much of the clip is
     really in the file, whatever its header declares."""
     return [
-        *_ffprobe_clip(ffprobe, max_pixels),
+        *_ffprobe_clip(max_pixels),
         "-show_entries",
         "packet=codec_type,pts_time,dts_time,duration_time",
         "-of",

@@ -22,14 +22,8 @@ from export_pipeline.media.commands import (
     packets_argv,
     probe_argv,
 )
-from export_pipeline.media.runner import (
-    DEFAULT_LIMITS,
-    Captured,
-    FFmpegError,
-    Limits,
-    capture,
-    run_ffmpeg,
-)
+from export_pipeline.media.ffmpeg import DEFAULT_FFMPEG, FFmpeg
+from export_pipeline.media.runner import DEFAULT_LIMITS, Captured, FFmpegError, Limits
 
 PROBE_TIMEOUT_S = 60.0
 DECODE_TIMEOUT_S = 120.0
@@ -291,8 +285,9 @@ def _too_costly(program: str, over: str) -> str:
     return f"is too costly to process: {program} {over}"
 
 
-def probe(path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS) -> MediaInfo:
+def probe(path: Path, ffmpeg: FFmpeg = DEFAULT_FFMPEG) -> MediaInfo:
     """Describe a local clip; raise InvalidMedia when it is not a usable video."""
+    limits = ffmpeg.limits
     try:
         size = path.stat().st_size
         with path.open("rb") as file:
@@ -306,7 +301,7 @@ def probe(path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS)
     reason = _sniff(head)
     if reason:
         raise InvalidMedia(path, reason)
-    result = _run_probe(path, probe_argv(path, ffprobe, limits.max_pixels), limits)
+    result = _run_probe(path, probe_argv(path, limits.max_pixels), ffmpeg)
     stderr = result.stderr
     too_large = _TOO_LARGE.search(stderr)
     if too_large:  # the decoder refused to allocate it (-max_pixels): say what it is
@@ -330,7 +325,7 @@ def probe(path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS)
         raise InvalidMedia(path, "could not be decoded: ffprobe returned no description") from None
     if not _declared_duration(data):
         # A raw elementary stream (.m2v, some .mpg) declares no duration: count its packets.
-        present = present_duration(path, ffprobe, limits)
+        present = present_duration(path, ffmpeg)
         if present:
             data.setdefault("format", {})["duration"] = str(present)
     return parse_probe(path, data, limits)
@@ -343,19 +338,20 @@ def _declared_duration(data: dict[str, Any]) -> float | None:
     )
 
 
-def _run_probe(path: Path, argv: list[str], limits: Limits) -> Captured:
+def _run_probe(path: Path, argv: list[str], ffmpeg: FFmpeg) -> Captured:
     """Run ffprobe under the same limits as FFmpeg (memory, CPU time, death with us)."""
     try:
-        return capture(argv, timeout_s=PROBE_TIMEOUT_S, limits=limits)
+        return ffmpeg.capture(argv, timeout_s=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise InvalidMedia(path, f"could not be probed within {PROBE_TIMEOUT_S:g} s") from None
 
 
-def check_decodable(path: Path, ffmpeg: str = "ffmpeg", limits: Limits = DEFAULT_LIMITS) -> None:
+def check_decodable(path: Path, ffmpeg: FFmpeg = DEFAULT_FFMPEG) -> None:
     """Decode the first second of the clip; raise InvalidMedia at the first decoding error."""
-    argv = decode_check_argv(path, ffmpeg, max_pixels=limits.max_pixels)
+    limits = ffmpeg.limits
+    argv = decode_check_argv(path, max_pixels=limits.max_pixels)
     try:
-        run_ffmpeg(argv, timeout_s=DECODE_TIMEOUT_S, limits=limits)
+        ffmpeg.run(argv, timeout_s=DECODE_TIMEOUT_S)
     except FFmpegError as error:
         too_large = _TOO_LARGE.search(error.stderr)
         if too_large:
@@ -367,16 +363,14 @@ def check_decodable(path: Path, ffmpeg: str = "ffmpeg", limits: Limits = DEFAULT
         raise InvalidMedia(path, f"could not be decoded: {detail}") from error
 
 
-def present_duration(
-    path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS
-) -> float | None:
+def present_duration(path: Path, ffmpeg: FFmpeg = DEFAULT_FFMPEG) -> float | None:
     """Seconds of video and audio really in the file: from the first packet of either to the
     end of the last, found by demuxing (no decoding: 0.15 s and 58 MB for a minute of
     1080p, 116 MB, from the page cache). None when the packets carry no timestamps.
 
     Both kinds count, so a file whose audio outlasts its video is whole; timecode and data
     tracks do not (one packet can claim the whole length)."""
-    result = _run_probe(path, packets_argv(path, ffprobe, limits.max_pixels), limits)
+    result = _run_probe(path, packets_argv(path, ffmpeg.limits.max_pixels), ffmpeg)
     if result.over_limit:  # a scan cut short by a limit says nothing about the file's length
         raise InvalidMedia(path, _too_costly("ffprobe", result.over_limit))
     starts: list[float] = []
@@ -391,14 +385,12 @@ def present_duration(
     return max(ends) - min(starts) if starts else None
 
 
-def check_complete(
-    path: Path, info: MediaInfo, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS
-) -> None:
+def check_complete(path: Path, info: MediaInfo, ffmpeg: FFmpeg = DEFAULT_FFMPEG) -> None:
     """Raise InvalidMedia when the file holds less than it declares (cut short in transfer
     or upload): rendering it would end in a frozen frame and silence. The declared length is
     `info.duration` (the video's, or the container's); what is present is `present_duration`,
     within max(INCOMPLETE_TOLERANCE_S, INCOMPLETE_TOLERANCE_SHARE of the length)."""
-    present = present_duration(path, ffprobe, limits)
+    present = present_duration(path, ffmpeg)
     if present is None:
         return
     tolerance = max(INCOMPLETE_TOLERANCE_S, info.duration * INCOMPLETE_TOLERANCE_SHARE)
@@ -409,12 +401,10 @@ def check_complete(
         )
 
 
-def probe_and_check(
-    path: Path, ffprobe: str = "ffprobe", ffmpeg: str = "ffmpeg", limits: Limits = DEFAULT_LIMITS
-) -> MediaInfo:
+def probe_and_check(path: Path, ffmpeg: FFmpeg = DEFAULT_FFMPEG) -> MediaInfo:
     """`probe`, then `check_decodable` and `check_complete`: the clip is described, its first
     frames decode, and the rest of it is really in the file."""
-    info = probe(path, ffprobe, limits)
-    check_decodable(path, ffmpeg, limits)
-    check_complete(path, info, ffprobe, limits)
+    info = probe(path, ffmpeg)
+    check_decodable(path, ffmpeg)
+    check_complete(path, info, ffmpeg)
     return info

@@ -48,14 +48,9 @@ from export_pipeline.media.commands import (
     segment_argv,
     segment_audio_argv,
 )
+from export_pipeline.media.ffmpeg import DEFAULT_FFMPEG, FFmpeg
 from export_pipeline.media.probe import MediaInfo, probe
-from export_pipeline.media.runner import (
-    DEFAULT_LIMITS,
-    FFmpegError,
-    Limits,
-    capture,
-    run_ffmpeg,
-)
+from export_pipeline.media.runner import FFmpegError
 from export_pipeline.media.soundtrack import mix_filter, mix_inputs
 
 Progress = Callable[[float], None]
@@ -70,6 +65,8 @@ SEGMENTS_SHARE = 0.96
 AUDIO_WEIGHT = 0.15
 # Measurements of a limited clip's loudness after its correction (see `normalized`).
 LIMITED_PASSES = 2
+# The longest loudness measurement when the runner has no timeout of its own.
+LOUDNESS_TIMEOUT_S = 600.0
 # How often progress is reported while segments are being encoded.
 PROGRESS_POLL_S = 0.5
 
@@ -261,20 +258,16 @@ def audio_segment_key(
     return key
 
 
-def measure_loudness(
-    job: SegmentJob,
-    label: str,
-    ffmpeg: str = "ffmpeg",
-    timeout_s: float | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    stop: threading.Event | None = None,
-) -> Loudness:
+def measure_loudness(job: SegmentJob, label: str, ffmpeg: FFmpeg = DEFAULT_FFMPEG) -> Loudness:
     """The integrated loudness and true peak of the clip's span (its audio alone)."""
-    argv = loudness_argv(job, ffmpeg)
-    done = capture(argv, timeout_s=timeout_s or 600.0, limits=limits, stop=stop)
+    argv = loudness_argv(job)
+    done = ffmpeg.capture(argv, timeout_s=ffmpeg.timeout_s or LOUDNESS_TIMEOUT_S)
     if done.returncode != 0:
         error = FFmpegError(
-            argv, done.returncode, done.stderr[-2000:], over_limit=bool(done.over_limit)
+            ffmpeg.command(argv),
+            done.returncode,
+            done.stderr[-2000:],
+            over_limit=bool(done.over_limit),
         )
         error.add_note(f"while measuring the loudness of {label}")
         raise error
@@ -282,23 +275,17 @@ def measure_loudness(
 
 
 def normalized(
-    job: SegmentJob,
-    target: float,
-    label: str,
-    ffmpeg: str = "ffmpeg",
-    timeout_s: float | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    stop: threading.Event | None = None,
+    job: SegmentJob, target: float, label: str, ffmpeg: FFmpeg = DEFAULT_FFMPEG
 ) -> SegmentJob:
     """`job` with the gain that brings its clip to `target` LUFS. Where the limiter has to
     hold the peaks, it also takes some loudness away (2 LU on speech-like bursts): the
     corrected audio is measured again and the gain raised by what is missing, up to
     LIMITED_PASSES times (each pass decodes the clip's audio only)."""
-    measured = measure_loudness(job, label, ffmpeg, timeout_s, limits, stop)
+    measured = measure_loudness(job, label, ffmpeg)
     gain, limiter = loudness_gain(measured, target)
     job = replace(job, gain_db=gain, limiter=limiter)
     for _ in range(LIMITED_PASSES if limiter else 0):
-        missing = target - measure_loudness(job, label, ffmpeg, timeout_s, limits, stop).integrated
+        missing = target - measure_loudness(job, label, ffmpeg).integrated
         if abs(missing) < 0.3:
             break
         job = replace(job, gain_db=round(job.gain_db + missing, 2))
@@ -319,24 +306,11 @@ def transition_out(
 
 
 def _run_segment(
-    argv: list[str],
-    job: SegmentJob,
-    label: str,
-    on_progress: Progress | None,
-    timeout_s: float | None,
-    limits: Limits,
-    stop: threading.Event | None,
+    argv: list[str], job: SegmentJob, label: str, on_progress: Progress | None, ffmpeg: FFmpeg
 ) -> int:
     """Run one of a segment's FFmpeg commands; its error names the clip."""
     try:
-        return run_ffmpeg(
-            argv,
-            duration_s=job.duration,
-            on_progress=on_progress,
-            timeout_s=timeout_s,
-            limits=limits,
-            stop=stop,
-        )
+        return ffmpeg.run(argv, duration_s=job.duration, on_progress=on_progress)
     except FFmpegError as error:
         error.add_note(f"while encoding {label}")
         raise
@@ -348,31 +322,22 @@ def render_segment_video(
     video_out: Path,
     *,
     on_progress: Progress | None = None,
-    ffmpeg: str = "ffmpeg",
-    timeout_s: float | None = None,
+    ffmpeg: FFmpeg = DEFAULT_FFMPEG,
     copy: bool = False,
-    limits: Limits = DEFAULT_LIMITS,
-    stop: threading.Event | None = None,
     captions: Path | None = None,
     out: TransitionOut | None = None,
 ) -> int:
     """Encode the pictures of one segment (in the format's segment container); return its
-    frames.
-    With `copy` (see `can_copy`) the video is stream-copied instead of encoded. Setting
-    `stop` kills FFmpeg and raises runner.Stopped. `captions` (an ASS file, times from the
-    segment's start) are burned in. With `out` (`transition_out`) the segment ends in the
-    transition into the next clip.
-
-    An FFmpegError raised here carries a note naming the clip.
+    frames. With `copy` (see `can_copy`) the video is stream-copied instead of encoded.
+    `captions` (an ASS file, times from the segment's start) are burned in. With `out`
+    (`transition_out`) the segment ends in the transition into the next clip. Setting the
+    runner's `stop` kills FFmpeg and raises runner.Stopped; an FFmpegError raised here
+    carries a note naming the clip.
     """
     job = replace(segment_job(inp, video_out, video_out), captions=captions)
     frames = frame_count(job.duration, settings.fps)
-    argv = (
-        copy_segment_argv(job, settings, ffmpeg)
-        if copy
-        else segment_argv(job, settings, ffmpeg, out)
-    )
-    written = _run_segment(argv, job, inp.label, on_progress, timeout_s, limits, stop)
+    argv = copy_segment_argv(job, settings) if copy else segment_argv(job, settings, out)
+    written = _run_segment(argv, job, inp.label, on_progress, ffmpeg)
     if written == 0:  # FFmpeg can read nothing from a damaged file and still exit 0
         raise ClipError(
             inp.label,
@@ -388,10 +353,7 @@ def render_segment_audio(
     audio_out: Path,
     *,
     on_progress: Progress | None = None,
-    ffmpeg: str = "ffmpeg",
-    timeout_s: float | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    stop: threading.Event | None = None,
+    ffmpeg: FFmpeg = DEFAULT_FFMPEG,
     level: tuple[float, bool] | None = None,
     out: TransitionOut | None = None,
 ) -> None:
@@ -401,9 +363,9 @@ def render_segment_audio(
     clip (whose correction `out` carries)."""
     job = _level(segment_job(inp, audio_out, audio_out), level)
     if level is None and settings.loudness is not None and job.has_audio:
-        job = normalized(job, settings.loudness, inp.label, ffmpeg, timeout_s, limits)
-    argv = segment_audio_argv(job, settings, ffmpeg, out)
-    _run_segment(argv, job, inp.label, on_progress, timeout_s, limits, stop)
+        job = normalized(job, settings.loudness, inp.label, ffmpeg)
+    argv = segment_audio_argv(job, settings, out)
+    _run_segment(argv, job, inp.label, on_progress, ffmpeg)
 
 
 def render_segment(
@@ -412,22 +374,17 @@ def render_segment(
     video_out: Path,
     audio_out: Path,
     *,
-    ffmpeg: str = "ffmpeg",
-    timeout_s: float | None = None,
+    ffmpeg: FFmpeg = DEFAULT_FFMPEG,
     copy: bool = False,
-    limits: Limits = DEFAULT_LIMITS,
     level: tuple[float, bool] | None = None,
     captions: Path | None = None,
 ) -> int:
     """Both halves of one segment (a whole clip's span, no transition): its pictures into
     `video_out`, its sound into `audio_out`; returns the frames."""
     frames = render_segment_video(
-        inp, settings, video_out, ffmpeg=ffmpeg, timeout_s=timeout_s, copy=copy,
-        limits=limits, captions=captions,
-    )  # fmt: skip
-    render_segment_audio(
-        inp, settings, audio_out, ffmpeg=ffmpeg, timeout_s=timeout_s, limits=limits, level=level
+        inp, settings, video_out, ffmpeg=ffmpeg, copy=copy, captions=captions
     )
+    render_segment_audio(inp, settings, audio_out, ffmpeg=ffmpeg, level=level)
     return frames
 
 
@@ -447,10 +404,7 @@ def encode_audio_track(
     samples: int,
     *,
     on_progress: Progress | None = None,
-    ffmpeg: str = "ffmpeg",
-    timeout_s: float | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    stop: threading.Event | None = None,
+    ffmpeg: FFmpeg = DEFAULT_FFMPEG,
     music: Music | None = None,
 ) -> None:
     """Join the WAV segments (in order, `samples` in all) and encode them once into the
@@ -466,13 +420,10 @@ def encode_audio_track(
                 mix_filter("0:a:0", "1:a:0", samples, settings.audio_rate, music.track,
                            music.duration_s),
             )  # fmt: skip
-        run_ffmpeg(
-            audio_track_argv(listing, partial, settings, ffmpeg, music=mix),
+        ffmpeg.run(
+            audio_track_argv(listing, partial, settings, music=mix),
             duration_s=samples / settings.audio_rate,
             on_progress=on_progress,
-            timeout_s=timeout_s,
-            limits=limits,
-            stop=stop,
         )
         os.replace(partial, output)
     finally:
@@ -488,9 +439,7 @@ def join_segments(
     *,
     duration_s: float | None = None,
     on_progress: Progress | None = None,
-    ffmpeg: str = "ffmpeg",
-    timeout_s: float | None = None,
-    limits: Limits = DEFAULT_LIMITS,
+    ffmpeg: FFmpeg = DEFAULT_FFMPEG,
     subtitles: tuple[Cue, ...] | None = None,
 ) -> None:
     """Join the video segments (in order) and the audio track into `output` by stream copy;
@@ -508,12 +457,10 @@ def join_segments(
             track = video_segments[0].parent / f"captions.{soft.extension}"
             track.write_text(caption_document(soft.document, subtitles), encoding="utf-8")
             lists.append(track)
-        run_ffmpeg(
-            concat_argv(lists[0], audio_track, partial, settings, ffmpeg, subtitles=track),
+        ffmpeg.run(
+            concat_argv(lists[0], audio_track, partial, settings, subtitles=track),
             duration_s=duration_s,
             on_progress=on_progress,
-            timeout_s=timeout_s,
-            limits=limits,
         )
         os.replace(partial, output)
     finally:
@@ -783,10 +730,7 @@ def render_planned(
     *,
     settings: EncodeSettings | None = None,
     on_progress: Progress | None = None,
-    ffmpeg: str = "ffmpeg",
-    timeout_s: float | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    stop: threading.Event | None = None,
+    ffmpeg: FFmpeg = DEFAULT_FFMPEG,
 ) -> int:
     """Render the pictures of one segment of `plan` into its file (`settings`: the plan's,
     or the same with fewer threads when segments are rendered side by side); returns its
@@ -795,8 +739,8 @@ def render_planned(
     try:
         return render_segment_video(
             segment.inp, settings or plan.settings, segment.video,
-            on_progress=on_progress, ffmpeg=ffmpeg, timeout_s=timeout_s, copy=plan.copy,
-            limits=limits, stop=stop, captions=segment.captions, out=out,
+            on_progress=on_progress, ffmpeg=ffmpeg, copy=plan.copy, captions=segment.captions,
+            out=out,
         )  # fmt: skip
     except FFmpegError as error:
         if segment.b is not None:
@@ -809,10 +753,7 @@ def render_audio(
     pending: list[Segment],
     *,
     on_progress: Progress | None = None,
-    ffmpeg: str = "ffmpeg",
-    timeout_s: float | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    stop: threading.Event | None = None,
+    ffmpeg: FFmpeg = DEFAULT_FFMPEG,
 ) -> None:
     """Render the plan's audio track: the sound of the `pending` segments (the others' WAVs
     must already be in their files, from a cache), each clip brought to the loudness target
@@ -823,7 +764,7 @@ def render_audio(
     def phase(start: float, span: float) -> Progress | None:
         return _share(on_progress, start, span)
 
-    levels = loudness_levels(plan, pending, ffmpeg, timeout_s, limits, stop=stop)
+    levels = loudness_levels(plan, pending, ffmpeg)
     if on_progress:
         on_progress(0.25)
     for n, segment in enumerate(pending):
@@ -831,14 +772,13 @@ def render_audio(
         if segment.b is not None:
             out = transition_out(segment.kind, segment.b, levels.get(segment.clip + 1))
         render_segment_audio(
-            segment.inp, plan.settings, segment.audio, ffmpeg=ffmpeg, timeout_s=timeout_s,
-            limits=limits, stop=stop, level=levels.get(segment.clip, (0.0, False)), out=out,
+            segment.inp, plan.settings, segment.audio, ffmpeg=ffmpeg,
+            level=levels.get(segment.clip, (0.0, False)), out=out,
             on_progress=phase(0.25 + 0.25 * n / len(pending), 0.25 / len(pending)),
         )  # fmt: skip
     encode_audio_track(
         [segment.audio for segment in plan.segments], plan.audio.path, plan.settings,
-        plan.samples, on_progress=phase(0.5, 0.5), ffmpeg=ffmpeg, timeout_s=timeout_s,
-        limits=limits, stop=stop, music=plan.music,
+        plan.samples, on_progress=phase(0.5, 0.5), ffmpeg=ffmpeg, music=plan.music,
     )  # fmt: skip
 
 
@@ -847,9 +787,7 @@ def join_planned(
     output: Path,
     *,
     on_progress: Progress | None = None,
-    ffmpeg: str = "ffmpeg",
-    timeout_s: float | None = None,
-    limits: Limits = DEFAULT_LIMITS,
+    ffmpeg: FFmpeg = DEFAULT_FFMPEG,
     subtitles: tuple[Cue, ...] | None = None,
 ) -> None:
     """Join the plan's rendered segments (all in their files) and its audio track into
@@ -862,8 +800,6 @@ def join_planned(
         duration_s=plan.frames / plan.settings.fps,
         on_progress=on_progress,
         ffmpeg=ffmpeg,
-        timeout_s=timeout_s,
-        limits=limits,
         subtitles=subtitles,
     )
 
@@ -876,9 +812,7 @@ def render_segments(
     parallel: int = 0,
     report: Callable[[], None] | None = None,
     finished: Callable[[Segment], None] | None = None,
-    ffmpeg: str = "ffmpeg",
-    timeout_s: float | None = None,
-    limits: Limits = DEFAULT_LIMITS,
+    ffmpeg: FFmpeg = DEFAULT_FFMPEG,
 ) -> None:
     """Render `parts` of `plan`: segments' pictures, and the audio track if it is among them
     (with the sound of the `audio_pending` segments: `render_audio`), `parallel` at once
@@ -894,15 +828,10 @@ def render_segments(
         settings = replace(settings, threads=math.ceil(settings.threads / workers))
 
     def render(part: RenderPart, progress: Progress, stop: threading.Event) -> object:
+        stoppable = ffmpeg.stopped_by(stop)
         if isinstance(part, AudioTrack):
-            return render_audio(
-                plan, audio_pending or [], on_progress=progress, ffmpeg=ffmpeg,
-                timeout_s=timeout_s, limits=limits, stop=stop,
-            )  # fmt: skip
-        return render_planned(
-            plan, part, settings=settings, on_progress=progress, ffmpeg=ffmpeg,
-            timeout_s=timeout_s, limits=limits, stop=stop,
-        )  # fmt: skip
+            return render_audio(plan, audio_pending or [], on_progress=progress, ffmpeg=stoppable)
+        return render_planned(plan, part, settings=settings, on_progress=progress, ffmpeg=stoppable)
 
     def done(part: RenderPart) -> None:
         part.done = 1.0
@@ -919,11 +848,8 @@ def render_video(
     output: Path,
     *,
     on_progress: Progress | None = None,
-    ffmpeg: str = "ffmpeg",
-    ffprobe: str = "ffprobe",
-    timeout_s: float | None = None,
+    ffmpeg: FFmpeg = DEFAULT_FFMPEG,
     cache: SegmentCache | None = None,
-    limits: Limits = DEFAULT_LIMITS,
     parallel: int = 0,
     captions: BurnIn | None = None,
     music: Music | None = None,
@@ -931,8 +857,8 @@ def render_video(
     max_segment_s: float | None = None,
     audio_track: Path | None = None,
 ) -> RenderResult:
-    """Render `inputs` in order into `output`, in this process; `timeout_s` applies per
-    FFmpeg run. Segments (`plan_render`) whose pictures are not in `cache` are encoded
+    """Render `inputs` in order into `output`, in this process, with `ffmpeg` (its timeout
+    applies per FFmpeg run). Segments (`plan_render`) whose pictures are not in `cache` are encoded
     `parallel` at once (0: `segment_workers()`), the audio track beside them (unless
     `audio_track` is that file, already rendered), from the sound of the segments, cached
     or rendered. `captions` are burned into the segments they fall on (and are part of
@@ -987,7 +913,7 @@ def render_video(
         report()
         render_segments(
             plan, pending, audio_pending=sounds, parallel=parallel, report=report,
-            finished=finished, ffmpeg=ffmpeg, timeout_s=timeout_s, limits=limits,
+            finished=finished, ffmpeg=ffmpeg,
         )  # fmt: skip
         for segment in sounds:
             if cache and segment.audio_name:
@@ -995,11 +921,11 @@ def render_video(
         join_planned(
             plan, output,
             on_progress=_share(on_progress, SEGMENTS_SHARE, 1 - SEGMENTS_SHARE),
-            ffmpeg=ffmpeg, timeout_s=timeout_s, limits=limits, subtitles=subtitles,
+            ffmpeg=ffmpeg, subtitles=subtitles,
         )  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    info = probe(output, ffprobe, limits)
+    info = probe(output, ffmpeg)
     return RenderResult(
         output=output,
         duration_s=info.duration,
@@ -1031,13 +957,7 @@ def _attach_captions(
 
 
 def loudness_levels(
-    plan: RenderPlan,
-    pending: list[Segment],
-    ffmpeg: str = "ffmpeg",
-    timeout_s: float | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    *,
-    stop: threading.Event | None = None,
+    plan: RenderPlan, pending: list[Segment], ffmpeg: FFmpeg = DEFAULT_FFMPEG
 ) -> dict[int, tuple[float, bool]]:
     """Each clip's loudness correction, measured over its whole span once, for the clips
     that have a segment (or the far side of a transition) to render: every part of a clip
@@ -1050,6 +970,6 @@ def loudness_levels(
     for n, inp in enumerate(plan.inputs):
         if n in needed and inp.info.has_audio:
             job = segment_job(inp, inp.path, inp.path)  # outputs unused: only measured
-            job = normalized(job, settings.loudness, inp.label, ffmpeg, timeout_s, limits, stop)
+            job = normalized(job, settings.loudness, inp.label, ffmpeg)
             levels[n] = (job.gain_db, job.limiter)
     return levels

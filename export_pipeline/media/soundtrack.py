@@ -163,13 +163,12 @@ def soundtrack_argv(
     track: Soundtrack,
     music_duration_s: float | None = None,
     rate: int = 48000,
-    ffmpeg: str = "ffmpeg",
 ) -> list[str]:
     """Mix the clips' audio (a WAV of `total_samples` at `rate`) with the music file into a
     16-bit stereo WAV of the same length. The join does the same with the concatenated WAV
     segments as input 0 and the AAC or Opus encoder as output."""
     return [
-        ffmpeg, "-y", "-nostdin", "-hide_banner", "-loglevel", "error",
+        "ffmpeg", "-y", "-nostdin", "-hide_banner", "-loglevel", "error",
         *_input(clips_wav, "wav"),
         *mix_inputs(music, track.loop),
         "-filter_complex", mix_filter("0:a:0", "1:a:0", total_samples, rate, track,

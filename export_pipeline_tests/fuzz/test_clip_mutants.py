@@ -24,6 +24,7 @@ import pytest
 
 from export_pipeline.media import probe as probe_module
 from export_pipeline.media.commands import audio_sample_count, encode_settings, frame_count
+from export_pipeline.media.ffmpeg import FFmpeg
 from export_pipeline.media.frame import choose_frame_rate
 from export_pipeline.media.probe import InvalidMedia, probe, probe_and_check
 from export_pipeline.media.render import ClipError, RenderInput, render_segment
@@ -112,7 +113,9 @@ def probe_and_render(clip: Path, video: Path, audio: Path) -> str:
         f"(frame rate {rate} from the clip's {info.fps})"
     )
     try:
-        frames = render_segment(inp, settings, video, audio, timeout_s=RENDER_TIMEOUT_S)
+        frames = render_segment(
+            inp, settings, video, audio, ffmpeg=FFmpeg(timeout_s=RENDER_TIMEOUT_S)
+        )
     except (FFmpegError, ClipError) as error:
         return _failed(error)
     made = _stream(video, "v:0", "codec_name,width,height,nb_read_packets")

@@ -26,6 +26,7 @@ from export_pipeline.media.commands import (
     segment_argv,
     segment_audio_argv,
 )
+from export_pipeline.media.ffmpeg import FFmpeg
 
 SETTINGS = encode_settings("1080p", "16:9", "medium", Fraction(30000, 1001))
 
@@ -175,7 +176,7 @@ def test_audio_sample_count_matches_the_frames():
 
 
 def test_segment_argv_opens_only_the_local_clip_with_whitelists():
-    argv = segment_argv(job(), SETTINGS, ffmpeg="/usr/bin/ffmpeg")
+    argv = FFmpeg(ffmpeg="/usr/bin/ffmpeg").command(segment_argv(job(), SETTINGS))
     assert argv[0] == "/usr/bin/ffmpeg"
     assert argv.count("-i") == 1
     assert input_options(argv) == [
@@ -366,7 +367,7 @@ def test_concat_argv_copies_video_and_audio():
 
 
 def test_probe_argv():
-    argv = probe_argv(Path("/clips/a b.mp4"), ffprobe="/usr/bin/ffprobe")
+    argv = FFmpeg(ffprobe="/usr/bin/ffprobe").command(probe_argv(Path("/clips/a b.mp4")))
     assert argv[0] == "/usr/bin/ffprobe"
     assert value_after(argv, "-protocol_whitelist") == "file"
     assert value_after(argv, "-format_whitelist") == CLIP_FORMATS

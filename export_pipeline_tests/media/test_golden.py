@@ -159,9 +159,9 @@ def argv() -> dict:
             for s in plan.segments:
                 out = transition_out(s.kind, s.b, (1.5, True)) if s.b is not None else None
                 job = replace(segment_job(s.inp, s.video, s.audio), captions=s.captions)
-                commands[f"segment {s.index}"] = segment_argv(job, settings, "ffmpeg", out)
+                commands[f"segment {s.index}"] = segment_argv(job, settings, out)
                 level = replace(job, gain_db=-3.25, limiter=s.index % 2 == 1)
-                commands[f"sound {s.index}"] = segment_audio_argv(level, settings, "ffmpeg", out)
+                commands[f"sound {s.index}"] = segment_audio_argv(level, settings, out)
             first = segment_job(plan.inputs[0], scratch / "x.mp4", scratch / "x.wav")
             commands["loudness"] = loudness_argv(first)
             commands["loudness corrected"] = loudness_argv(

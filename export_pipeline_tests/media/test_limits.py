@@ -25,6 +25,7 @@ from export_pipeline.media.commands import (
     packets_argv,
     probe_argv,
 )
+from export_pipeline.media.ffmpeg import FFmpeg
 from export_pipeline.media.poster import poster_argv
 from export_pipeline.media.probe import (
     InvalidMedia,
@@ -89,7 +90,7 @@ def huge(tmp_path_factory) -> Path:
 def test_a_huge_declared_frame_is_refused_at_probe_time_cheaply(huge: Path):
     # Under a memory limit smaller than the frame: refused for its size, not out of memory.
     with pytest.raises(InvalidMedia) as info:
-        probe_and_check(huge, limits=Limits(memory_mb=200))
+        probe_and_check(huge, FFmpeg(limits=Limits(memory_mb=200)))
     assert str(info.value) == (
         "huge.mov is 16000x16000; the largest frame accepted is 8192 pixels a side and "
         "35.4 megapixels: export the clip at a lower resolution"
@@ -115,14 +116,14 @@ def test_the_frame_limits_are_settings(tmp_path: Path):
     run_ffmpeg(encode_argv(hd, size="1280x720", seconds=1, preset="ultrafast"))
     small = Limits(max_side=1000, max_pixels=640 * 480)
     with pytest.raises(InvalidMedia) as info:
-        probe(hd, limits=small)
+        probe(hd, FFmpeg(limits=small))
     assert info.value.reason == (
         "is 1280x720; the largest frame accepted is 1000 pixels a side and 0.3 megapixels: "
         "export the clip at a lower resolution"
     )
     # The decoder's own ceiling follows the setting too.
     with pytest.raises(InvalidMedia, match="is 1280x720; the largest frame accepted"):
-        check_decodable(hd, limits=small)
+        check_decodable(hd, FFmpeg(limits=small))
     for argv in (
         probe_argv(hd, max_pixels=307200),
         packets_argv(hd, max_pixels=307200),

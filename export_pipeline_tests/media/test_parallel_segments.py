@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from export_pipeline.media.commands import encode_settings, frame_count
+from export_pipeline.media.ffmpeg import FFmpeg
 from export_pipeline.media.probe import probe
 from export_pipeline.media.render import RenderInput, render_video, segment_workers
 from export_pipeline.media.runner import FFmpegError
@@ -92,7 +93,7 @@ def test_segments_run_side_by_side_and_join_in_order(inputs, wrapper, tmp_path, 
     output = tmp_path / "out.mp4"
     progress: list[float] = []
     result = render_video(
-        inputs, settings(), tmp_path / "work", output, ffmpeg=str(script), parallel=parallel,
+        inputs, settings(), tmp_path / "work", output, ffmpeg=FFmpeg(ffmpeg=str(script)), parallel=parallel,
         on_progress=progress.append,
     )  # fmt: skip
     # Four segments' pictures, the audio track (their four sounds, one after another, and
@@ -133,7 +134,7 @@ def test_a_failing_segment_stops_the_one_beside_it(inputs, wrapper, spawned, tmp
     ]
     with pytest.raises(FFmpegError) as caught:
         render_video(clips, settings(), tmp_path / "work", tmp_path / "out.mp4",
-                     ffmpeg=str(script), parallel=3)  # fmt: skip
+                     ffmpeg=FFmpeg(ffmpeg=str(script)), parallel=3)  # fmt: skip
     assert "while encoding clip 2" in caught.value.__notes__
     assert len(spawned) == 3
     assert_all_gone(spawned)
@@ -156,6 +157,6 @@ def test_an_interrupted_render_kills_every_encode(inputs, wrapper, spawned, tmp_
 
     with pytest.raises(Interrupted):
         render_video(clips, settings(), tmp_path / "work", tmp_path / "out.mp4",
-                     ffmpeg=str(script), parallel=2, on_progress=interrupt)  # fmt: skip
+                     ffmpeg=FFmpeg(ffmpeg=str(script)), parallel=2, on_progress=interrupt)  # fmt: skip
     assert len(spawned) == 2  # the third never started
     assert_all_gone(spawned)

@@ -82,12 +82,7 @@ class ClipFetcher:
         path = self.scratch / f"clip-{clip.position:04d}.download"
         try:
             got = download(clip.url, path, self.policy, client, self.budget)
-            info = probe_and_check(
-                path,
-                ffprobe=self.media.ffprobe,
-                ffmpeg=self.media.ffmpeg,
-                limits=self.media.limits(),
-            )
+            info = probe_and_check(path, self.media.runner())
         except InvalidMedia as exc:
             raise exc.of_clip(clip.label) from exc
         except ExportFailure as exc:
@@ -171,7 +166,7 @@ def download_clips(
             if step.spec.soundtrack:
                 extras["soundtrack"] = fetch_soundtrack(
                     step.spec.soundtrack, previous.get("soundtrack"), storage, policy, client,
-                    budget, Path(scratch), media.ffprobe, media.limits(),
+                    budget, Path(scratch), media.runner(),
                 )  # fmt: skip
                 step.context.log.info(f"soundtrack: {extras['soundtrack']['bytes']} bytes")
             if step.spec.captions:

@@ -253,7 +253,7 @@ def open_encode(
         if info is None:  # an older manifest: probe the file itself
             if not local.exists():
                 storage.get_file(entry["key"], local)
-            info = probe(local, ffprobe=media.ffprobe, limits=media.limits())
+            info = probe(local, media.runner())
         inputs.append(
             RenderInput(
                 path=local,
@@ -389,8 +389,7 @@ def render_batch(
 
         render_segments(
             plan, todo, audio_pending=sounds, parallel=media.segment_workers, report=report,
-            finished=finished, ffmpeg=media.ffmpeg, timeout_s=media.ffmpeg_timeout_s,
-            limits=media.limits(),
+            finished=finished, ffmpeg=media.runner(),
         )  # fmt: skip
         report()
         track = None
@@ -441,11 +440,8 @@ def join_encode(step: ExportStep, media: MediaTools, storage: Storage, parts: li
             work / "segments",
             output,
             on_progress=step.progress,
-            ffmpeg=media.ffmpeg,
-            ffprobe=media.ffprobe,
-            timeout_s=media.ffmpeg_timeout_s,
+            ffmpeg=media.runner(),
             cache=cache,
-            limits=media.limits(),
             parallel=media.segment_workers,
             captions=encode.burn,
             music=encode.music,

@@ -17,7 +17,7 @@ from export_pipeline.domain.failures import ExportFailure, FailureCause, Invalid
 from export_pipeline.domain.request import CaptionsSpec, SoundtrackSpec
 from export_pipeline.io.http import ByteBudget, DownloadPolicy, download
 from export_pipeline.io.storage import Storage
-from export_pipeline.media.runner import Limits, capture
+from export_pipeline.media.ffmpeg import FFmpeg
 from export_pipeline.media.soundtrack import MUSIC_FORMATS
 
 
@@ -25,14 +25,14 @@ def soundtrack_key(sha256: str) -> str:
     return f"soundtracks/sha256/{sha256}"
 
 
-def music_duration(path: Path, ffprobe: str, limits: Limits) -> float | None:
+def music_duration(path: Path, ffmpeg: FFmpeg) -> float | None:
     """The length of the audio in a music file; an ExportFailure if it has no audio FFmpeg
     can read (or is not in one of the audio containers we open)."""
-    done = capture(
-        [ffprobe, "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file",
+    done = ffmpeg.capture(
+        ["ffprobe", "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file",
          "-format_whitelist", MUSIC_FORMATS, "-show_entries",
          "stream=codec_type:format=duration", "-of", "json", f"file:{path}"],
-        timeout_s=60.0, limits=limits,
+        timeout_s=60.0,
     )  # fmt: skip
     try:
         data = json.loads(done.stdout or b"{}") if done.returncode == 0 else {}
@@ -59,8 +59,7 @@ def fetch_soundtrack(
     client,
     budget: ByteBudget | None,
     scratch: Path,
-    ffprobe: str,
-    limits: Limits,
+    ffmpeg: FFmpeg,
 ) -> dict[str, Any]:
     """The soundtrack's manifest entry: reused from an earlier run when archived, else
     downloaded, checked and archived."""
@@ -71,7 +70,7 @@ def fetch_soundtrack(
         got = download(spec.url, path, policy, client, budget)
     except ExportFailure as exc:
         raise exc.within("soundtrack") from exc
-    duration = music_duration(path, ffprobe, limits)
+    duration = music_duration(path, ffmpeg)
     key = soundtrack_key(got.sha256)
     if not storage.exists(key):
         storage.put_file(path, key, content_type="application/octet-stream")
