@@ -48,7 +48,7 @@ from export_pipeline.defs.observability import json_console_logger
 from export_pipeline.defs.operations import build_export_metrics, build_retention_defs
 from export_pipeline.defs.resources import AppDatabase, ClipDownloads, MediaTools, StorageResource
 from export_pipeline.defs.settings import Settings
-from export_pipeline.media.commands import available_cpus
+from export_pipeline.media.system import available_cpus
 from export_pipeline.observability.errors import init_error_tracking
 from export_pipeline.observability.logs import configure_logging
 

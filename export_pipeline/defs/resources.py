@@ -14,13 +14,10 @@ from export_pipeline.io.http import DownloadPolicy
 from export_pipeline.io.storage.base import Storage
 from export_pipeline.io.storage.local import LocalStorage
 from export_pipeline.io.storage.s3 import MiB, S3Storage, make_s3_client
-from export_pipeline.media.commands import (
-    DEFAULT_LOUDNESS_LUFS,
-    DEFAULT_PRESET,
-    MAX_INPUT_PIXELS,
-    MAX_INPUT_SIDE,
-)
+from export_pipeline.media.encoding import DEFAULT_PRESET
 from export_pipeline.media.ffmpeg import FFmpeg
+from export_pipeline.media.inputs import MAX_INPUT_PIXELS, MAX_INPUT_SIDE
+from export_pipeline.media.loudness import DEFAULT_LOUDNESS_LUFS
 from export_pipeline.media.runner import Limits
 
 BACKENDS = ("local", "s3")

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from export_pipeline.media.commands import DEFAULT_LOUDNESS_LUFS, DEFAULT_PRESET
+from export_pipeline.media.encoding import DEFAULT_PRESET
+from export_pipeline.media.loudness import DEFAULT_LOUDNESS_LUFS
 
 
 def _auto_int(value: str) -> int | None:

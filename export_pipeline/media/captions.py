@@ -7,6 +7,7 @@ timeline; a segment's document holds the cues of its span shifted to start at 0
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from export_pipeline.domain.captions import MARKUP, CaptionStyle, Cue, cues_in_span
@@ -19,6 +20,14 @@ FONT_FILE = f"{FONT_DIR}/DejaVuSans.ttf"
 # escapes even in plain text, and has no escape for the backslash itself (`\\N` is a
 # backslash and a line break), so a literal backslash is followed by this.
 _WORD_JOINER = "\u2060"
+
+
+@dataclass(frozen=True)
+class BurnIn:
+    """Captions to draw into the pictures: cues on the final timeline, and their style."""
+
+    cues: tuple[Cue, ...]
+    style: CaptionStyle
 
 
 def _centiseconds(seconds: float) -> int:

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from export_pipeline.media.commands import CLIP_FORMATS, _input, _seconds, _url, decode_limits
 from export_pipeline.media.ffmpeg import DEFAULT_FFMPEG, FFmpeg
+from export_pipeline.media.inputs import (
+    CLIP_FORMATS,
+    as_seconds,
+    decode_limits,
+    file_url,
+    open_input,
+)
 from export_pipeline.media.runner import FFmpegError
 
 POSTER_WIDTH = 1280  # poster for the player: at most this wide, never upscaled
@@ -62,7 +68,7 @@ def poster_argv(
     argv = [
         "ffmpeg",
         *_FLAGS,
-        *_input(video, CLIP_FORMATS, *decode_limits(), "-ss", _seconds(at_s)),
+        *open_input(video, CLIP_FORMATS, *decode_limits(), "-ss", as_seconds(at_s)),
         "-filter_complex",
         ";".join([f"[0:v:0]{split}", *scales]),
     ]
@@ -82,7 +88,7 @@ def poster_argv(
             "image2",
             "-update",
             "1",
-            _url(path),
+            file_url(path),
         ]
     return argv
 

@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from export_pipeline.domain.failures import ExportFailure, FailureCause
-from export_pipeline.media.commands import (
-    CLIP_FORMAT_NAMES,
-    decode_check_argv,
-    packets_argv,
-    probe_argv,
-)
 from export_pipeline.media.ffmpeg import DEFAULT_FFMPEG, FFmpeg
+from export_pipeline.media.inputs import (
+    CLIP_FORMAT_NAMES,
+    CLIP_FORMATS,
+    COMMON_FLAGS,
+    MAX_INPUT_PIXELS,
+    as_seconds,
+    clip_input,
+    decode_limits,
+    file_url,
+)
 from export_pipeline.media.runner import DEFAULT_LIMITS, Captured, FFmpegError, Limits
 
 PROBE_TIMEOUT_S = 60.0
@@ -99,7 +103,7 @@ class MediaInfo:
 
     @property
     def indexed(self) -> bool:
-        """Whether the container has a seek index (see `SegmentJob.indexed`)."""
+        """Whether the container has a seek index (see `clip.span_trim`)."""
         return bool(set(self.format_name.split(",")) & INDEXED_FORMATS)
 
     def to_record(self) -> dict[str, Any]:
@@ -131,6 +135,71 @@ class MediaInfo:
             "audio": self.has_audio,
             "bytes": self.size_bytes,
         }
+
+
+def _ffprobe_clip(max_pixels: int) -> list[str]:
+    """FFprobe opening a clip as FFmpeg does: local file, our containers, bounded decoders
+    (ffprobe opens the decoders too)."""
+    return [
+        "ffprobe",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        CLIP_FORMATS,
+        *decode_limits(max_pixels),
+    ]
+
+
+def probe_argv(path: Path, max_pixels: int = MAX_INPUT_PIXELS) -> list[str]:
+    """FFprobe's JSON description of a clip's container and streams."""
+    return [
+        *_ffprobe_clip(max_pixels),
+        "-show_format",
+        "-show_streams",
+        "-show_data_hash",
+        "CRC32",  # extradata_hash: equal H.264 headers allow joining clips by stream copy
+        "-of",
+        "json",
+        file_url(path),
+    ]
+
+
+def decode_check_argv(
+    path: Path, seconds: float = 0.2, max_pixels: int = MAX_INPUT_PIXELS
+) -> list[str]:
+    """Decode the first `seconds` of video (and audio, if any); `-xerror` stops at an error.
+    The first few frames prove the streams decode: a whole second of 1080p cost 0.5-1 s of
+    CPU per clip, a tenth of a minute-long export's overhead (bench_corpus)."""
+    return [
+        "ffmpeg",
+        *COMMON_FLAGS,
+        "-xerror",
+        *clip_input(path, "-t", as_seconds(seconds), max_pixels=max_pixels),
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0?",
+        "-f",
+        "null",
+        "-",
+    ]
+
+
+def packets_argv(path: Path, max_pixels: int = MAX_INPUT_PIXELS) -> list[str]:
+    """Every packet of every stream (stream type, time and duration, one CSV line each:
+    "video,1.000000,0.960000,0.040000"), read by demuxing only: how much of the clip is
+    really in the file, whatever its header declares."""
+    return [
+        *_ffprobe_clip(max_pixels),
+        "-show_entries",
+        "packet=codec_type,pts_time,dts_time,duration_time",
+        "-of",
+        "csv=p=0",
+        file_url(path),
+    ]
 
 
 def _sniff(head: bytes) -> str | None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from export_pipeline.domain.failures import ExportFailure, FailureCause
-from export_pipeline.media.commands import MAX_INPUT_PIXELS, MAX_INPUT_SIDE
+from export_pipeline.media.inputs import MAX_INPUT_PIXELS, MAX_INPUT_SIDE
 
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 STDERR_LIMIT = 4096  # bytes of stderr kept for errors

@@ -10,7 +10,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from export_pipeline.media.commands import frame_count
+from export_pipeline.media.encoding import frame_count
 from export_pipeline.media.ffmpeg import DEFAULT_FFMPEG, FFmpeg
 
 # Default channel layout names for 1..8 channels.

@@ -13,7 +13,7 @@ Creatomate and editly do:
   speaks, so speech stays intelligible, and lets it back up soon after;
 - the sum goes through a limiter, so music and speech together cannot clip.
 
-As in `commands`, argv and filter graphs are plain values: `mix_inputs` opens the music file
+As everywhere in `media`, argv and filter graphs are plain values: `mix_inputs` opens the music file
 (local file only, audio containers only), `mix_filter` is the graph, and `soundtrack_argv`
 is a complete command showing how the two fit (the join uses them the same way).
 """
@@ -21,15 +21,12 @@ is a complete command showing how the two fit (the join uses them the same way).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from export_pipeline.domain.soundtrack import Soundtrack
-from export_pipeline.media.commands import (
-    LIMITER_HEADROOM_DB,
-    TRUE_PEAK_CEILING_DB,
-    _input,
-    _url,
-)
+from export_pipeline.media.inputs import file_url, open_input
+from export_pipeline.media.loudness import LIMITER_HEADROOM_DB, TRUE_PEAK_CEILING_DB
 
 # Containers a soundtrack may come in: MP3, MP4/M4A/MOV (AAC, ALAC, or the audio of a
 # video), raw AAC (ADTS), WAV, Ogg (Vorbis, Opus, FLAC), FLAC and Matroska/WebM. None of
@@ -55,12 +52,22 @@ DUCK_ATTACK_MS = 20
 DUCK_RELEASE_MS = 400
 
 
+@dataclass(frozen=True)
+class Music:
+    """A soundtrack, mixed under the clips' audio in the audio track: the file, how it
+    plays, its length (None: unknown)."""
+
+    path: Path
+    track: Soundtrack
+    duration_s: float | None = None
+
+
 def mix_inputs(music: Path, loop: bool) -> list[str]:
     """FFmpeg input options that open the music file: a local file in an audio container
     (`MUSIC_FORMATS`), its audio only (no cover art or video is decoded), and repeated
     forever when `loop` (`mix_filter` cuts it to the video's length)."""
     repeat = ["-stream_loop", "-1"] if loop else []
-    return _input(music, MUSIC_FORMATS, *repeat, "-vn", "-sn", "-dn")
+    return open_input(music, MUSIC_FORMATS, *repeat, "-vn", "-sn", "-dn")
 
 
 def _label(name: str) -> str:
@@ -79,7 +86,7 @@ def music_end_sample(
 
 
 def limiter(limit_db: float = TRUE_PEAK_CEILING_DB - LIMITER_HEADROOM_DB) -> str:
-    """The limiter on the sum, as the clips' own (`commands._level`): sample peaks held
+    """The limiter on the sum, as the clips' own (`loudness.level_filters`): sample peaks held
     LIMITER_HEADROOM_DB under the true-peak ceiling, since peaks between samples and after
     the AAC or Opus encode come out up to 0.8 dB higher; latency=1 so it adds no delay."""
     limit = 10 ** (limit_db / 20)
@@ -169,10 +176,10 @@ def soundtrack_argv(
     segments as input 0 and the AAC or Opus encoder as output."""
     return [
         "ffmpeg", "-y", "-nostdin", "-hide_banner", "-loglevel", "error",
-        *_input(clips_wav, "wav"),
+        *open_input(clips_wav, "wav"),
         *mix_inputs(music, track.loop),
         "-filter_complex", mix_filter("0:a:0", "1:a:0", total_samples, rate, track,
                                       music_duration_s),
         "-map", "[a]", "-c:a", "pcm_s16le", "-ar", str(rate), "-ac", "2",
-        "-map_metadata", "-1", "-f", "wav", _url(output),
+        "-map_metadata", "-1", "-f", "wav", file_url(output),
     ]  # fmt: skip

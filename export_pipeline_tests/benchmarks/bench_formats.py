@@ -38,10 +38,11 @@ from pathlib import Path
 
 from export_pipeline.domain.formats import FORMATS
 from export_pipeline.domain.target import QUALITIES
-from export_pipeline.media.commands import encode_settings, video_encoder_args
+from export_pipeline.media.clip import Clip
+from export_pipeline.media.encoding import encode_settings, video_encoder_args
 from export_pipeline.media.frame import choose_frame_rate
 from export_pipeline.media.probe import probe
-from export_pipeline.media.render import RenderInput, render_video
+from export_pipeline.media.render import render_video
 from export_pipeline_tests.benchmarks.bench_corpus import ssim_many
 from export_pipeline_tests.benchmarks.corpus import CLASSES, make_clips, real_footage, run_ffmpeg
 
@@ -72,7 +73,7 @@ def settings_for(quality: str, name: str, fps: Fraction):
 
 def measure(clips: list[Path], work: Path) -> dict:
     """Every tier and format on these clips: time, CPU, size, then SSIM of all outputs."""
-    inputs = [RenderInput(c, 0.0, None, probe(c), f"clip {n}") for n, c in enumerate(clips, 1)]
+    inputs = [Clip(c, 0.0, None, probe(c), f"clip {n}") for n, c in enumerate(clips, 1)]
     fps = choose_frame_rate([i.info.fps for i in inputs])
     results: dict[str, dict[str, dict]] = {}
     outputs: list[tuple[dict, Path]] = []
@@ -106,7 +107,7 @@ def calibrate(clips: list[Path], work: Path, step: int = 4, only: tuple[str, ...
     today's CRF and `step` either side, and the CRF at which its SSIM would equal H.264's
     minus half the margin (linear between the two CRFs that bracket it; clamped to the
     measured range)."""
-    inputs = [RenderInput(c, 0.0, None, probe(c), f"clip {n}") for n, c in enumerate(clips, 1)]
+    inputs = [Clip(c, 0.0, None, probe(c), f"clip {n}") for n, c in enumerate(clips, 1)]
     fps = Fraction(choose_frame_rate([i.info.fps for i in inputs]))
     runs: list[tuple[str, str, int, Path, dict]] = []
     for quality in QUALITIES:

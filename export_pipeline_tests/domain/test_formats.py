@@ -30,15 +30,15 @@ from export_pipeline.domain.formats import (
     register,
 )
 from export_pipeline.domain.request import parse_request
-from export_pipeline.media.commands import (
-    audio_track_argv,
-    concat_argv,
-    encode_settings,
-    segment_argv,
-)
+from export_pipeline.media.audio import audio_track_argv
+from export_pipeline.media.clip import Clip
+from export_pipeline.media.encoding import encode_settings
+from export_pipeline.media.join import concat_argv
+from export_pipeline.media.plan import RenderOptions, plan_render
 from export_pipeline.media.probe import probe
-from export_pipeline.media.render import RenderInput, plan_render, render_video, segment_job
+from export_pipeline.media.render import render_video
 from export_pipeline.media.samples import make_sample_clip
+from export_pipeline.media.segment import segment_argv
 from export_pipeline_tests import REPO_ROOT
 
 PACKAGE = REPO_ROOT / "export_pipeline"
@@ -219,13 +219,13 @@ def test_a_registered_profile_needs_no_other_change(mkv, tmp_path):
     clip = make_sample_clip(
         tmp_path / "a.mp4", width=320, height=240, fps=Fraction(25), duration=1.0
     )
-    inputs = [RenderInput(clip, 0.0, None, probe(clip), "clip 1", "a" * 64)]
+    inputs = [Clip(clip, 0.0, None, probe(clip), "clip 1", "a" * 64)]
     plan = plan_render(inputs, settings, tmp_path)
     segment = plan.segments[0]
     assert segment.video.name == "segment-0000.mkv" and plan.audio.path.name == "audio.mka"
     assert segment.video_name.endswith(".mkv")
 
-    argv = segment_argv(segment_job(segment.inp, segment.video, segment.audio), settings)
+    argv = segment_argv(segment, settings)
     assert argv[argv.index("-c:v") + 1] == "libx264" and argv[-3:-1] == ["-f", "matroska"]
     track = audio_track_argv(tmp_path / "a.ffconcat", plan.audio.path, settings)
     assert track[-3:-1] == ["-f", "matroska"] and "160000" in track
@@ -236,7 +236,8 @@ def test_a_registered_profile_needs_no_other_change(mkv, tmp_path):
 
     output = tmp_path / "export.mkv"
     cues = tuple(parse_captions("1\n00:00:00,000 --> 00:00:00,500\nhi\n", "srt"))
-    result = render_video(inputs, settings, tmp_path / "work", output, subtitles=cues)
+    options = RenderOptions(subtitles=cues)
+    result = render_video(inputs, settings, tmp_path / "work", output, options)
     described = json.loads(subprocess.run(
         ["ffprobe", "-v", "error", "-show_format", "-show_streams", "-of", "json", str(output)],
         check=True, capture_output=True, text=True,

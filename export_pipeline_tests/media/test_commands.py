@@ -9,40 +9,29 @@ import pytest
 from export_pipeline.defs.resources import MediaTools
 from export_pipeline.defs.settings import Settings
 from export_pipeline.domain.formats import FORMATS
-from export_pipeline.media.commands import (
-    AUDIO_LIST_FORMATS,
-    CLIP_FORMATS,
+from export_pipeline.media.audio import AUDIO_LIST_FORMATS, audio_track_argv
+from export_pipeline.media.encoding import (
     DEFAULT_PRESET,
     EncodeSettings,
-    SegmentJob,
     audio_sample_count,
-    audio_track_argv,
-    concat_argv,
-    concat_list,
-    decode_check_argv,
     encode_settings,
     frame_count,
-    probe_argv,
-    segment_argv,
-    segment_audio_argv,
 )
 from export_pipeline.media.ffmpeg import FFmpeg
+from export_pipeline.media.inputs import CLIP_FORMATS, concat_list
+from export_pipeline.media.join import concat_argv
+from export_pipeline.media.probe import decode_check_argv, probe_argv
+from export_pipeline.media.segment import Segment, segment_argv, segment_audio_argv
+from export_pipeline_tests.media.spans import segment
 
 SETTINGS = encode_settings("1080p", "16:9", "medium", Fraction(30000, 1001))
 
 
-def job(**changes) -> SegmentJob:
-    base = SegmentJob(
-        source=Path("/clips/a.mp4"),
-        trim_start=1.5,
-        duration=2.0,
-        has_audio=True,
-        video_out=Path("/work/seg-0.mp4"),
-        audio_out=Path("/work/seg-0.wav"),
-        width=720,
-        height=1280,
-    )
-    return dataclasses.replace(base, **changes)
+def job(duration: float = 2.0, **info) -> Segment:
+    """1.5 s into /clips/a.mp4, a 720x1280 clip, `duration` s long."""
+    geometry = {"width": 720, "height": 1280, **info}
+    video, audio = Path("/work/seg-0.mp4"), Path("/work/seg-0.wav")
+    return segment(Path("/clips/a.mp4"), 1.5, duration, video=video, audio=audio, **geometry)
 
 
 def value_after(argv: list[str], flag: str, start: int = 0) -> str:

@@ -21,30 +21,17 @@ from pathlib import Path
 from export_pipeline.domain.captions import parse_captions, parse_style
 from export_pipeline.domain.formats import FORMATS
 from export_pipeline.domain.soundtrack import Soundtrack
-from export_pipeline.media.commands import (
-    audio_track_argv,
-    concat_argv,
-    copy_segment_argv,
-    decode_check_argv,
-    encode_settings,
-    loudness_argv,
-    packets_argv,
-    probe_argv,
-    segment_argv,
-    segment_audio_argv,
-)
+from export_pipeline.media.audio import audio_track_argv
+from export_pipeline.media.captions import BurnIn
+from export_pipeline.media.clip import Clip, Transition
+from export_pipeline.media.encoding import encode_settings
+from export_pipeline.media.join import concat_argv
+from export_pipeline.media.loudness import Level, loudness_argv
+from export_pipeline.media.plan import RenderOptions, plan_render
 from export_pipeline.media.poster import poster_argv
-from export_pipeline.media.probe import MediaInfo
-from export_pipeline.media.render import (
-    BurnIn,
-    Music,
-    RenderInput,
-    Transition,
-    plan_render,
-    segment_job,
-    transition_out,
-)
-from export_pipeline.media.soundtrack import mix_filter, mix_inputs
+from export_pipeline.media.probe import MediaInfo, decode_check_argv, packets_argv, probe_argv
+from export_pipeline.media.segment import copy_segment_argv, segment_argv, segment_audio_argv
+from export_pipeline.media.soundtrack import Music, mix_filter, mix_inputs
 
 GOLDEN = Path(__file__).with_name("golden")
 SCRATCH = "<scratch>"
@@ -58,31 +45,30 @@ def info(seconds: float, *, width=1920, height=1080, fps=Fraction(24), audio=Tru
     )  # fmt: skip
 
 
-def clips() -> list[RenderInput]:
+def clips() -> list[Clip]:
     """Five clips: trimmed, portrait, silent, a long one (chunked), an interlaced MPEG-TS."""
     return [
-        RenderInput(Path("/clips/a.mp4"), 0.5, 3.0, info(5.0), "clip 1 (scene 1)", "a" * 64),
-        RenderInput(Path("/clips/b.mp4"), 0.0, None, info(4.0, width=720, height=1280,
+        Clip(Path("/clips/a.mp4"), 0.5, 3.0, info(5.0), "clip 1 (scene 1)", "a" * 64),
+        Clip(Path("/clips/b.mp4"), 0.0, None, info(4.0, width=720, height=1280,
                     fps=Fraction(30)), "clip 2 (scene 2)", "b" * 64),  # fmt: skip
-        RenderInput(Path("/clips/c.mp4"), 0.0, 9.0, info(2.5, audio=False), "clip 3 (scene 3)",
+        Clip(Path("/clips/c.mp4"), 0.0, 9.0, info(2.5, audio=False), "clip 3 (scene 3)",
                     "c" * 64),  # fmt: skip
-        RenderInput(Path("/clips/d.mp4"), 1.0, None, info(25.0), "clip 4 (scene 4)", "d" * 64),
-        RenderInput(Path("/clips/e.ts"), 0.0, None, replace(info(3.0, width=720, height=576,
+        Clip(Path("/clips/d.mp4"), 1.0, None, info(25.0), "clip 4 (scene 4)", "d" * 64),
+        Clip(Path("/clips/e.ts"), 0.0, None, replace(info(3.0, width=720, height=576,
                     interlaced=True), format_name="mpegts"), "clip 5 (scene 5)", "e" * 64),
     ]  # fmt: skip
 
 
-def with_transitions(inputs: list[RenderInput]) -> list[RenderInput]:
+def with_transitions(inputs: list[Clip]) -> list[Clip]:
     kinds = [None, Transition("crossfade", 0.5), None, Transition("fade", 1.0), None]
     return [replace(inp, transition=kind) for inp, kind in zip(inputs, kinds, strict=True)]
 
 
-def copyable() -> list[RenderInput]:
+def copyable() -> list[Clip]:
     ready = info(5.0, fps=Fraction(30), video_bitrate=1_000_000, pix_fmt="yuv420p",
                  extradata_hash="CRC32:1")  # fmt: skip
     return [
-        RenderInput(Path(f"/clips/{n}.mp4"), 0.0, None, ready, f"clip {n}", str(n) * 64)
-        for n in (1, 2)
+        Clip(Path(f"/clips/{n}.mp4"), 0.0, None, ready, f"clip {n}", str(n) * 64) for n in (1, 2)
     ]
 
 
@@ -114,10 +100,10 @@ def _plan(name: str, scratch: Path, attempt: int = 0):
         "1080p", "16:9", "high", Fraction(30), attempt=attempt, threads=4, format=fmt,
         loudness=loudness,
     )  # fmt: skip
-    return plan_render(
-        make(), settings, scratch, captions=burn_in() if captions else None,
-        max_segment_s=chunk, music=music(),
-    )  # fmt: skip
+    options = RenderOptions(
+        captions=burn_in() if captions else None, music=music(), max_segment_s=chunk
+    )
+    return plan_render(make(), settings, scratch, options)
 
 
 def keys() -> dict:
@@ -157,16 +143,13 @@ def argv() -> dict:
             settings = plan.settings
             commands: dict[str, list[str]] = {}
             for s in plan.segments:
-                out = transition_out(s.kind, s.b, (1.5, True)) if s.b is not None else None
-                job = replace(segment_job(s.inp, s.video, s.audio), captions=s.captions)
-                commands[f"segment {s.index}"] = segment_argv(job, settings, out)
-                level = replace(job, gain_db=-3.25, limiter=s.index % 2 == 1)
-                commands[f"sound {s.index}"] = segment_audio_argv(level, settings, out)
-            first = segment_job(plan.inputs[0], scratch / "x.mp4", scratch / "x.wav")
-            commands["loudness"] = loudness_argv(first)
-            commands["loudness corrected"] = loudness_argv(
-                replace(first, gain_db=2.0, limiter=True)
-            )
+                commands[f"segment {s.index}"] = segment_argv(s, settings)
+                level = Level(-3.25, s.index % 2 == 1)
+                commands[f"sound {s.index}"] = segment_audio_argv(
+                    s, settings, level, Level(1.5, True)
+                )
+            commands["loudness"] = loudness_argv(plan.clips[0])
+            commands["loudness corrected"] = loudness_argv(plan.clips[0], Level(2.0, True))
             mix = (mix_inputs(plan.music.path, True), mix_filter("0:a:0", "1:a:0", 480_000,
                    48000, plan.music.track, plan.music.duration_s))  # fmt: skip
             listing = scratch / "audio.ffconcat"
@@ -181,8 +164,7 @@ def argv() -> dict:
             )
             snapshot[fmt] = {name: _scrub(cmd, scratch) for name, cmd in commands.items()}
         plan = _plan("copy", scratch)
-        s = plan.segments[0]
-        copy = copy_segment_argv(segment_job(s.inp, s.video, s.audio), plan.settings)
+        copy = copy_segment_argv(plan.segments[0], plan.settings)
         clip = Path("/clips/a.mp4")
         snapshot["other"] = {
             "copy": _scrub(copy, scratch),

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from export_pipeline.media import probe as probe_module
-from export_pipeline.media.commands import probe_argv
 from export_pipeline.media.probe import (
     InvalidMedia,
     MediaInfo,
@@ -18,6 +17,7 @@ from export_pipeline.media.probe import (
     parse_probe,
     probe,
     probe_and_check,
+    probe_argv,
 )
 from export_pipeline.media.samples import make_sample_clip
 

@@ -1,6 +1,6 @@
 """Segment-cache keys are built from normalized values: short, and equal for equal spans."""
 
-from export_pipeline.media.render import segment_key
+from export_pipeline.media.segment import segment_key
 from export_pipeline_tests.media.test_copy_path import SETTINGS, clip
 
 

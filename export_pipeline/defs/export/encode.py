@@ -7,7 +7,7 @@ see `definitions.build_executor`) spreads one export over its workers:
     plan ──> audio track + segment × N (dynamic: one per part still to render) ──> join
 
 - `encoded_video_plan` reads the partition's clip manifest (never the CDN), chooses the
-  encoder settings, plans the segments (`media.render.plan_render`: one per clip, or per
+  encoder settings, plans the segments (`media.plan.plan_render`: one per clip, or per
   chunk of at most `EXPORT_SEGMENT_MAX_S` of a long one, each ending in the transition
   out of it), records that at `work/exp-<id>/plan.json` and yields one dynamic output for
   the audio track and one per segment whose pictures are missing from the segment cache.
@@ -54,19 +54,17 @@ from export_pipeline.domain.failures import ExportFailure, FailureCause
 from export_pipeline.domain.formats import output_format, segment_content_type
 from export_pipeline.domain.request import ClipSpec, ExportSpec
 from export_pipeline.io.storage import ObjectNotFound, Storage
-from export_pipeline.media.commands import EncodeSettings, RemoteFile, Source, encode_settings
+from export_pipeline.media.captions import BurnIn
+from export_pipeline.media.clip import Clip, Transition
+from export_pipeline.media.encoding import EncodeSettings, encode_settings
+from export_pipeline.media.execute import render_parts
 from export_pipeline.media.frame import choose_frame_rate
+from export_pipeline.media.inputs import RemoteFile, Source
+from export_pipeline.media.plan import RenderOptions, RenderPlan, plan_render
 from export_pipeline.media.probe import MediaInfo, probe
-from export_pipeline.media.render import (
-    BurnIn,
-    Music,
-    RenderInput,
-    RenderPlan,
-    Transition,
-    plan_render,
-    render_segments,
-    render_video,
-)
+from export_pipeline.media.render import render_video
+from export_pipeline.media.segment import Segment
+from export_pipeline.media.soundtrack import Music
 
 # The encode's share of the progress bar (see tracking), cut between its steps: planning
 # (fetching and measuring), the segments (summed over all of them, wherever they run) and
@@ -164,51 +162,93 @@ def _captions(spec: ExportSpec, manifest: dict) -> tuple[BurnIn | None, tuple[Cu
 
 @dataclass
 class Encode:
-    """What every step of one encode works from: the request's clips as render inputs (the
-    sources fetched into `work` only where the step needs them), the manifest, the
-    settings at an attempt, and the captions and soundtrack."""
+    """What every step of one encode works from: the request's clips (their sources
+    fetched into `work` only where the step needs them), the manifest, the settings at an
+    attempt, and the render options (captions, soundtrack, segment length)."""
 
     step: ExportStep
     storage: Storage
     media: MediaTools
     work: Path
     manifest: dict
-    inputs: list[RenderInput]
+    clips: list[Clip]
     settings: EncodeSettings
-    burn: BurnIn | None
-    soft: tuple[Cue, ...] | None
-    music: Music | None = None
+    options: RenderOptions
     music_key: str | None = None
 
     def plan(self) -> RenderPlan:
-        return plan_render(
-            self.inputs,
-            self.settings,
-            self.work,
-            captions=self.burn,
-            max_segment_s=self.media.max_segment_s,
-            music=self.music,
-        )
+        return plan_render(self.clips, self.settings, self.work, self.options)
 
     def fetch_sources(self, clips: set[int]) -> None:
         """Bring the archived files of `clips` (0-based) into `work`."""
         entries = {entry["position"]: entry for entry in self.manifest["clips"]}
         for n in sorted(clips):
-            inp = self.inputs[n]
-            if isinstance(inp.path, Path) and not inp.path.exists():
-                clip = self.step.spec.ordered_clips[n]
-                self.storage.get_file(entries[clip.position]["key"], inp.path)
+            path = self.clips[n].path
+            if isinstance(path, Path) and not path.exists():
+                spec = self.step.spec.ordered_clips[n]
+                self.storage.get_file(entries[spec.position]["key"], path)
 
     def fetch_music(self) -> None:
         """Bring the archived soundtrack into `work` (for the audio track)."""
-        if self.music is not None and self.music_key and not self.music.path.exists():
-            self.storage.get_file(self.music_key, self.music.path)
+        music = self.options.music
+        if music is not None and self.music_key and not music.path.exists():
+            self.storage.get_file(self.music_key, music.path)
 
 
-def _clips_of(segments) -> set[int]:
+def _clips_of(segments: list[Segment]) -> set[int]:
     """The clips (0-based) whose sources rendering `segments` reads: each segment's own, and
     the next one for a transition."""
-    return {s.clip for s in segments} | {s.clip + 1 for s in segments if s.b is not None}
+    return {s.clip for s in segments} | {s.clip + 1 for s in segments if s.into is not None}
+
+
+def _manifest(step: ExportStep, storage: Storage) -> dict:
+    try:
+        return storage.get_json(manifest_key(step.partition_key))
+    except ObjectNotFound as exc:
+        raise ExportFailure(
+            "the clip manifest is missing: materialize downloaded_clips for this partition first",
+            cause=FailureCause.STORAGE,
+            permanent=True,
+        ) from exc
+
+
+def _clip(
+    spec: ClipSpec,
+    entry: dict | None,
+    storage: Storage,
+    media: MediaTools,
+    work: Path,
+    stream: bool,
+) -> Clip:
+    """The request's clip as its manifest entry archived it. Read in place where storage is
+    a filesystem here, or streamed (`stream`) where a step needs only its span of a large
+    clip: one long clip's chunks are many steps, and each would otherwise copy the whole
+    clip; else fetched into `work` when needed (`Encode.fetch_sources`)."""
+    if entry is None or entry["url"] != spec.url:
+        raise ExportFailure(
+            f"{spec.label} is not in the clip manifest: re-run downloaded_clips",
+            cause=FailureCause.STORAGE,
+            permanent=True,
+        )
+    info = MediaInfo.from_record(entry.get("media"))
+    local: Source | None = storage.local_file(entry["key"])
+    big = entry.get("bytes", 0) > media.stream_sources_mb * 1024**2 > 0
+    if local is None and stream and big and info is not None:
+        local = RemoteFile(storage.url(entry["key"]))
+    local = local or work / f"source-{spec.position:04d}{Path(entry['key']).suffix}"
+    if info is None:  # an older manifest: probe the file itself
+        if not local.exists():
+            storage.get_file(entry["key"], local)
+        info = probe(local, media.runner())
+    return Clip(
+        path=local,
+        trim_start=spec.trim_start,
+        duration=spec.duration,
+        info=info,
+        label=spec.label,
+        content_hash=entry["sha256"],
+        transition=_transition(spec),
+    )
 
 
 def open_encode(
@@ -223,51 +263,21 @@ def open_encode(
     are only fetched where the manifest has no probe of them; with `stream`, clips over
     `stream_sources_mb` in remote storage will be read over HTTP, not fetched."""
     spec = step.spec
-    try:
-        manifest = storage.get_json(manifest_key(step.partition_key))
-    except ObjectNotFound as exc:
-        raise ExportFailure(
-            "the clip manifest is missing: materialize downloaded_clips for this partition first",
-            cause=FailureCause.STORAGE,
-            permanent=True,
-        ) from exc
+    manifest = _manifest(step, storage)
     entries = {entry["position"]: entry for entry in manifest["clips"]}
-    inputs = []
-    for clip in spec.ordered_clips:
-        entry = entries.get(clip.position)
-        if entry is None or entry["url"] != clip.url:
-            raise ExportFailure(
-                f"{clip.label} is not in the clip manifest: re-run downloaded_clips",
-                cause=FailureCause.STORAGE,
-                permanent=True,
-            )
-        # Read in place where storage is a filesystem here, or streamed (`stream`) where a
-        # step needs only its span of a large clip: one long clip's chunks are many steps,
-        # and each would otherwise copy the whole clip.
-        info = MediaInfo.from_record(entry.get("media"))
-        local: Source | None = storage.local_file(entry["key"])
-        big = entry.get("bytes", 0) > media.stream_sources_mb * 1024**2 > 0
-        if local is None and stream and big and info is not None:
-            local = RemoteFile(storage.url(entry["key"]))
-        local = local or work / f"source-{clip.position:04d}{Path(entry['key']).suffix}"
-        if info is None:  # an older manifest: probe the file itself
-            if not local.exists():
-                storage.get_file(entry["key"], local)
-            info = probe(local, media.runner())
-        inputs.append(
-            RenderInput(
-                path=local,
-                trim_start=clip.trim_start,
-                duration=clip.duration,
-                info=info,
-                label=clip.label,
-                content_hash=entry["sha256"],
-                transition=_transition(clip),
-            )
-        )
+    clips = [
+        _clip(c, entries.get(c.position), storage, media, work, stream) for c in spec.ordered_clips
+    ]
     burn, soft = _captions(spec, manifest)
     music, music_key = _music(spec, manifest, work)
-    fps = choose_frame_rate([i.info.fps for i in inputs], cap=Fraction(media.max_fps))
+    options = RenderOptions(
+        captions=burn,
+        music=music,
+        subtitles=soft,
+        max_segment_s=media.max_segment_s,
+        parallel=media.segment_workers,
+    )
+    fps = choose_frame_rate([c.info.fps for c in clips], cap=Fraction(media.max_fps))
     settings = encode_settings(
         spec.resolution,
         spec.aspect_ratio,
@@ -278,9 +288,7 @@ def open_encode(
         format=spec.format,
         loudness=media.loudness_lufs if spec.audio_normalize else None,
     )
-    return Encode(
-        step, storage, media, work, manifest, inputs, settings, burn, soft, music, music_key
-    )
+    return Encode(step, storage, media, work, manifest, clips, settings, options, music_key)
 
 
 # ---- the steps
@@ -387,7 +395,7 @@ def render_batch(
                 cache.store(segment.video_name, segment.video)
             step.context.log.info(f"{step.partition_key}: {segment.label} rendered ({segment.key})")
 
-        render_segments(
+        render_parts(
             plan, todo, audio_pending=sounds, parallel=media.segment_workers, report=report,
             finished=finished, ffmpeg=media.runner(),
         )  # fmt: skip
@@ -435,18 +443,14 @@ def join_encode(step: ExportStep, media: MediaTools, storage: Storage, parts: li
         target = output_format(step.spec.format)
         output = work / f"encoded.{target.extension}"
         result = render_video(
-            encode.inputs,
+            encode.clips,
             encode.settings,
             work / "segments",
             output,
-            on_progress=step.progress,
+            encode.options,
             ffmpeg=media.runner(),
             cache=cache,
-            parallel=media.segment_workers,
-            captions=encode.burn,
-            music=encode.music,
-            subtitles=encode.soft,
-            max_segment_s=media.max_segment_s,
+            on_progress=step.progress,
             audio_track=track,
         )
         key = encoded_key(step.partition_key, target.extension)
@@ -469,7 +473,7 @@ def join_encode(step: ExportStep, media: MediaTools, storage: Storage, parts: li
         "fps": str(settings.fps),
         "settings": {k: str(v) for k, v in settings.record().items()},
         "attempt": attempt + 1,
-        "clip_count": len(encode.inputs),
+        "clip_count": len(encode.clips),
         "segments": result.segments,
         "reused_segments": reused,
         "rendered_in_join": rendered_here,
