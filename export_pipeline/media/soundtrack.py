@@ -1,21 +1,8 @@
-"""A soundtrack under the export: music mixed with the clips' own audio at the join.
-
-The clips' audio reaches the join as one stream (the concatenated WAV segments: 48 kHz s16
-stereo, exactly `total_samples` long). A request may add music to it, the way Shotstack,
-Creatomate and editly do:
-
-- the music starts with the video and is looped to its length (or cut to it; music shorter
-  than the video and not looped simply ends, and silence follows);
-- it fades in over `fade_in` seconds and out over `fade_out`, the fade out ending exactly
-  at the video's end (or at the music's own end, when that comes first);
-- it plays at `volume` (linear gain) wherever the clips are silent, and is ducked under
-  their audio: a sidechain compressor keyed by the clips' audio pulls it down while someone
-  speaks, so speech stays intelligible, and lets it back up soon after;
-- the sum goes through a limiter, so music and speech together cannot clip.
-
-As everywhere in `media`, argv and filter graphs are plain values: `mix_inputs` opens the music file
-(local file only, audio containers only), `mix_filter` is the graph, and `soundtrack_argv`
-is a complete command showing how the two fit (the join uses them the same way).
+"""A soundtrack under the export, mixed with the clips' own audio in the audio track: looped
+or cut to the video, faded in and out, ducked under the clips' sound by a sidechain
+compressor so speech stays intelligible, and limited so the sum cannot clip (`mix_filter`).
+`mix_inputs` opens the music file (local, audio containers only); `soundtrack_argv` is a
+complete command showing how the two fit.
 """
 
 from __future__ import annotations
@@ -127,21 +114,7 @@ def mix_filter(
     """
     if total_samples <= 0 or rate <= 0:
         raise ValueError(f"need total_samples > 0 and rate > 0, got {total_samples}, {rate}")
-    end = music_end_sample(total_samples, rate, track, music_duration_s)
-    music = [
-        f"aresample={rate}",
-        f"aformat=sample_fmts=fltp:sample_rates={rate}:channel_layouts=stereo",
-        "asetpts=N/SR/TB",
-        f"atrim=end_sample={max(end, 1)}",
-    ]
-    fade_in = min(end, round(track.fade_in * rate))
-    if fade_in > 0:
-        music.append(f"afade=t=in:start_sample=0:nb_samples={fade_in}")
-    fade_out = min(end, round(track.fade_out * rate))
-    if fade_out > 0:
-        music.append(f"afade=t=out:start_sample={end - fade_out}:nb_samples={fade_out}")
-    volume = track.volume if end > 0 else 0.0  # music of no length: not even its first sample
-    music += [f"volume={volume:.6f}", f"apad=whole_len={total_samples}"]
+    music = _music_chain(total_samples, rate, track, music_duration_s)
     duck = (
         f"sidechaincompress=threshold={DUCK_THRESHOLD}:ratio={DUCK_RATIO}"
         f":attack={DUCK_ATTACK_MS}:release={DUCK_RELEASE_MS}:detection=rms:link=maximum"
@@ -160,6 +133,28 @@ def mix_filter(
             f"[st_dry][st_ducked]{','.join(mixdown)}[a]",
         ]
     )
+
+
+def _music_chain(
+    total_samples: int, rate: int, track: Soundtrack, music_duration_s: float | None
+) -> list[str]:
+    """Step 2 of `mix_filter`: the music resampled, cut where it stops, faded, set to its
+    volume and padded to `total_samples`."""
+    end = music_end_sample(total_samples, rate, track, music_duration_s)
+    music = [
+        f"aresample={rate}",
+        f"aformat=sample_fmts=fltp:sample_rates={rate}:channel_layouts=stereo",
+        "asetpts=N/SR/TB",
+        f"atrim=end_sample={max(end, 1)}",
+    ]
+    fade_in = min(end, round(track.fade_in * rate))
+    if fade_in > 0:
+        music.append(f"afade=t=in:start_sample=0:nb_samples={fade_in}")
+    fade_out = min(end, round(track.fade_out * rate))
+    if fade_out > 0:
+        music.append(f"afade=t=out:start_sample={end - fade_out}:nb_samples={fade_out}")
+    volume = track.volume if end > 0 else 0.0  # music of no length: not even its first sample
+    return [*music, f"volume={volume:.6f}", f"apad=whole_len={total_samples}"]
 
 
 def soundtrack_argv(

@@ -30,7 +30,7 @@ from pathlib import Path
 from export_pipeline.media.encoding import encode_settings
 from export_pipeline.media.probe import decode_check_argv, packets_argv, probe_argv
 from export_pipeline.media.segment import Segment, segment_argv
-from export_pipeline_tests.media import spans
+from export_pipeline_tests.media import tools
 
 SOURCES = {"1080p": (1920, 1080), "4k": (3840, 2160), "6k": (6144, 3456)}
 OUTPUTS = ("720p", "1080p", "4k")
@@ -89,7 +89,7 @@ def make_source(path: Path, width: int, height: int, seconds: float) -> None:
 
 def segment(source: Path, size: tuple[int, int], seconds: float, work: Path) -> Segment:
     width, height = size
-    return spans.segment(source, 0.0, seconds, video=work / "v.mp4", audio=work / "a.wav",
+    return tools.segment(source, 0.0, seconds, video=work / "v.mp4", audio=work / "a.wav",
                          width=width, height=height)  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from export_pipeline.media.segment import segment_argv
 from export_pipeline_tests.fuzz import fuzz_argv, fuzz_probe_json, fuzz_request
 from export_pipeline_tests.fuzz.harness import Finding
 from export_pipeline_tests.fuzz.seeds import REQUEST_CLIPS, request_seed
-from export_pipeline_tests.media.spans import segment
+from export_pipeline_tests.media.tools import segment
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]

@@ -37,7 +37,7 @@ from export_pipeline.media.runner import FFmpegError, Limits, Usage, capture, ru
 from export_pipeline.media.segment import segment_argv
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.e2e.test_pipeline import export
-from export_pipeline_tests.media.spans import segment
+from export_pipeline_tests.media.tools import segment
 
 HUGE = 16000
 

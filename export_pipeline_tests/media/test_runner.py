@@ -192,7 +192,7 @@ def test_a_remote_input_from_a_server_without_range_requests_fails_loudly(tmp_pa
     from export_pipeline.media.inputs import RemoteFile
     from export_pipeline.media.samples import make_sample_clip
     from export_pipeline.media.segment import segment_argv
-    from export_pipeline_tests.media.spans import segment
+    from export_pipeline_tests.media.tools import segment
 
     make_sample_clip(tmp_path / "clip.mp4", width=320, height=240, fps=Fraction(25), duration=4.0)
     settings = encode_settings("720p", "16:9", "low", Fraction(25), preset="ultrafast")

@@ -136,6 +136,33 @@ def check_total_duration(clips: list[ClipSpec], entries: list[dict], limit_s: fl
     return total
 
 
+def _fetch_extras(
+    step: ExportStep,
+    storage: Storage,
+    media: MediaTools,
+    previous: dict,
+    fetching: tuple[DownloadPolicy, Any, ByteBudget],
+    scratch: Path,
+) -> dict[str, Any]:
+    """The request's soundtrack and captions, fetched (`fetching`: the policy, client and
+    budget of the clips' downloads) or taken from the `previous` manifest."""
+    policy, client, budget = fetching
+    extras = {}
+    if step.spec.soundtrack:
+        extras["soundtrack"] = fetch_soundtrack(
+            step.spec.soundtrack, previous.get("soundtrack"), storage, policy, client, budget,
+            scratch, media.runner(),
+        )  # fmt: skip
+        step.context.log.info(f"soundtrack: {extras['soundtrack']['bytes']} bytes")
+    if step.spec.captions:
+        captions = fetch_captions(
+            step.spec.captions, previous.get("captions"), policy, client, budget, scratch
+        )
+        if captions:
+            extras["captions"] = captions
+    return extras
+
+
 def download_clips(
     step: ExportStep, storage: Storage, media: MediaTools, downloads: ClipDownloads
 ) -> MaterializeResult:
@@ -162,20 +189,8 @@ def download_clips(
 
         with http_client(policy) as client, ThreadPoolExecutor(downloads.concurrency) as pool:
             entries = list(pool.map(fetch, clips))
-            extras = {}
-            if step.spec.soundtrack:
-                extras["soundtrack"] = fetch_soundtrack(
-                    step.spec.soundtrack, previous.get("soundtrack"), storage, policy, client,
-                    budget, Path(scratch), media.runner(),
-                )  # fmt: skip
-                step.context.log.info(f"soundtrack: {extras['soundtrack']['bytes']} bytes")
-            if step.spec.captions:
-                captions = fetch_captions(
-                    step.spec.captions, previous.get("captions"), policy, client, budget,
-                    Path(scratch),
-                )  # fmt: skip
-                if captions:
-                    extras["captions"] = captions
+            fetching = (policy, client, budget)
+            extras = _fetch_extras(step, storage, media, previous, fetching, Path(scratch))
 
     total_s = check_total_duration(clips, entries, downloads.max_total_duration_s)
     records = [

@@ -1,31 +1,21 @@
-"""`encoded_video`: the clips trimmed, fitted to the frame, joined and encoded.
-
-A graph-backed asset whose segments are steps of their own, so the run's Dagster executor
-(in-process by default, multiprocess on one machine, Docker or Kubernetes across machines:
-see `definitions.build_executor`) spreads one export over its workers:
+"""`encoded_video`: the clips trimmed, fitted to the frame, joined and encoded, as a graph
+whose segments are steps of their own, so the run's executor spreads one export over its
+workers (`definitions.build_executor`):
 
     plan ──> audio track + segment × N (dynamic: one per part still to render) ──> join
 
-- `encoded_video_plan` reads the partition's clip manifest (never the CDN), chooses the
-  encoder settings, plans the segments (`media.plan.plan_render`: one per clip, or per
-  chunk of at most `EXPORT_SEGMENT_MAX_S` of a long one, each ending in the transition
-  out of it), records that at `work/exp-<id>/plan.json` and yields one dynamic output for
-  the audio track and one per segment whose pictures are missing from the segment cache.
-- `encoded_video_segment` renders its part. A segment: it fetches its clip (and the next
-  one, for a transition), renders the pictures and puts them in the segment cache in
-  storage: the hand-off, as steps on other machines share nothing else; rendering is
-  idempotent through that cache. The audio track: every segment's sound (cached the same
-  way), each clip brought to the loudness target, joined, the soundtrack mixed in, and
-  encoded once into `work/exp-<id>/audio-<run>.<ext>`, while the pictures are encoded.
-- `encoded_video_join` joins the segments and the audio track by stream copy into
-  `work/exp-<id>/encoded.<ext>` with a small JSON record beside it for `published_video`.
-
-A retried step uses safer encoder settings (`encode_settings(attempt=...)`). Segments of one
-video must share their settings, so when a segment's retry used safer ones, the join renders
-the others again with them (the cache keeps both).
+The plan step reads the clip manifest, chooses the encoder settings, plans the segments
+(`media.plan.plan_render`), records them at `work/exp-<id>/plan.json` and yields the audio
+track and every segment the segment cache lacks. A segment step renders its parts: pictures
+into the segment cache (the hand-off between machines; rendering is idempotent through it),
+the audio track into `work/exp-<id>/audio-<run>.<ext>`. The join step copies both into
+`work/exp-<id>/encoded.<ext>` with a JSON record for `published_video`. A retried step uses
+safer settings (`encode_settings(attempt=...)`); as a join needs one set, the join renders
+the other segments again with them (the cache keeps both).
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -60,9 +50,9 @@ from export_pipeline.media.encoding import EncodeSettings, encode_settings
 from export_pipeline.media.execute import render_parts
 from export_pipeline.media.frame import choose_frame_rate
 from export_pipeline.media.inputs import RemoteFile, Source
-from export_pipeline.media.plan import RenderOptions, RenderPlan, plan_render
+from export_pipeline.media.plan import Renderable, RenderOptions, RenderPlan, plan_render
 from export_pipeline.media.probe import MediaInfo, probe
-from export_pipeline.media.render import render_video
+from export_pipeline.media.render import RenderResult, render_video
 from export_pipeline.media.segment import Segment
 from export_pipeline.media.soundtrack import Music
 
@@ -344,6 +334,62 @@ def _step_name(batch: list[int], audio: int) -> str:
     return name
 
 
+def _batch(
+    encode: Encode, plan: RenderPlan, wanted: list[Renderable], cache: StorageSegmentCache
+) -> tuple[list[Renderable], list[Segment]]:
+    """What a segment step renders of `wanted`: the segments whose pictures the cache lacks
+    (one already there, from a retried run or another export, is done) and the audio track,
+    first, with the sound of the segments the cache lacks; their sources fetched."""
+    todo: list[Renderable] = [
+        p for p in wanted if p is not plan.audio and not cache.has(p.video_name)
+    ]
+    sounds = []
+    if plan.audio in wanted:
+        sounds = [s for s in plan.segments if not cache.fetch(s.audio_name or "", s.audio)]
+        encode.fetch_music()
+        todo.insert(0, plan.audio)
+    encode.fetch_sources(_clips_of([p for p in todo if p is not plan.audio] + sounds))
+    return todo, sounds
+
+
+def _reporter(step: ExportStep, todo: list[Renderable]) -> Callable[[], None]:
+    """Reports the parts of `todo` that moved since the last report (called twice a
+    second) to the row's progress, summed over every segment step."""
+    reported: dict[int, float] = {}
+
+    def report() -> None:
+        moved = {p.index: p.done for p in todo if reported.get(p.index) != p.done}
+        if not moved:
+            return
+        reported.update(moved)
+        whole = step.store.segment_progress(step.request_id, moved)
+        if whole is not None:
+            step.progress(whole)
+
+    return report
+
+
+def _store_audio_track(
+    step: ExportStep,
+    storage: Storage,
+    plan: RenderPlan,
+    cache: StorageSegmentCache,
+    sounds: list[Segment],
+) -> str:
+    """Cache the segments' sound rendered here and put the audio track in work/; its key."""
+    for segment in sounds:
+        if segment.audio_name:
+            cache.store(segment.audio_name, segment.audio)
+    file = plan.settings.format.audio.track
+    track = audio_track_key(step.partition_key, step.context.run_id, file.extension)
+    storage.put_file(plan.audio.path, track, content_type=file.content_type)
+    step.context.log.info(
+        f"{step.partition_key}: the audio track rendered ({len(sounds)} of "
+        f"{len(plan.segments)} segments' sound rendered, the others cached)"
+    )
+    return track
+
+
 def render_batch(
     step: ExportStep, media: MediaTools, storage: Storage, indexes: list[int], attempt: int
 ) -> dict:
@@ -369,28 +415,10 @@ def render_batch(
             )
         cache = StorageSegmentCache(storage)
         wanted = [plan.parts[i] for i in indexes]
-        # a segment already in the cache (a retried run, another export's) is done
-        todo: list = [p for p in wanted if p is not plan.audio and not cache.has(p.video_name)]
-        sounds = []
-        if plan.audio in wanted:
-            sounds = [s for s in plan.segments if not cache.fetch(s.audio_name or "", s.audio)]
-            encode.fetch_music()
-            todo.insert(0, plan.audio)
-        encode.fetch_sources(_clips_of([p for p in todo if p is not plan.audio] + sounds))
+        todo, sounds = _batch(encode, plan, wanted, cache)
+        report = _reporter(step, todo)
 
-        reported: dict[int, float] = {}
-
-        def report() -> None:
-            # Only the parts that moved since the last report (this runs twice a second).
-            moved = {p.index: p.done for p in todo if reported.get(p.index) != p.done}
-            if not moved:
-                return
-            reported.update(moved)
-            whole = step.store.segment_progress(step.request_id, moved)
-            if whole is not None:
-                step.progress(whole)
-
-        def finished(segment) -> None:
+        def finished(segment: Segment) -> None:
             if segment.video_name:
                 cache.store(segment.video_name, segment.video)
             step.context.log.info(f"{step.partition_key}: {segment.label} rendered ({segment.key})")
@@ -402,69 +430,46 @@ def render_batch(
         report()
         track = None
         if plan.audio in wanted:
-            for segment in sounds:
-                if segment.audio_name:
-                    cache.store(segment.audio_name, segment.audio)
-            file = plan.settings.format.audio.track
-            track = audio_track_key(step.partition_key, step.context.run_id, file.extension)
-            storage.put_file(plan.audio.path, track, content_type=file.content_type)
-            step.context.log.info(
-                f"{step.partition_key}: the audio track rendered ({len(sounds)} of "
-                f"{len(plan.segments)} segments' sound rendered, the others cached)"
-            )
+            track = _store_audio_track(step, storage, plan, cache, sounds)
     pictures = any(p is not plan.audio for p in wanted)
     return {"attempt": attempt if pictures else None, "audio_track": track}
 
 
-def join_encode(step: ExportStep, media: MediaTools, storage: Storage, parts: list[dict]) -> Output:
-    """The join step's work: the segments (rendered by the segment steps, normally all in
-    the cache) and the audio track joined into the encoded video and its record."""
-    record = storage.get_json(plan_key(step.partition_key))
-    attempts = [int(p["attempt"]) for p in parts if p.get("attempt") is not None]
-    attempt = max([int(record["attempt"]), *attempts])
-    tracks = [p["audio_track"] for p in parts if p.get("audio_track")]
-    with media.temp_dir(f"export-{step.partition_key}-join") as scratch:
-        work = Path(scratch)
-        encode = open_encode(step, storage, media, work, attempt)
-        cache = StorageSegmentCache(storage)
-        # Normally nothing is left to render; after a segment's retry with safer settings,
-        # the others are rendered again here with those (`render_video` renders only what
-        # the cache lacks, so the sources of those clips alone are fetched).
-        plan = encode.plan()
-        missing = [s for s in plan.segments if not cache.has(s.video_name)]
-        track = work / f"audio-track.{encode.settings.format.audio.track.extension}"
-        try:
-            storage.get_file(tracks[0], track)
-        except (IndexError, ObjectNotFound):
-            track = None  # not rendered (or gone): rendered here
-            missing += [s for s in plan.segments if not cache.has(s.audio_name)]
-            encode.fetch_music()
-        encode.fetch_sources(_clips_of(missing))
-        target = output_format(step.spec.format)
-        output = work / f"encoded.{target.extension}"
-        result = render_video(
-            encode.clips,
-            encode.settings,
-            work / "segments",
-            output,
-            encode.options,
-            ffmpeg=media.runner(),
-            cache=cache,
-            on_progress=step.progress,
-            audio_track=track,
-        )
-        key = encoded_key(step.partition_key, target.extension)
-        storage.move_file(output, key, content_type=target.content_type)
-    for used in tracks:
-        storage.delete(used)
-    step.store.end_segments(step.request_id)
+def _render_rest(encode: Encode, tracks: list[str], output: Path) -> RenderResult:
+    """The join's render: normally nothing is left to render; after a segment's retry with
+    safer settings, the others are rendered again here with those (`render_video` renders
+    only what the cache lacks, so the sources of those clips alone are fetched), and the
+    audio track too if no segment step left it."""
+    cache = StorageSegmentCache(encode.storage)
+    plan = encode.plan()
+    missing = [s for s in plan.segments if not cache.has(s.video_name)]
+    track = encode.work / f"audio-track.{encode.settings.format.audio.track.extension}"
+    try:
+        encode.storage.get_file(tracks[0], track)
+    except (IndexError, ObjectNotFound):
+        track = None  # not rendered (or gone): rendered here
+        missing += [s for s in plan.segments if not cache.has(s.audio_name)]
+        encode.fetch_music()
+    encode.fetch_sources(_clips_of(missing))
+    return render_video(
+        encode.clips,
+        encode.settings,
+        encode.work / "segments",
+        output,
+        encode.options,
+        ffmpeg=encode.media.runner(),
+        cache=cache,
+        on_progress=encode.step.progress,
+        audio_track=track,
+    )
+
+
+def _summary(encode: Encode, result: RenderResult, record: dict, attempt: int, key: str) -> dict:
+    """The encoded video's record, for `published_video` and the step's metadata."""
     settings = encode.settings
-    seconds = round(time.time() - float(record["started_at"]), 2)  # plan to join
-    rendered_here = result.segments - result.reused_segments
-    reused = int(record["cached"])
-    summary = {
+    return {
         "key": key,
-        "format": target.name,
+        "format": settings.format.name,
         "bytes": result.size_bytes,
         "duration_s": result.duration_s,
         "frames": result.frames,
@@ -475,32 +480,53 @@ def join_encode(step: ExportStep, media: MediaTools, storage: Storage, parts: li
         "attempt": attempt + 1,
         "clip_count": len(encode.clips),
         "segments": result.segments,
-        "reused_segments": reused,
-        "rendered_in_join": rendered_here,
+        "reused_segments": int(record["cached"]),
+        "rendered_in_join": result.segments - result.reused_segments,
         "stream_copy": result.stream_copy,
-        "seconds": seconds,
+        "seconds": round(time.time() - float(record["started_at"]), 2),  # plan to join
     }
+
+
+def join_encode(step: ExportStep, media: MediaTools, storage: Storage, parts: list[dict]) -> Output:
+    """The join step's work: the segments (rendered by the segment steps, normally all in
+    the cache) and the audio track joined into the encoded video and its record."""
+    record = storage.get_json(plan_key(step.partition_key))
+    attempts = [int(p["attempt"]) for p in parts if p.get("attempt") is not None]
+    attempt = max([int(record["attempt"]), *attempts])
+    tracks = [p["audio_track"] for p in parts if p.get("audio_track")]
+    target = output_format(step.spec.format)
+    key = encoded_key(step.partition_key, target.extension)
+    with media.temp_dir(f"export-{step.partition_key}-join") as scratch:
+        encode = open_encode(step, storage, media, Path(scratch), attempt)
+        result = _render_rest(encode, tracks, Path(scratch) / f"encoded.{target.extension}")
+        storage.move_file(result.output, key, content_type=target.content_type)
+    for used in tracks:
+        storage.delete(used)
+    step.store.end_segments(step.request_id)
+    summary = _summary(encode, result, record, attempt, key)
     storage.put_json(encoded_record_key(step.partition_key), summary)
     return Output(
         None,
         metadata={
             "duration_s": round(result.duration_s, 3),
             "bytes": result.size_bytes,
-            "frame_size": f"{settings.width}x{settings.height}",
-            "fps": float(settings.fps),
+            "frame_size": f"{summary['width']}x{summary['height']}",
+            "fps": float(encode.settings.fps),
             "frames": result.frames,
             "encoder_settings": MetadataValue.json(summary["settings"]),
             "attempt": attempt + 1,
             "segments": result.segments,
-            "reused_segments": reused,
-            "rendered_in_join": rendered_here,
+            "reused_segments": summary["reused_segments"],
+            "rendered_in_join": summary["rendered_in_join"],
             "stream_copy": result.stream_copy,
-            "seconds": seconds,
+            "seconds": summary["seconds"],
         },
     )
 
 
 def build_encoded_video(retry_policy: RetryPolicy):
+    # Over 60 lines: the three ops and the graph asset are defined together, each closing
+    # over the retry policy.
     retries = retry_policy.max_retries
 
     @op(

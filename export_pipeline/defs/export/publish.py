@@ -13,7 +13,7 @@ when retention deletes the video, and clears `reminded_at` (a new completion ear
 
 import base64
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from dagster import (
@@ -93,43 +93,37 @@ def check_quota(storage: Storage, quota_bytes: int, new_bytes: int, replaced_byt
         )
 
 
-def publish(
+def _missing(exc: ObjectNotFound) -> ExportFailure:
+    return ExportFailure(
+        f"{exc}: materialize encoded_video for this partition first",
+        cause=FailureCause.STORAGE,
+        permanent=True,
+    )
+
+
+def _put_in_place(
     step: ExportStep,
     storage: Storage,
     media: MediaTools,
-    quota_bytes: int = 0,
-    retention_days: int = DEFAULT_RETENTION_DAYS,
-) -> MaterializeResult:
-    """Publish the encoded video and its poster and mark the row complete; `retention_days`
-    is the default (EXPORT_RETENTION_DAYS) for requests without their own."""
-    started = time.monotonic()
-    try:
-        encoded = storage.get_json(encoded_record_key(step.partition_key))
-        clips = storage.get_json(manifest_key(step.partition_key))
-    except ObjectNotFound as exc:
-        raise ExportFailure(
-            f"{exc}: materialize encoded_video for this partition first",
-            cause=FailureCause.STORAGE,
-            permanent=True,
-        ) from exc
-    target = output_format(encoded.get("format"))  # what encoded_video made
-    key = video_key(step.partition_key, target.extension)
+    encoded: dict,
+    quota_bytes: int,
+) -> tuple[Path, bytes] | None:
+    """Copy the encoded video to its published key and put its poster next to it (or
+    remove an older poster when none could be made); returns the poster as
+    `make_posters` does."""
+    key = video_key(step.partition_key, output_format(encoded.get("format")).extension)
     pkey = poster_key(step.partition_key)
     with media.temp_dir(f"export-{step.partition_key}-publish") as scratch:
         # Published before (re-execution, backfill of publish alone): the work copy was
         # removed then, and the published video is the same file.
         source = encoded["key"] if storage.exists(encoded["key"]) else key
         # Local storage: the poster is taken from the object in place, not from a copy.
-        local = storage.local_file(source) or Path(scratch) / f"encoded.{target.extension}"
+        local = storage.local_file(source) or Path(scratch) / f"encoded{Path(key).suffix}"
         try:
             if not local.is_file():
                 storage.get_file(source, local)
         except ObjectNotFound as exc:
-            raise ExportFailure(
-                f"{exc}: materialize encoded_video for this partition first",
-                cause=FailureCause.STORAGE,
-                permanent=True,
-            ) from exc
+            raise _missing(exc) from exc
         posters = make_posters(step, local, encoded["duration_s"], media, Path(scratch))
         poster_bytes = posters[0].stat().st_size if posters else 0
         # What this export holds when done: the work copy goes, an older video is replaced.
@@ -144,9 +138,18 @@ def publish(
             storage.put_file(posters[0], pkey, content_type="image/jpeg")
         else:
             storage.delete(pkey)  # an earlier export's poster would show the wrong video
-    url = storage.url(key)
-    size = storage.size(key)
-    poster_url = storage.url(pkey) if posters else None
+        return posters
+
+
+def _mark_complete(
+    step: ExportStep,
+    encoded: dict,
+    urls: tuple[str, str | None],
+    size: int | None,
+    retention_days: int,
+) -> tuple[int, datetime]:
+    """The row to `complete` from this run only, with the video's and poster's `urls`;
+    returns the days it is kept and when it expires."""
     completed_at = utcnow()
     # What the app shows ("kept until ..."); retention deletes the video then. A new
     # completion (re-export) starts the clock again and earns a new reminder.
@@ -156,8 +159,8 @@ def publish(
         step.request_id,
         st.COMPLETE,
         only_run_id=step.context.run_id,
-        video_url=url,
-        poster_url=poster_url,
+        video_url=urls[0],
+        poster_url=urls[1],
         output_bytes=size,
         output_duration_s=encoded["duration_s"],
         progress=100,
@@ -174,22 +177,50 @@ def publish(
             cause=FailureCause.OTHER,
             permanent=True,
         )
+    return keep_days, expires_at
+
+
+def _poster_metadata(
+    posters: tuple[Path, bytes] | None, poster_url: str | None, duration_s: float
+) -> dict:
+    if not (posters and poster_url):
+        return {"poster": MetadataValue.md("(no poster: FFmpeg failed, see logs)")}
+    return {
+        "poster": MetadataValue.md(thumbnail_markdown(posters[1])),
+        "poster_url": MetadataValue.url(poster_url),
+        "poster_at_s": poster_time(duration_s),
+    }
+
+
+def publish(
+    step: ExportStep,
+    storage: Storage,
+    media: MediaTools,
+    quota_bytes: int = 0,
+    retention_days: int = DEFAULT_RETENTION_DAYS,
+) -> MaterializeResult:
+    """Publish the encoded video and its poster and mark the row complete; `retention_days`
+    is the default (EXPORT_RETENTION_DAYS) for requests without their own."""
+    started = time.monotonic()
+    try:
+        encoded = storage.get_json(encoded_record_key(step.partition_key))
+        clips = storage.get_json(manifest_key(step.partition_key))
+    except ObjectNotFound as exc:
+        raise _missing(exc) from exc
+    target = output_format(encoded.get("format"))  # what encoded_video made
+    key, pkey = video_key(step.partition_key, target.extension), poster_key(step.partition_key)
+    posters = _put_in_place(step, storage, media, encoded, quota_bytes)
+    url, size = storage.url(key), storage.size(key)
+    poster_url = storage.url(pkey) if posters else None
+    keep_days, expires_at = _mark_complete(step, encoded, (url, poster_url), size, retention_days)
     # The work copy would double every video in storage (and in the quota) until retention.
     storage.delete(encoded["key"])
-    seconds = round(time.monotonic() - started, 2)
     step.context.log.info(f"{step.partition_key}: published {size} bytes at {url}")
     spec = step.spec
-    poster_metadata: dict = {"poster": MetadataValue.md("(no poster: FFmpeg failed, see logs)")}
-    if posters and poster_url:
-        poster_metadata = {
-            "poster": MetadataValue.md(thumbnail_markdown(posters[1])),
-            "poster_url": MetadataValue.url(poster_url),
-            "poster_at_s": poster_time(encoded["duration_s"]),
-        }
     return MaterializeResult(
         metadata={
             "url": MetadataValue.url(url),
-            **poster_metadata,
+            **_poster_metadata(posters, poster_url, encoded["duration_s"]),
             "storage_key": key,
             "bytes": size,
             "duration_s": round(encoded["duration_s"], 3),
@@ -200,7 +231,7 @@ def publish(
             "clip_count": encoded["clip_count"],
             "seconds_download": clips.get("seconds"),
             "seconds_encode": encoded["seconds"],
-            "seconds_publish": seconds,
+            "seconds_publish": round(time.monotonic() - started, 2),
             "retention_days": keep_days,
             "expires_at": expires_at.isoformat(timespec="seconds"),
         }

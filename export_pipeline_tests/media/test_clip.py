@@ -1,3 +1,5 @@
+"""A clip whose video already is what the export needs goes in untouched (the copy path)."""
+
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -42,7 +44,7 @@ def test_can_copy(inp, ok):
     assert can_copy(inp, SETTINGS) is ok
 
 
-def test_copy_path_needs_one_set_of_headers():
+def test_clip_needs_one_set_of_headers():
     other = clip(replace(READY, extradata_hash="CRC32:bbbb"))
     assert copy_path([clip(), clip()], SETTINGS)
     assert not copy_path([clip(), other], SETTINGS)

@@ -1,4 +1,5 @@
-"""Segments of one clip for tests that build FFmpeg commands without planning a render."""
+"""For tests of FFmpeg commands: segments of one clip (without planning a render), and
+reading an argv."""
 
 from __future__ import annotations
 
@@ -46,3 +47,18 @@ def segment(
     probed = media_info(trim_start + duration if length is None else length, **info)
     clip = Clip(source, trim_start, duration, probed, "clip 1")
     return Segment(0, 0, clip, video=video, audio=audio)
+
+
+def value_after(argv: list[str], flag: str, start: int = 0) -> str:
+    return argv[argv.index(flag, start) + 1]
+
+
+def filter_graph(argv: list[str]) -> str:
+    return value_after(argv, "-filter_complex")
+
+
+def input_options(argv: list[str], nth: int = 0) -> list[str]:
+    """The options of the nth input: everything between the previous input and its -i."""
+    positions = [i for i, arg in enumerate(argv) if arg == "-i"]
+    start = positions[nth - 1] + 2 if nth else 0
+    return argv[start : positions[nth] + 2]
