@@ -23,6 +23,7 @@ from export_pipeline.cli.session import Session
 from export_pipeline.definitions import build_definitions
 from export_pipeline.defs.settings import Settings
 from export_pipeline.io.appdb.store import for_display
+from export_pipeline.media.ffmpeg import FFmpeg
 from export_pipeline.media.samples import make_sample_clip
 
 # (name, width, height, fps, seconds, audio)
@@ -66,7 +67,7 @@ def make_samples(directory: Path, ffmpeg: str = "ffmpeg") -> list[Path]:
                 fps=fps,
                 duration=seconds,
                 audio=audio,
-                ffmpeg=ffmpeg,
+                ffmpeg=FFmpeg(ffmpeg=ffmpeg),
             )
         paths.append(path)
     return paths

@@ -14,7 +14,7 @@ from export_pipeline.cli.watch import duration_text, time_left, watch
 from export_pipeline.domain import status as st
 from export_pipeline.domain.clock import utcnow
 from export_pipeline.domain.failures import InvalidRequest
-from export_pipeline.domain.formats import FORMATS
+from export_pipeline.domain.formats import DEFAULT_FORMAT, FORMATS
 from export_pipeline.domain.request import parse_request
 from export_pipeline.domain.target import ASPECT_RATIOS, QUALITIES, RESOLUTIONS
 from export_pipeline.domain.values import decode_json
@@ -74,7 +74,7 @@ def register_request(commands: argparse._SubParsersAction) -> None:
     request.add_argument("--resolution", default="1080p", help=", ".join(RESOLUTIONS))
     request.add_argument("--aspect-ratio", default="16:9", help=", ".join(ASPECT_RATIOS))
     request.add_argument("--quality", default="high", help=", ".join(QUALITIES))
-    request.add_argument("--format", default="mp4", help=", ".join(FORMATS))
+    request.add_argument("--format", default=DEFAULT_FORMAT, help=", ".join(FORMATS))
     source = request.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--clip",

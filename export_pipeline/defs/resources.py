@@ -19,12 +19,10 @@ from export_pipeline.io.http import DownloadPolicy
 from export_pipeline.io.storage.base import Storage
 from export_pipeline.io.storage.local import LocalStorage
 from export_pipeline.io.storage.s3 import MAX_URL_EXPIRY_SECONDS, MiB, S3Storage, make_s3_client
-from export_pipeline.media.commands import (
-    DEFAULT_LOUDNESS_LUFS,
-    DEFAULT_PRESET,
-    MAX_INPUT_PIXELS,
-    MAX_INPUT_SIDE,
-)
+from export_pipeline.media.encoding import DEFAULT_PRESET
+from export_pipeline.media.ffmpeg import FFmpeg
+from export_pipeline.media.inputs import MAX_INPUT_PIXELS, MAX_INPUT_SIDE
+from export_pipeline.media.loudness import DEFAULT_LOUDNESS_LUFS
 from export_pipeline.media.runner import Limits
 
 BACKENDS = ("local", "s3")
@@ -189,6 +187,16 @@ class MediaTools(FromEnv, ConfigurableResource):
             cpu_s=self.cpu_s,
             max_side=self.max_input_side,
             max_pixels=self.max_input_pixels,
+        )
+
+    def runner(self) -> FFmpeg:
+        """FFmpeg and FFprobe as configured: the binaries, the limits per process and the
+        timeout per command."""
+        return FFmpeg(
+            ffmpeg=self.ffmpeg,
+            ffprobe=self.ffprobe,
+            limits=self.limits(),
+            timeout_s=self.ffmpeg_timeout_s,
         )
 
     def temp_dir(self, prefix: str) -> tempfile.TemporaryDirectory:

@@ -20,6 +20,7 @@ from statistics import median
 from typing import Any
 
 from export_pipeline.domain.clock import as_utc
+from export_pipeline.domain.formats import DEFAULT_FORMAT, FORMATS
 
 # Exports whose length is within this factor of the request's count as "similar".
 SIMILAR_LENGTH = 2.0
@@ -31,14 +32,13 @@ MIN_MEASURED_FRACTION = 0.05
 STEP_TRUSTED_FRACTION = 0.2
 
 
-# The prior before any history, measured by the benchmarks (bench_eta --prior, see
-# export_pipeline_tests/benchmarks/README.md): processing seconds per second of 1080p H.264
-# video on a 2-vCPU worker (the median over the corpus' kinds of footage), the seconds every
-# export spends besides, and the cost of each resolution and format relative to 1080p H.264.
+# The prior before any history, measured by bench_prior (export_pipeline_tests/benchmarks):
+# processing seconds per second of 1080p H.264 video on a 2-vCPU worker (the median over the
+# corpus' kinds of footage), the seconds every export spends besides, and the cost of each
+# resolution relative to 1080p (a format's cost is its profile's `video.cost`).
 BUILTIN_RATE = 1.05
 BUILTIN_FIXED_S = 2.0
 RESOLUTION_COST = {"720p": 0.64, "1080p": 1.0, "1440p": 1.6, "4k": 2.7}
-FORMAT_COST = {"mp4": 1.0, "mp4-hevc": 2.0, "webm": 3.5}
 # A clip that plays to its end is this long until it is downloaded: the usual length of an
 # AI video model's clip.
 ASSUMED_CLIP_S = 5.0
@@ -46,8 +46,9 @@ ASSUMED_CLIP_S = 5.0
 
 def cost(resolution: str, format: str) -> float:
     """What an export of `resolution` and `format` costs per second of video, relative to
-    1080p H.264 (1.0 for a name the table does not know)."""
-    return RESOLUTION_COST.get(resolution, 1.0) * FORMAT_COST.get(format, 1.0)
+    1080p H.264 (the format's from its profile; 1.0 for a name neither knows)."""
+    profile = FORMATS.get(format)
+    return RESOLUTION_COST.get(resolution, 1.0) * (profile.video.cost if profile else 1.0)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Finished:
     resolution: str
     duration_s: float | None
     seconds: float
-    format: str = "mp4"
+    format: str = DEFAULT_FORMAT
 
 
 def history_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Finished]:
@@ -90,7 +91,7 @@ def history_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Finished]:
                     row["resolution"],
                     row.get("output_duration_s"),
                     seconds,
-                    row.get("format") or "mp4",
+                    row.get("format") or DEFAULT_FORMAT,
                 )
             )
     return history
@@ -118,7 +119,10 @@ def builtin_prior(resolution: str, format: str, length_s: float) -> float:
 
 
 def prior_seconds(
-    history: Sequence[Finished], resolution: str, length_s: float | None, format: str = "mp4"
+    history: Sequence[Finished],
+    resolution: str,
+    length_s: float | None,
+    format: str = DEFAULT_FORMAT,
 ) -> float:
     """Expected processing time of an export of `resolution`, `format` and `length_s`
     seconds (None: unknown, counted as one clip): the median seconds-per-second of

@@ -94,7 +94,7 @@ class ExportSpec:
     aspect_ratio: str
     quality: str
     clips: tuple[ClipSpec, ...]
-    format: str = DEFAULT_FORMAT  # layout.FORMATS
+    format: str = DEFAULT_FORMAT  # a name in domain.formats.FORMATS
     audio_normalize: bool = True  # each clip's audio brought to one loudness
     soundtrack: SoundtrackSpec | None = None
     captions: CaptionsSpec | None = None

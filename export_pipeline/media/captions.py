@@ -7,6 +7,7 @@ timeline; a segment's document holds the cues of its span shifted to start at 0
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from export_pipeline.domain.captions import MARKUP, CaptionStyle, Cue, cues_in_span
@@ -19,6 +20,14 @@ FONT_FILE = f"{FONT_DIR}/DejaVuSans.ttf"
 # escapes even in plain text, and has no escape for the backslash itself (`\\N` is a
 # backslash and a line break), so a literal backslash is followed by this.
 _WORD_JOINER = "\u2060"
+
+
+@dataclass(frozen=True)
+class BurnIn:
+    """Captions to draw into the pictures: cues on the final timeline, and their style."""
+
+    cues: tuple[Cue, ...]
+    style: CaptionStyle
 
 
 def _centiseconds(seconds: float) -> int:
@@ -77,6 +86,33 @@ def ass_document(
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"frame size must be positive, got {width}x{height}")
+    lines = [
+        "[Script Info]",
+        "ScriptType: v4.00+",
+        f"PlayResX: {width}",
+        f"PlayResY: {height}",
+        "WrapStyle: 0",
+        "ScaledBorderAndShadow: yes",
+        "",
+        "[V4+ Styles]",
+        "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, "
+        "BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, "
+        "BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding",
+        _style_line(style, width, height),
+        "",
+        "[Events]",
+        "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text",
+    ]
+    for cue in cues_in_span(cues, offset_s, span_s):
+        start, end = _centiseconds(cue.start_s), _centiseconds(cue.end_s)
+        if end > start:
+            times = f"{_ass_time(start)},{_ass_time(end)}"
+            lines.append(f"Dialogue: 0,{times},Default,,0,0,0,,{_ass_text(cue.text)}")
+    return "\n".join(lines) + "\n"
+
+
+def _style_line(style: CaptionStyle, width: int, height: int) -> str:
+    """The `Style:` line of the one style every cue uses, sized for the frame."""
     font_px = style.font_px(width, height)
     outline = max(1, round(style.outline * font_px))
     shadow = max(1, round(style.shadow * font_px))
@@ -100,29 +136,7 @@ def ass_document(
         str(vertical),
         "1",  # encoding: default (libass ignores it; the text is UTF-8)
     ]
-    lines = [
-        "[Script Info]",
-        "ScriptType: v4.00+",
-        f"PlayResX: {width}",
-        f"PlayResY: {height}",
-        "WrapStyle: 0",
-        "ScaledBorderAndShadow: yes",
-        "",
-        "[V4+ Styles]",
-        "Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, "
-        "BackColour, Bold, Italic, Underline, StrikeOut, ScaleX, ScaleY, Spacing, Angle, "
-        "BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding",
-        "Style: " + ",".join(style_fields),
-        "",
-        "[Events]",
-        "Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text",
-    ]
-    for cue in cues_in_span(cues, offset_s, span_s):
-        start, end = _centiseconds(cue.start_s), _centiseconds(cue.end_s)
-        if end > start:
-            times = f"{_ass_time(start)},{_ass_time(end)}"
-            lines.append(f"Dialogue: 0,{times},Default,,0,0,0,,{_ass_text(cue.text)}")
-    return "\n".join(lines) + "\n"
+    return "Style: " + ",".join(style_fields)
 
 
 def _clock(seconds: float, separator: str) -> str:
@@ -167,6 +181,14 @@ def vtt_document(cues: Iterable[Cue]) -> str:
         timing = f"{_clock(cue.start_s, '.')} --> {_clock(cue.end_s, '.')}"
         blocks.append("\n".join([timing, *_text_lines(_vtt_escape(cue.text))]) + "\n")
     return "\n".join(blocks)
+
+
+def caption_document(kind: str, cues: Iterable[Cue]) -> str:
+    """The cues as a document of `kind` (`domain.captions.KINDS`: srt or vtt)."""
+    writers = {"srt": srt_document, "vtt": vtt_document}
+    if kind not in writers:
+        raise ValueError(f"unknown caption document {kind!r}; allowed: {', '.join(writers)}")
+    return writers[kind](cues)
 
 
 # --- FFmpeg --------------------------------------------------------------------------------

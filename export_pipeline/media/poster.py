@@ -10,8 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from export_pipeline.media.commands import CLIP_FORMATS, _input, _seconds, _url, decode_limits
-from export_pipeline.media.runner import DEFAULT_LIMITS, FFmpegError, Limits, run_ffmpeg
+from export_pipeline.media.ffmpeg import DEFAULT_FFMPEG, FFmpeg
+from export_pipeline.media.inputs import (
+    CLIP_FORMATS,
+    as_seconds,
+    decode_limits,
+    file_url,
+    open_input,
+)
+from export_pipeline.media.runner import FFmpegError
 
 POSTER_WIDTH = 1280  # poster for the player: at most this wide, never upscaled
 THUMBNAIL_WIDTH = 320  # small preview embedded in Dagster metadata
@@ -37,7 +44,6 @@ def poster_argv(
     out_jpg: Path,
     at_s: float,
     width: int = POSTER_WIDTH,
-    ffmpeg: str = "ffmpeg",
     quality: int = JPEG_QUALITY,
     thumbnail: tuple[Path, int] | None = None,
 ) -> list[str]:
@@ -60,9 +66,9 @@ def poster_argv(
         for n, ((_, w), label) in enumerate(zip(outputs, labels, strict=True))
     ]
     argv = [
-        ffmpeg,
+        "ffmpeg",
         *_FLAGS,
-        *_input(video, CLIP_FORMATS, *decode_limits(), "-ss", _seconds(at_s)),
+        *open_input(video, CLIP_FORMATS, *decode_limits(), "-ss", as_seconds(at_s)),
         "-filter_complex",
         ";".join([f"[0:v:0]{split}", *scales]),
     ]
@@ -82,7 +88,7 @@ def poster_argv(
             "image2",
             "-update",
             "1",
-            _url(path),
+            file_url(path),
         ]
     return argv
 
@@ -92,9 +98,7 @@ def make_poster(
     out_jpg: Path,
     at_s: float,
     width: int = POSTER_WIDTH,
-    ffmpeg: str = "ffmpeg",
-    timeout_s: float = POSTER_TIMEOUT_S,
-    limits: Limits = DEFAULT_LIMITS,
+    ffmpeg: FFmpeg = DEFAULT_FFMPEG,
     thumbnail: tuple[Path, int] | None = None,
 ) -> Path:
     """Write the JPEG poster of `video` taken at `at_s` (see `poster_time`) to `out_jpg`, and
@@ -102,11 +106,11 @@ def make_poster(
 
     Raises FFmpegError when FFmpeg fails or writes no picture (`at_s` beyond the end).
     """
-    argv = poster_argv(video, out_jpg, at_s, width=width, ffmpeg=ffmpeg, thumbnail=thumbnail)
+    argv = poster_argv(video, out_jpg, at_s, width=width, thumbnail=thumbnail)
     pictures = [out_jpg, *([thumbnail[0]] if thumbnail else [])]
     for picture in pictures:
         picture.unlink(missing_ok=True)
-    run_ffmpeg(argv, timeout_s=timeout_s, limits=limits)
+    ffmpeg.run(argv, timeout_s=POSTER_TIMEOUT_S)
     if not all(p.is_file() and p.stat().st_size > 0 for p in pictures):
         raise FFmpegError(argv, 0, "", f"wrote no picture (is {at_s:g} s beyond the end?)")
     return out_jpg

@@ -16,20 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from export_pipeline.domain.failures import ExportFailure, FailureCause
-from export_pipeline.media.commands import (
+from export_pipeline.media.ffmpeg import DEFAULT_FFMPEG, FFmpeg
+from export_pipeline.media.inputs import (
     CLIP_FORMAT_NAMES,
-    decode_check_argv,
-    packets_argv,
-    probe_argv,
+    CLIP_FORMATS,
+    COMMON_FLAGS,
+    MAX_INPUT_PIXELS,
+    as_seconds,
+    clip_input,
+    decode_limits,
+    file_url,
 )
-from export_pipeline.media.runner import (
-    DEFAULT_LIMITS,
-    Captured,
-    FFmpegError,
-    Limits,
-    capture,
-    run_ffmpeg,
-)
+from export_pipeline.media.runner import DEFAULT_LIMITS, Captured, FFmpegError, Limits
 
 PROBE_TIMEOUT_S = 60.0
 DECODE_TIMEOUT_S = 120.0
@@ -105,7 +103,7 @@ class MediaInfo:
 
     @property
     def indexed(self) -> bool:
-        """Whether the container has a seek index (see `SegmentJob.indexed`)."""
+        """Whether the container has a seek index (see `clip.span_trim`)."""
         return bool(set(self.format_name.split(",")) & INDEXED_FORMATS)
 
     def to_record(self) -> dict[str, Any]:
@@ -137,6 +135,71 @@ class MediaInfo:
             "audio": self.has_audio,
             "bytes": self.size_bytes,
         }
+
+
+def _ffprobe_clip(max_pixels: int) -> list[str]:
+    """FFprobe opening a clip as FFmpeg does: local file, our containers, bounded decoders
+    (ffprobe opens the decoders too)."""
+    return [
+        "ffprobe",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        CLIP_FORMATS,
+        *decode_limits(max_pixels),
+    ]
+
+
+def probe_argv(path: Path, max_pixels: int = MAX_INPUT_PIXELS) -> list[str]:
+    """FFprobe's JSON description of a clip's container and streams."""
+    return [
+        *_ffprobe_clip(max_pixels),
+        "-show_format",
+        "-show_streams",
+        "-show_data_hash",
+        "CRC32",  # extradata_hash: equal H.264 headers allow joining clips by stream copy
+        "-of",
+        "json",
+        file_url(path),
+    ]
+
+
+def decode_check_argv(
+    path: Path, seconds: float = 0.2, max_pixels: int = MAX_INPUT_PIXELS
+) -> list[str]:
+    """Decode the first `seconds` of video (and audio, if any); `-xerror` stops at an error.
+    The first few frames prove the streams decode: a whole second of 1080p cost 0.5-1 s of
+    CPU per clip, a tenth of a minute-long export's overhead (bench_corpus)."""
+    return [
+        "ffmpeg",
+        *COMMON_FLAGS,
+        "-xerror",
+        *clip_input(path, "-t", as_seconds(seconds), max_pixels=max_pixels),
+        "-map",
+        "0:v:0",
+        "-map",
+        "0:a:0?",
+        "-f",
+        "null",
+        "-",
+    ]
+
+
+def packets_argv(path: Path, max_pixels: int = MAX_INPUT_PIXELS) -> list[str]:
+    """Every packet of every stream (stream type, time and duration, one CSV line each:
+    "video,1.000000,0.960000,0.040000"), read by demuxing only: how much of the clip is
+    really in the file, whatever its header declares."""
+    return [
+        *_ffprobe_clip(max_pixels),
+        "-show_entries",
+        "packet=codec_type,pts_time,dts_time,duration_time",
+        "-of",
+        "csv=p=0",
+        file_url(path),
+    ]
 
 
 def _sniff(head: bytes) -> str | None:
@@ -291,8 +354,9 @@ def _too_costly(program: str, over: str) -> str:
     return f"is too costly to process: {program} {over}"
 
 
-def probe(path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS) -> MediaInfo:
+def probe(path: Path, ffmpeg: FFmpeg = DEFAULT_FFMPEG) -> MediaInfo:
     """Describe a local clip; raise InvalidMedia when it is not a usable video."""
+    limits = ffmpeg.limits
     try:
         size = path.stat().st_size
         with path.open("rb") as file:
@@ -306,7 +370,7 @@ def probe(path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS)
     reason = _sniff(head)
     if reason:
         raise InvalidMedia(path, reason)
-    result = _run_probe(path, probe_argv(path, ffprobe, limits.max_pixels), limits)
+    result = _run_probe(path, probe_argv(path, limits.max_pixels), ffmpeg)
     stderr = result.stderr
     too_large = _TOO_LARGE.search(stderr)
     if too_large:  # the decoder refused to allocate it (-max_pixels): say what it is
@@ -330,7 +394,7 @@ def probe(path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS)
         raise InvalidMedia(path, "could not be decoded: ffprobe returned no description") from None
     if not _declared_duration(data):
         # A raw elementary stream (.m2v, some .mpg) declares no duration: count its packets.
-        present = present_duration(path, ffprobe, limits)
+        present = present_duration(path, ffmpeg)
         if present:
             data.setdefault("format", {})["duration"] = str(present)
     return parse_probe(path, data, limits)
@@ -343,19 +407,20 @@ def _declared_duration(data: dict[str, Any]) -> float | None:
     )
 
 
-def _run_probe(path: Path, argv: list[str], limits: Limits) -> Captured:
+def _run_probe(path: Path, argv: list[str], ffmpeg: FFmpeg) -> Captured:
     """Run ffprobe under the same limits as FFmpeg (memory, CPU time, death with us)."""
     try:
-        return capture(argv, timeout_s=PROBE_TIMEOUT_S, limits=limits)
+        return ffmpeg.capture(argv, timeout_s=PROBE_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise InvalidMedia(path, f"could not be probed within {PROBE_TIMEOUT_S:g} s") from None
 
 
-def check_decodable(path: Path, ffmpeg: str = "ffmpeg", limits: Limits = DEFAULT_LIMITS) -> None:
+def check_decodable(path: Path, ffmpeg: FFmpeg = DEFAULT_FFMPEG) -> None:
     """Decode the first second of the clip; raise InvalidMedia at the first decoding error."""
-    argv = decode_check_argv(path, ffmpeg, max_pixels=limits.max_pixels)
+    limits = ffmpeg.limits
+    argv = decode_check_argv(path, max_pixels=limits.max_pixels)
     try:
-        run_ffmpeg(argv, timeout_s=DECODE_TIMEOUT_S, limits=limits)
+        ffmpeg.run(argv, timeout_s=DECODE_TIMEOUT_S)
     except FFmpegError as error:
         too_large = _TOO_LARGE.search(error.stderr)
         if too_large:
@@ -367,16 +432,14 @@ def check_decodable(path: Path, ffmpeg: str = "ffmpeg", limits: Limits = DEFAULT
         raise InvalidMedia(path, f"could not be decoded: {detail}") from error
 
 
-def present_duration(
-    path: Path, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS
-) -> float | None:
+def present_duration(path: Path, ffmpeg: FFmpeg = DEFAULT_FFMPEG) -> float | None:
     """Seconds of video and audio really in the file: from the first packet of either to the
     end of the last, found by demuxing (no decoding: 0.15 s and 58 MB for a minute of
     1080p, 116 MB, from the page cache). None when the packets carry no timestamps.
 
     Both kinds count, so a file whose audio outlasts its video is whole; timecode and data
     tracks do not (one packet can claim the whole length)."""
-    result = _run_probe(path, packets_argv(path, ffprobe, limits.max_pixels), limits)
+    result = _run_probe(path, packets_argv(path, ffmpeg.limits.max_pixels), ffmpeg)
     if result.over_limit:  # a scan cut short by a limit says nothing about the file's length
         raise InvalidMedia(path, _too_costly("ffprobe", result.over_limit))
     starts: list[float] = []
@@ -391,14 +454,12 @@ def present_duration(
     return max(ends) - min(starts) if starts else None
 
 
-def check_complete(
-    path: Path, info: MediaInfo, ffprobe: str = "ffprobe", limits: Limits = DEFAULT_LIMITS
-) -> None:
+def check_complete(path: Path, info: MediaInfo, ffmpeg: FFmpeg = DEFAULT_FFMPEG) -> None:
     """Raise InvalidMedia when the file holds less than it declares (cut short in transfer
     or upload): rendering it would end in a frozen frame and silence. The declared length is
     `info.duration` (the video's, or the container's); what is present is `present_duration`,
     within max(INCOMPLETE_TOLERANCE_S, INCOMPLETE_TOLERANCE_SHARE of the length)."""
-    present = present_duration(path, ffprobe, limits)
+    present = present_duration(path, ffmpeg)
     if present is None:
         return
     tolerance = max(INCOMPLETE_TOLERANCE_S, info.duration * INCOMPLETE_TOLERANCE_SHARE)
@@ -409,12 +470,10 @@ def check_complete(
         )
 
 
-def probe_and_check(
-    path: Path, ffprobe: str = "ffprobe", ffmpeg: str = "ffmpeg", limits: Limits = DEFAULT_LIMITS
-) -> MediaInfo:
+def probe_and_check(path: Path, ffmpeg: FFmpeg = DEFAULT_FFMPEG) -> MediaInfo:
     """`probe`, then `check_decodable` and `check_complete`: the clip is described, its first
     frames decode, and the rest of it is really in the file."""
-    info = probe(path, ffprobe, limits)
-    check_decodable(path, ffmpeg, limits)
-    check_complete(path, info, ffprobe, limits)
+    info = probe(path, ffmpeg)
+    check_decodable(path, ffmpeg)
+    check_complete(path, info, ffmpeg)
     return info

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import IO
 
 from export_pipeline.domain.failures import ExportFailure, FailureCause
-from export_pipeline.media.commands import MAX_INPUT_PIXELS, MAX_INPUT_SIDE
+from export_pipeline.media.inputs import MAX_INPUT_PIXELS, MAX_INPUT_SIDE
 
 PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 STDERR_LIMIT = 4096  # bytes of stderr kept for errors
@@ -313,14 +313,7 @@ def run_ffmpeg(
     progress = _Progress(on_progress)
     stderr_tail = _TailBuffer(STDERR_LIMIT)
     lines: queue.Queue[bytes | None] = queue.Queue()
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=limits.child_setup(),  # noqa: PLW1509
-    )
-    assert proc.stdout is not None and proc.stderr is not None
+    proc = _spawn(argv, limits)
     stdout, stderr = proc.stdout, proc.stderr
 
     def read_stdout() -> None:
@@ -329,12 +322,7 @@ def run_ffmpeg(
         finally:
             lines.put(None)  # end of output
 
-    readers = [
-        threading.Thread(target=read_stdout, daemon=True),
-        threading.Thread(target=_drain, args=(stderr, stderr_tail.add), daemon=True),
-    ]
-    for reader in readers:
-        reader.start()
+    readers = _read(read_stdout, lambda: _drain(stderr, stderr_tail.add))
     try:
         try:
             for line in _lines(lines, deadline, stop):
@@ -371,21 +359,10 @@ def capture(
     """Run a command that answers on stdout (ffprobe) under `limits`; its output whole.
     Raises subprocess.TimeoutExpired after `timeout_s`, and Stopped within STOP_POLL_S of
     `stop` being set (the process is gone by then)."""
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=limits.child_setup(),  # noqa: PLW1509
-    )
-    assert proc.stdout is not None and proc.stderr is not None
+    proc = _spawn(argv, limits)
     outputs: list[bytearray] = [bytearray(), bytearray()]
-    readers = [
-        threading.Thread(target=_drain, args=(stream, output.extend), daemon=True)
-        for stream, output in zip((proc.stdout, proc.stderr), outputs, strict=True)
-    ]
-    for reader in readers:
-        reader.start()
+    out, err = proc.stdout, proc.stderr
+    readers = _read(lambda: _drain(out, outputs[0].extend), lambda: _drain(err, outputs[1].extend))
     try:
         returncode, usage = _reap(proc, time.monotonic() + timeout_s, stop)
     finally:  # killed if still running; the readers have the whole output after this
@@ -395,6 +372,27 @@ def capture(
     stderr = outputs[1].decode("utf-8", errors="replace")
     over = limits.explain(returncode, stderr, usage) if returncode != 0 else None
     return Captured(returncode, bytes(outputs[0]), stderr, over, usage)
+
+
+def _spawn(argv: list[str], limits: Limits) -> subprocess.Popen[bytes]:
+    """Start `argv` under `limits`, without input, its output and errors piped."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=limits.child_setup(),  # noqa: PLW1509
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    return proc
+
+
+def _read(*readers: Callable[[], None]) -> list[threading.Thread]:
+    """The pipe readers, started on threads of their own."""
+    threads = [threading.Thread(target=reader, daemon=True) for reader in readers]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
 def _reap(

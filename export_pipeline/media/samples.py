@@ -10,8 +10,8 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from export_pipeline.media.commands import frame_count
-from export_pipeline.media.runner import run_ffmpeg
+from export_pipeline.media.encoding import frame_count
+from export_pipeline.media.ffmpeg import DEFAULT_FFMPEG, FFmpeg
 
 # Default channel layout names for 1..8 channels.
 _LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
@@ -31,7 +31,6 @@ def sample_clip_argv(
     audio_rate: int = 48000,
     tone_hz: int = 440,
     sar: Fraction = Fraction(1),
-    ffmpeg: str = "ffmpeg",
 ) -> list[str]:
     """The command `make_sample_clip` runs."""
     if audio and audio_channels not in _LAYOUTS:
@@ -47,7 +46,7 @@ def sample_clip_argv(
         f"setsar={sar.numerator}/{sar.denominator}",
         "format=yuv420p[v]",
     ]
-    argv = [ffmpeg, "-y", "-nostdin", "-hide_banner", "-loglevel", "error"]
+    argv = ["ffmpeg", "-y", "-nostdin", "-hide_banner", "-loglevel", "error"]
     maps = ["-map", "[v]"]
     filter_complex = ",".join(graph)
     if audio:
@@ -77,13 +76,13 @@ def sample_clip_argv(
     ]
 
 
-def make_sample_clip(path: Path, **options) -> Path:
+def make_sample_clip(path: Path, ffmpeg: FFmpeg = DEFAULT_FFMPEG, **options) -> Path:
     """Write a deterministic H.264/AAC MP4 test clip (ultrafast) and return its path;
-    `options` are `sample_clip_argv`'s (size, rate, duration, audio, `sar`, `ffmpeg`).
+    `options` are `sample_clip_argv`'s (size, rate, duration, audio, `sar`).
 
     The MP4 keeps FFmpeg's default layout (index at the end), like most camera and generator
     output. `audio_rate` and `sar` (sample aspect ratio) make unusual clips for tests.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    run_ffmpeg(sample_clip_argv(path, **options), timeout_s=120)
+    ffmpeg.run(sample_clip_argv(path, **options), timeout_s=120)
     return path

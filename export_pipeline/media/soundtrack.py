@@ -1,35 +1,19 @@
-"""A soundtrack under the export: music mixed with the clips' own audio at the join.
-
-The clips' audio reaches the join as one stream (the concatenated WAV segments: 48 kHz s16
-stereo, exactly `total_samples` long). A request may add music to it, the way Shotstack,
-Creatomate and editly do:
-
-- the music starts with the video and is looped to its length (or cut to it; music shorter
-  than the video and not looped simply ends, and silence follows);
-- it fades in over `fade_in` seconds and out over `fade_out`, the fade out ending exactly
-  at the video's end (or at the music's own end, when that comes first);
-- it plays at `volume` (linear gain) wherever the clips are silent, and is ducked under
-  their audio: a sidechain compressor keyed by the clips' audio pulls it down while someone
-  speaks, so speech stays intelligible, and lets it back up soon after;
-- the sum goes through a limiter, so music and speech together cannot clip.
-
-As in `commands`, argv and filter graphs are plain values: `mix_inputs` opens the music file
-(local file only, audio containers only), `mix_filter` is the graph, and `soundtrack_argv`
-is a complete command showing how the two fit (the join uses them the same way).
+"""A soundtrack under the export, mixed with the clips' own audio in the audio track: looped
+or cut to the video, faded in and out, ducked under the clips' sound by a sidechain
+compressor so speech stays intelligible, and limited so the sum cannot clip (`mix_filter`).
+`mix_inputs` opens the music file (local, audio containers only); `soundtrack_argv` is a
+complete command showing how the two fit.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from export_pipeline.domain.soundtrack import Soundtrack
-from export_pipeline.media.commands import (
-    LIMITER_HEADROOM_DB,
-    TRUE_PEAK_CEILING_DB,
-    _input,
-    _url,
-)
+from export_pipeline.media.inputs import file_url, open_input
+from export_pipeline.media.loudness import LIMITER_HEADROOM_DB, TRUE_PEAK_CEILING_DB
 
 # Containers a soundtrack may come in: MP3, MP4/M4A/MOV (AAC, ALAC, or the audio of a
 # video), raw AAC (ADTS), WAV, Ogg (Vorbis, Opus, FLAC), FLAC and Matroska/WebM. None of
@@ -55,12 +39,22 @@ DUCK_ATTACK_MS = 20
 DUCK_RELEASE_MS = 400
 
 
+@dataclass(frozen=True)
+class Music:
+    """A soundtrack, mixed under the clips' audio in the audio track: the file, how it
+    plays, its length (None: unknown)."""
+
+    path: Path
+    track: Soundtrack
+    duration_s: float | None = None
+
+
 def mix_inputs(music: Path, loop: bool) -> list[str]:
     """FFmpeg input options that open the music file: a local file in an audio container
     (`MUSIC_FORMATS`), its audio only (no cover art or video is decoded), and repeated
     forever when `loop` (`mix_filter` cuts it to the video's length)."""
     repeat = ["-stream_loop", "-1"] if loop else []
-    return _input(music, MUSIC_FORMATS, *repeat, "-vn", "-sn", "-dn")
+    return open_input(music, MUSIC_FORMATS, *repeat, "-vn", "-sn", "-dn")
 
 
 def _label(name: str) -> str:
@@ -79,7 +73,7 @@ def music_end_sample(
 
 
 def limiter(limit_db: float = TRUE_PEAK_CEILING_DB - LIMITER_HEADROOM_DB) -> str:
-    """The limiter on the sum, as the clips' own (`commands._level`): sample peaks held
+    """The limiter on the sum, as the clips' own (`loudness.level_filters`): sample peaks held
     LIMITER_HEADROOM_DB under the true-peak ceiling, since peaks between samples and after
     the AAC or Opus encode come out up to 0.8 dB higher; latency=1 so it adds no delay."""
     limit = 10 ** (limit_db / 20)
@@ -120,21 +114,7 @@ def mix_filter(
     """
     if total_samples <= 0 or rate <= 0:
         raise ValueError(f"need total_samples > 0 and rate > 0, got {total_samples}, {rate}")
-    end = music_end_sample(total_samples, rate, track, music_duration_s)
-    music = [
-        f"aresample={rate}",
-        f"aformat=sample_fmts=fltp:sample_rates={rate}:channel_layouts=stereo",
-        "asetpts=N/SR/TB",
-        f"atrim=end_sample={max(end, 1)}",
-    ]
-    fade_in = min(end, round(track.fade_in * rate))
-    if fade_in > 0:
-        music.append(f"afade=t=in:start_sample=0:nb_samples={fade_in}")
-    fade_out = min(end, round(track.fade_out * rate))
-    if fade_out > 0:
-        music.append(f"afade=t=out:start_sample={end - fade_out}:nb_samples={fade_out}")
-    volume = track.volume if end > 0 else 0.0  # music of no length: not even its first sample
-    music += [f"volume={volume:.6f}", f"apad=whole_len={total_samples}"]
+    music = _music_chain(total_samples, rate, track, music_duration_s)
     duck = (
         f"sidechaincompress=threshold={DUCK_THRESHOLD}:ratio={DUCK_RATIO}"
         f":attack={DUCK_ATTACK_MS}:release={DUCK_RELEASE_MS}:detection=rms:link=maximum"
@@ -155,6 +135,28 @@ def mix_filter(
     )
 
 
+def _music_chain(
+    total_samples: int, rate: int, track: Soundtrack, music_duration_s: float | None
+) -> list[str]:
+    """Step 2 of `mix_filter`: the music resampled, cut where it stops, faded, set to its
+    volume and padded to `total_samples`."""
+    end = music_end_sample(total_samples, rate, track, music_duration_s)
+    music = [
+        f"aresample={rate}",
+        f"aformat=sample_fmts=fltp:sample_rates={rate}:channel_layouts=stereo",
+        "asetpts=N/SR/TB",
+        f"atrim=end_sample={max(end, 1)}",
+    ]
+    fade_in = min(end, round(track.fade_in * rate))
+    if fade_in > 0:
+        music.append(f"afade=t=in:start_sample=0:nb_samples={fade_in}")
+    fade_out = min(end, round(track.fade_out * rate))
+    if fade_out > 0:
+        music.append(f"afade=t=out:start_sample={end - fade_out}:nb_samples={fade_out}")
+    volume = track.volume if end > 0 else 0.0  # music of no length: not even its first sample
+    return [*music, f"volume={volume:.6f}", f"apad=whole_len={total_samples}"]
+
+
 def soundtrack_argv(
     clips_wav: Path,
     music: Path,
@@ -163,17 +165,16 @@ def soundtrack_argv(
     track: Soundtrack,
     music_duration_s: float | None = None,
     rate: int = 48000,
-    ffmpeg: str = "ffmpeg",
 ) -> list[str]:
     """Mix the clips' audio (a WAV of `total_samples` at `rate`) with the music file into a
     16-bit stereo WAV of the same length. The join does the same with the concatenated WAV
     segments as input 0 and the AAC or Opus encoder as output."""
     return [
-        ffmpeg, "-y", "-nostdin", "-hide_banner", "-loglevel", "error",
-        *_input(clips_wav, "wav"),
+        "ffmpeg", "-y", "-nostdin", "-hide_banner", "-loglevel", "error",
+        *open_input(clips_wav, "wav"),
         *mix_inputs(music, track.loop),
         "-filter_complex", mix_filter("0:a:0", "1:a:0", total_samples, rate, track,
                                       music_duration_s),
         "-map", "[a]", "-c:a", "pcm_s16le", "-ar", str(rate), "-ac", "2",
-        "-map_metadata", "-1", "-f", "wav", _url(output),
+        "-map_metadata", "-1", "-f", "wav", file_url(output),
     ]  # fmt: skip

@@ -52,7 +52,7 @@ from typing import Any
 
 from export_pipeline.cli.demo import serve_directory
 from export_pipeline.defs.settings import Settings
-from export_pipeline.media.commands import EncodeSettings, encode_settings
+from export_pipeline.media.encoding import EncodeSettings, encode_settings
 from export_pipeline.media.frame import choose_frame_rate
 from export_pipeline_tests.benchmarks import report as tables
 from export_pipeline_tests.benchmarks.bench_export import (
@@ -197,6 +197,7 @@ def child(job_json: str) -> None:
     import export_pipeline.defs.export.clips as clips_assets
     import export_pipeline.defs.export.encode as encode_assets
     import export_pipeline.defs.export.publish as publish_assets
+    import export_pipeline.media.execute as execute
     import export_pipeline.media.render as render
     from export_pipeline.io.appdb.store import RequestStore
     from export_pipeline.io.storage.local import LocalStorage
@@ -211,8 +212,8 @@ def child(job_json: str) -> None:
         # The encode's steps (plan, a step per segment, join) make one body together.
         (encode_assets, "plan_encode", tl.timed("body", encode_assets.plan_encode,
                                                 body_of="encoded_video")),
-        (encode_assets, "render_one", tl.timed("body", encode_assets.render_one,
-                                               body_of="encoded_video")),
+        (encode_assets, "render_batch", tl.timed("body", encode_assets.render_batch,
+                                                 body_of="encoded_video")),
         (encode_assets, "join_encode", tl.timed("body", encode_assets.join_encode,
                                                 body_of="encoded_video")),
         (publish_assets, "publish", tl.timed("body", publish_assets.publish,
@@ -222,9 +223,9 @@ def child(job_json: str) -> None:
                                                    clips_assets.probe_and_check)),
         (encode_assets, "probe", tl.timed("probe", encode_assets.probe)),
         (render, "probe", tl.timed("probe", render.probe)),
-        (render, "render_segment", tl.timed("segment encode", render.render_segment)),
-        (render, "join_segments", tl.timed("join + mux (concat, AAC, faststart)",
-                                           render.join_segments)),
+        (execute, "render_pictures", tl.timed("segment encode", execute.render_pictures)),
+        (render, "join_planned", tl.timed("join + mux (concat, AAC, faststart)",
+                                          render.join_planned)),
         (publish_assets, "make_posters", tl.timed("poster", publish_assets.make_posters)),
         (LocalStorage, "put_file", tl.timed("storage put", LocalStorage.put_file)),
         (LocalStorage, "get_file", tl.timed("storage get", LocalStorage.get_file)),

@@ -40,8 +40,8 @@ from pathlib import Path
 from dagster import DagsterEventType, DagsterInstance, execute_job, reconstructable
 
 from export_pipeline.cli.demo import serve_directory
-from export_pipeline.media.commands import audio_sample_count, encode_settings, frame_count
-from export_pipeline.media.render import encode_audio_track
+from export_pipeline.media.audio import encode_audio_track
+from export_pipeline.media.encoding import audio_sample_count, encode_settings, frame_count
 from export_pipeline_tests.benchmarks import report as tables
 from export_pipeline_tests.benchmarks.bench_export import CLIPS, make_clip
 
@@ -170,8 +170,8 @@ def join_memory_4k(work: Path, chunk_video: Path, chunk_audio: Path, count: int)
         "import json, resource, sys\n"
         "from pathlib import Path\n"
         "from fractions import Fraction\n"
-        "from export_pipeline.media.commands import encode_settings\n"
-        "from export_pipeline.media.render import join_segments\n"
+        "from export_pipeline.media.encoding import encode_settings\n"
+        "from export_pipeline.media.join import join_segments\n"
         "v, a, n, out = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])\n"
         "s = encode_settings('4k', '16:9', 'high', Fraction(24))\n"
         "join_segments([v] * n, a, out, s)\n"

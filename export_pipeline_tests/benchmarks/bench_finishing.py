@@ -30,9 +30,14 @@ from pathlib import Path
 
 from export_pipeline.domain.captions import parse_captions, parse_style
 from export_pipeline.domain.soundtrack import Soundtrack
-from export_pipeline.media.commands import DEFAULT_LOUDNESS_LUFS, encode_settings
+from export_pipeline.media.captions import BurnIn
+from export_pipeline.media.clip import Clip, Transition
+from export_pipeline.media.encoding import encode_settings
+from export_pipeline.media.loudness import DEFAULT_LOUDNESS_LUFS
+from export_pipeline.media.plan import RenderOptions
 from export_pipeline.media.probe import probe
-from export_pipeline.media.render import BurnIn, Music, RenderInput, Transition, render_video
+from export_pipeline.media.render import render_video
+from export_pipeline.media.soundtrack import Music
 from export_pipeline_tests.benchmarks import report as tables
 from export_pipeline_tests.benchmarks.bench_export import CLIPS, SECONDS, make_clip
 
@@ -56,7 +61,7 @@ def captions_text() -> str:
 
 
 def render(variant: str, clips: list[Path], music: Path, work: Path) -> dict:
-    inputs = [RenderInput(c, 0.0, None, probe(c), f"clip {n}") for n, c in enumerate(clips, 1)]
+    inputs = [Clip(c, 0.0, None, probe(c), f"clip {n}") for n, c in enumerate(clips, 1)]
     loudness = DEFAULT_LOUDNESS_LUFS if variant in ("loudness", "everything") else None
     settings = encode_settings("1080p", "16:9", "high", Fraction(24), loudness=loudness)
     if variant in ("transitions", "everything"):
@@ -72,7 +77,7 @@ def render(variant: str, clips: list[Path], music: Path, work: Path) -> dict:
         options["subtitles"] = cues
     output = work / f"{variant.replace(' ', '-')}.mp4"
     started, cpu = time.monotonic(), children_cpu()
-    result = render_video(inputs, settings, work / "scratch", output, **options)
+    result = render_video(inputs, settings, work / "scratch", output, RenderOptions(**options))
     entry = {
         "seconds": round(time.monotonic() - started, 2),
         "cpu_s": round(children_cpu() - cpu, 1),

@@ -15,7 +15,7 @@ of the whole timeline each (the same decode and scale for all), CPU seconds agai
 and size. It is how `webm` came to be VP9 (README, Formats).
 
 For each class (`corpus.CLASSES`, or `real` from files), tier (low, medium, high) and format
-(`layout.FORMATS`), the timeline is rendered as the pipeline renders it (`render_video`:
+(`domain.formats.FORMATS`), the timeline is rendered as the pipeline renders it (`render_video`:
 segments, join, the format's encoder settings) at 1080p 16:9, and measured: wall time, CPU
 seconds of FFmpeg, size, and SSIM against the sources (one pass per class). The targets:
 at each tier, every format within 0.005 of the H.264 output's SSIM with a smaller file.
@@ -41,10 +41,11 @@ from pathlib import Path
 
 from export_pipeline.domain.formats import FORMATS
 from export_pipeline.domain.target import QUALITIES
-from export_pipeline.media.commands import CRF_BY_CODEC, encode_settings, video_encoder_args
+from export_pipeline.media.clip import Clip
+from export_pipeline.media.encoding import encode_settings, video_encoder_args
 from export_pipeline.media.frame import choose_frame_rate
 from export_pipeline.media.probe import probe
-from export_pipeline.media.render import RenderInput, render_video
+from export_pipeline.media.render import render_video
 from export_pipeline_tests.benchmarks import report as tables
 from export_pipeline_tests.benchmarks.bench_corpus import ssim_many
 from export_pipeline_tests.benchmarks.corpus import CLASSES, make_clips, real_footage, run_ffmpeg
@@ -75,7 +76,7 @@ def settings_for(quality: str, name: str, fps: Fraction):
 
 def measure(clips: list[Path], work: Path) -> dict:
     """Every tier and format on these clips: time, CPU, size, then SSIM of all outputs."""
-    inputs = [RenderInput(c, 0.0, None, probe(c), f"clip {n}") for n, c in enumerate(clips, 1)]
+    inputs = [Clip(c, 0.0, None, probe(c), f"clip {n}") for n, c in enumerate(clips, 1)]
     fps = choose_frame_rate([i.info.fps for i in inputs])
     results: dict[str, dict[str, dict]] = {}
     outputs: list[tuple[dict, Path]] = []
@@ -109,7 +110,7 @@ def calibrate(clips: list[Path], work: Path, step: int = 4, only: tuple[str, ...
     today's CRF and `step` either side, and the CRF at which its SSIM would equal H.264's
     minus half the margin (linear between the two CRFs that bracket it; clamped to the
     measured range)."""
-    inputs = [RenderInput(c, 0.0, None, probe(c), f"clip {n}") for n, c in enumerate(clips, 1)]
+    inputs = [Clip(c, 0.0, None, probe(c), f"clip {n}") for n, c in enumerate(clips, 1)]
     fps = Fraction(choose_frame_rate([i.info.fps for i in inputs]))
     runs: list[tuple[str, str, int, Path, dict]] = []
     for quality in QUALITIES:
@@ -255,7 +256,8 @@ def main() -> None:
         tables.record("bench_formats_encoders", args.out)
         return
     if args.calibrate:
-        report = {"today": CRF_BY_CODEC, "calibration": {}}
+        today = {f.video.codec: dict(f.video.crf) for f in FORMATS.values()}
+        report = {"today": today, "calibration": {}}
         for name in args.classes.split(","):
             clips, out = class_clips(name, args, work)
             only = tuple(filter(None, args.formats.split(",")))

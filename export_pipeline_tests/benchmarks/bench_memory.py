@@ -30,15 +30,11 @@ from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
-from export_pipeline.media.commands import (
-    SegmentJob,
-    decode_check_argv,
-    encode_settings,
-    packets_argv,
-    probe_argv,
-    segment_argv,
-)
+from export_pipeline.media.encoding import encode_settings
+from export_pipeline.media.probe import decode_check_argv, packets_argv, probe_argv
+from export_pipeline.media.segment import Segment, segment_argv
 from export_pipeline_tests.benchmarks import report as tables
+from export_pipeline_tests.media import tools
 
 SOURCES = {"1080p": (1920, 1080), "4k": (3840, 2160), "6k": (6144, 3456)}
 OUTPUTS = ("720p", "1080p", "4k")
@@ -95,8 +91,10 @@ def make_source(path: Path, width: int, height: int, seconds: float) -> None:
     )  # fmt: skip
 
 
-def segment(source: Path, size: tuple[int, int], seconds: float, work: Path) -> SegmentJob:
-    return SegmentJob(source, 0.0, seconds, True, work / "v.mp4", work / "a.wav", *size)
+def segment(source: Path, size: tuple[int, int], seconds: float, work: Path) -> Segment:
+    width, height = size
+    return tools.segment(source, 0.0, seconds, video=work / "v.mp4", audio=work / "a.wav",
+                         width=width, height=height)  # fmt: skip
 
 
 def measure(seconds: float, work: Path) -> list[dict]:

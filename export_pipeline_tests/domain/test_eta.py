@@ -86,7 +86,8 @@ def test_without_any_history_the_builtin_rate_gives_every_kind_an_estimate():
     assert eta.prior_seconds([], "720p", 24.0, "webm") > eta.prior_seconds([], "720p", 24.0)
     assert eta.prior_seconds([], "4k", 24.0) > eta.prior_seconds([], "1080p", 24.0)
     assert eta.prior_seconds([], "1080p", None) == eta.builtin_prior("1080p", "mp4", 5.0)
-    assert set(eta.FORMAT_COST) == set(FORMATS) and set(eta.RESOLUTION_COST) == set(RESOLUTIONS)
+    assert set(eta.RESOLUTION_COST) == set(RESOLUTIONS)
+    assert [eta.cost("1080p", name) for name in FORMATS] == [p.video.cost for p in FORMATS.values()]
 
 
 def test_a_clip_that_plays_to_its_end_counts_as_a_usual_clip():

@@ -17,9 +17,10 @@ from dagster import DagsterEventType, ReexecutionOptions, execute_job, reconstru
 from export_pipeline.domain import status as st
 from export_pipeline.domain.layout import encoded_record_key
 from export_pipeline.io.storage import LocalStorage
-from export_pipeline.media.commands import encode_settings
+from export_pipeline.media.clip import Clip
+from export_pipeline.media.encoding import encode_settings
 from export_pipeline.media.probe import probe
-from export_pipeline.media.render import RenderInput, render_video
+from export_pipeline.media.render import render_video
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.e2e.test_pipeline import export, ffprobe
 from export_pipeline_tests.faults.test_faults_in_process import crashing_ffmpeg
@@ -82,7 +83,7 @@ def test_each_segment_is_a_step_and_the_video_is_the_single_process_one(
         local.write_bytes((cdn.root / name).read_bytes())
         spec = clips[n]
         inputs.append(
-            RenderInput(
+            Clip(
                 local,
                 spec.get("trim_start", 0.0),
                 spec.get("duration"),

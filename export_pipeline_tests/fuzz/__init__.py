@@ -6,7 +6,7 @@ Targets (each `python -m export_pipeline_tests.fuzz.<target> [libFuzzer flags] [
 - `fuzz_request`: `intake.spec.parse_request` and the row reader (`domain.values.decode_json`,
   `for_display`);
 - `fuzz_probe_json`: ffprobe JSON -> `MediaInfo` (`media.probe.parse_probe`);
-- `fuzz_argv`: the FFmpeg/FFprobe argv builders and `encode_settings` (`media.commands`).
+- `fuzz_argv`: the FFmpeg/FFprobe argv builders and `encode_settings` (`media`).
 
 `test_fuzz_runs.py` runs each target for a bounded time in CI (it needs atheris);
 `test_fuzz_regressions.py` replays the committed seeds and the findings as plain tests, which

@@ -1,15 +1,16 @@
-"""Fuzz target: the FFmpeg/FFprobe argv builders and `encode_settings` (`media.commands`).
+"""Fuzz target: the FFmpeg/FFprobe argv builders and `encode_settings` (`media`).
 
-Builders: `segment_argv`, `segment_audio_argv`, `copy_segment_argv`, `audio_track_argv`,
-`concat_argv`, `concat_list`, `probe_argv`, `decode_check_argv`, `packets_argv` (when
-present) and `encode_settings`.
+Builders: `segment_argv`, `segment_audio_argv`, `copy_segment_argv` (`segment`),
+`audio_track_argv` (`audio`), `concat_argv` (`join`), `concat_list` (`inputs`),
+`probe_argv`, `decode_check_argv`, `packets_argv` (`probe`) and `encode_settings`.
 
 Contract: every builder returns a list of str in which no element holds a NUL byte (exec
 would refuse it, or worse, cut it short) and every input is opened as a `file:` URL right
 after `-protocol_whitelist file`, so no name (`-i`, `x:y.mp4`, `concat:a|b`, `http://...`)
 can make FFmpeg read anything but that local file; outputs are `file:` URLs too. Or it
-raises ValueError. `concat_list` returns lines the concat demuxer's safe mode accepts, or
-raises ValueError. `encode_settings` returns settings FFmpeg can use or raises ValueError.
+raises ValueError, or ClipError for a span the clip cannot give (both with a message).
+`concat_list` returns lines the concat demuxer's safe mode accepts, or raises ValueError.
+`encode_settings` returns settings FFmpeg can use or raises ValueError.
 
 Input layout: the last byte picks the builder, the rest is a generated job (paths with odd
 characters, trims, durations, frame sizes, aspect ratios, frame rates, encoder targets).
@@ -29,17 +30,20 @@ from export_pipeline_tests.fuzz.values import Provider, fraction, pick, text
 
 with instrumented(__name__):
     from export_pipeline.domain.target import ASPECT_RATIOS, QUALITIES, RESOLUTIONS
-    from export_pipeline.media import commands
-    from export_pipeline.media.commands import (
-        EncodeSettings,
-        SegmentJob,
-        audio_track_argv,
-        concat_argv,
-        concat_list,
-        copy_segment_argv,
+    from export_pipeline.media.audio import audio_track_argv
+    from export_pipeline.media.clip import Clip, ClipError
+    from export_pipeline.media.encoding import EncodeSettings, encode_settings
+    from export_pipeline.media.inputs import concat_list
+    from export_pipeline.media.join import concat_argv
+    from export_pipeline.media.probe import (
+        MediaInfo,
         decode_check_argv,
-        encode_settings,
+        packets_argv,
         probe_argv,
+    )
+    from export_pipeline.media.segment import (
+        Segment,
+        copy_segment_argv,
         segment_argv,
         segment_audio_argv,
     )
@@ -52,9 +56,6 @@ PRESETS = ["superfast", "ultrafast", "veryslow", "placebo", "", "SUPERFAST"]
 SAFE_LINE = re.compile(r"file '[A-Za-z0-9_-][A-Za-z0-9._-]*'")
 BUILDERS = ["encode_settings", "segment", "copy_segment", "concat_list", "concat", "probe"]
 BUILDERS += ["decode_check", "packets"]
-# ffprobe's packet listing (the completeness check) is newer than the other builders: it is
-# checked when the module has it.
-packets_argv = getattr(commands, "packets_argv", None)
 DEFAULT_SETTINGS = encode_settings("720p", "16:9", "low", Fraction(24))
 
 
@@ -91,18 +92,26 @@ def _seconds(fdp: Provider) -> float:
     return fdp.ConsumeRegularFloat()
 
 
-def _job(fdp: Provider) -> SegmentJob:
-    return SegmentJob(
-        source=_path(fdp),
-        trim_start=_seconds(fdp),
+def _job(fdp: Provider) -> Segment:
+    """A segment of one clip: a fuzzed file, span, probed length, geometry and container."""
+    source, trim, duration, has_audio = _path(fdp), _seconds(fdp), _seconds(fdp), fdp.ConsumeBool()
+    info = MediaInfo(
+        format_name=pick(fdp, ["mov,mp4,m4a,3gp,3g2,mj2", "mpegts", "matroska,webm", ""]),
         duration=_seconds(fdp),
-        has_audio=fdp.ConsumeBool(),
-        video_out=_path(fdp),
-        audio_out=_path(fdp),
+        size_bytes=1,
+        video_codec="h264",
         width=pick(fdp, [0, 1, 2, 1920, -1, 2**31, 10**30]),
         height=pick(fdp, [0, 1, 2, 1080, -1, 2**31, 10**30]),
+        fps=fraction(fdp),
         sar=fraction(fdp),
+        has_audio=has_audio,
+        audio_codec=None,
+        audio_channels=None,
+        audio_rate=None,
+        interlaced=fdp.ConsumeBool(),
     )
+    clip = Clip(source, trim, duration, info, "clip 1")
+    return Segment(0, 0, clip, video=_path(fdp), audio=_path(fdp))
 
 
 def check_argv(argv: Any, inputs: list[Path], outputs: list[Path]) -> None:
@@ -162,12 +171,13 @@ def run_builder(fdp: Provider) -> None:
         _check_settings(_encode_settings(fdp))
     elif builder in ("segment", "copy_segment"):
         job, settings = _job(fdp), _settings(fdp)
+        source = job.span.path
         if builder == "segment":
             argv = segment_argv(job, settings)
-            check_argv(argv, [job.source], [job.video_out])
-            check_argv(segment_audio_argv(job, settings), [job.source], [job.audio_out])
+            check_argv(argv, [source], [job.video])
+            check_argv(segment_audio_argv(job, settings), [source], [job.audio])
         else:
-            check_argv(copy_segment_argv(job, settings), [job.source], [job.video_out])
+            check_argv(copy_segment_argv(job, settings), [source], [job.video])
     elif builder == "concat_list":
         paths = [_path(fdp) for _ in range(fdp.ConsumeIntInRange(0, 4))]
         _check_concat(concat_list(paths), paths)
@@ -181,8 +191,7 @@ def run_builder(fdp: Provider) -> None:
         check_argv(probe_argv(path), [path], [])
     elif builder == "packets":
         path = _path(fdp)
-        if packets_argv is not None:
-            check_argv(packets_argv(path), [path], [])
+        check_argv(packets_argv(path), [path], [])
     else:
         path = _path(fdp)
         check_argv(decode_check_argv(path, seconds=_seconds(fdp)), [path], [])
@@ -191,9 +200,9 @@ def run_builder(fdp: Provider) -> None:
 def test_one_input(data: bytes) -> None:
     try:
         run_builder(Provider(data))
-    except ValueError as exc:
+    except (ValueError, ClipError) as exc:
         if not str(exc).strip():
-            raise Finding("ValueError without a message") from exc
+            raise Finding(f"{type(exc).__name__} without a message") from exc
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from export_pipeline.media.commands import probe_argv
+from export_pipeline.media.probe import probe_argv
 from export_pipeline.media.runner import run_ffmpeg
 from export_pipeline.media.samples import make_sample_clip
 

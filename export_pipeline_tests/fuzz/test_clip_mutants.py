@@ -23,12 +23,14 @@ from pathlib import Path
 import pytest
 
 from export_pipeline.media import probe as probe_module
-from export_pipeline.media.commands import audio_sample_count, encode_settings, frame_count
+from export_pipeline.media.clip import Clip, ClipError
+from export_pipeline.media.encoding import audio_sample_count, encode_settings, frame_count
+from export_pipeline.media.ffmpeg import FFmpeg
 from export_pipeline.media.frame import choose_frame_rate
 from export_pipeline.media.probe import InvalidMedia, probe, probe_and_check
-from export_pipeline.media.render import ClipError, RenderInput, render_segment
 from export_pipeline.media.runner import FFmpegError, run_ffmpeg
 from export_pipeline.media.samples import make_sample_clip
+from export_pipeline.media.segment import render_segment
 from export_pipeline_tests.fuzz.mutants import ROTATE_KEY, ROTATE_VALUE, Mutant, mutants
 
 BASE_CLIPS = {"plain.mp4": "mp4", "faststart.mp4": "mp4", "clip.mkv": "matroska"}
@@ -102,7 +104,7 @@ def probe_and_render(clip: Path, video: Path, audio: Path) -> str:
         return _failed(error)
     rate = choose_frame_rate([info.fps])
     settings = encode_settings("720p", "16:9", "low", rate, preset="ultrafast")
-    inp = RenderInput(path=clip, trim_start=0.0, duration=2.0, info=info, label=LABEL)
+    inp = Clip(path=clip, trim_start=0.0, duration=2.0, info=info, label=LABEL)
     # Checked before rendering: a segment far longer than its clip could fill the disk
     # (its WAV alone is 192 kB per second) before the render's timeout stops it.
     used = min(info.duration - inp.trim_start, inp.duration)
@@ -112,7 +114,9 @@ def probe_and_render(clip: Path, video: Path, audio: Path) -> str:
         f"(frame rate {rate} from the clip's {info.fps})"
     )
     try:
-        frames = render_segment(inp, settings, video, audio, timeout_s=RENDER_TIMEOUT_S)
+        frames = render_segment(
+            inp, settings, video, audio, ffmpeg=FFmpeg(timeout_s=RENDER_TIMEOUT_S)
+        )
     except (FFmpegError, ClipError) as error:
         return _failed(error)
     made = _stream(video, "v:0", "codec_name,width,height,nb_read_packets")

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from export_pipeline.media.commands import SegmentJob, decode_check_argv, probe_argv, segment_argv
-from export_pipeline.media.probe import InvalidMedia, parse_probe
+from export_pipeline.media.probe import InvalidMedia, decode_check_argv, parse_probe, probe_argv
+from export_pipeline.media.segment import segment_argv
 from export_pipeline_tests.fuzz import fuzz_argv, fuzz_probe_json, fuzz_request
 from export_pipeline_tests.fuzz.harness import Finding
 from export_pipeline_tests.fuzz.seeds import REQUEST_CLIPS, request_seed
+from export_pipeline_tests.media.tools import segment
 
 HERE = Path(__file__).parent
 SEEDS = sorted((HERE / "corpus").glob("*/*"))
@@ -104,8 +105,9 @@ def test_argv_nul_byte_in_path(builder: str):
     outputs: list[Path] = []
     try:
         if builder == "segment":
-            job = SegmentJob(path, 0.0, 1.0, True, Path("/w/v.mp4"), Path("/w/a.wav"), 320, 240)
-            outputs = [job.video_out, job.audio_out]
+            job = segment(path, 0.0, 1.0, video=Path("/w/v.mp4"), audio=Path("/w/a.wav"),
+                          width=320, height=240)  # fmt: skip
+            outputs = [job.video, job.audio]
             argv = segment_argv(job, fuzz_argv.DEFAULT_SETTINGS)
         elif builder == "probe":
             argv = probe_argv(path)

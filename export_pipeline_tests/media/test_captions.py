@@ -19,6 +19,7 @@ from export_pipeline.domain.captions import (
     parse_captions,
     parse_style,
 )
+from export_pipeline.domain.failures import FailureCause
 from export_pipeline.media.captions import (
     FONT_DIR,
     FONT_FILE,
@@ -205,7 +206,7 @@ def test_parse_errors_name_the_cue_and_the_line(text, kind, message):
     with pytest.raises(CaptionError) as error:
         parse_captions(text, kind)
     assert str(error.value).startswith(message)
-    assert isinstance(error.value, ValueError)
+    assert error.value.cause == FailureCause.INVALID_REQUEST and error.value.permanent
 
 
 def test_parse_limits():

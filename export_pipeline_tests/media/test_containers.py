@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from export_pipeline.media.commands import encode_settings, frame_count
+from export_pipeline.media.clip import Clip
+from export_pipeline.media.encoding import encode_settings, frame_count
 from export_pipeline.media.probe import InvalidMedia, probe, probe_and_check
-from export_pipeline.media.render import RenderInput, render_segment
+from export_pipeline.media.segment import render_segment
 
 SECONDS = 2.0
 PATTERN = "testsrc2=size={w}x{h}:rate={fps}:duration={d}"
@@ -112,7 +113,7 @@ def test_accepted_inputs_render_exact_segments(source: Source, sources: Path, tm
 
     settings = encode_settings("720p", "16:9", "low", Fraction(30), "ultrafast")
     video, audio = tmp_path / "segment.mp4", tmp_path / "segment.wav"
-    inp = RenderInput(path, 0.25, 1.5, info, "clip 1 (scene 1)")
+    inp = Clip(path, 0.25, 1.5, info, "clip 1 (scene 1)")
     frames = render_segment(inp, settings, video, audio)
 
     assert frames == frame_count(1.5, Fraction(30)) == 45
@@ -144,7 +145,7 @@ def test_interlaced_sources_are_deinterlaced(sources: Path, tmp_path: Path):
     assert source["TFF"] > source["Progressive"], source
     settings = encode_settings("720p", "16:9", "low", Fraction(25), "ultrafast")
     video, audio = tmp_path / "segment.mp4", tmp_path / "segment.wav"
-    render_segment(RenderInput(path, 0, 1.5, info, "clip 1"), settings, video, audio)
+    render_segment(Clip(path, 0, 1.5, info, "clip 1"), settings, video, audio)
     out = idet(video)
     assert out["TFF"] + out["BFF"] <= 2 and out["Progressive"] > 20, out
 
@@ -156,7 +157,7 @@ def test_vfr_sources_keep_sync(sources: Path, tmp_path: Path):
     info = probe_and_check(path)
     settings = encode_settings("720p", "16:9", "low", Fraction(30), "ultrafast")
     video, audio = tmp_path / "segment.mp4", tmp_path / "segment.wav"
-    frames = render_segment(RenderInput(path, 0, None, info, "clip 1"), settings, video, audio)
+    frames = render_segment(Clip(path, 0, None, info, "clip 1"), settings, video, audio)
     stream = ffprobe_json(video, "-count_frames", "-show_streams")["streams"][0]
     assert int(stream["nb_read_frames"]) == frames
     assert stream["avg_frame_rate"] == "30/1"
@@ -208,7 +209,7 @@ def test_a_rotated_phone_clip_is_rendered_upright(tmp_path: Path):
     assert (info.width, info.height) == (360, 640)
     settings = encode_settings("720p", "9:16", "low", Fraction(25), "ultrafast")
     video, audio = tmp_path / "segment.mp4", tmp_path / "segment.wav"
-    render_segment(RenderInput(path, 0, None, info, "clip 1"), settings, video, audio)
+    render_segment(Clip(path, 0, None, info, "clip 1"), settings, video, audio)
 
     def halves(file: Path, width: int, height: int) -> list[tuple[int, int, int]]:
         """Mean colour of the top and bottom halves of the first frame, as players show it."""

@@ -11,19 +11,14 @@ from pathlib import Path
 import pytest
 
 from export_pipeline.domain.formats import FORMATS, output_format
-from export_pipeline.media.commands import (
-    CRF_BY_CODEC,
-    DEFAULT_SPEED,
-    audio_track_argv,
-    concat_argv,
-    encode_settings,
-    frame_count,
-    segment_argv,
-    video_encoder_args,
-)
+from export_pipeline.media.audio import audio_track_argv
+from export_pipeline.media.clip import Clip
+from export_pipeline.media.encoding import encode_settings, frame_count, video_encoder_args
+from export_pipeline.media.join import concat_argv
 from export_pipeline.media.probe import probe
-from export_pipeline.media.render import RenderInput, render_video, segment_job
+from export_pipeline.media.render import render_video
 from export_pipeline.media.samples import make_sample_clip
+from export_pipeline.media.segment import Segment, segment_argv
 
 # What each format must produce: (video codec, codec tag, audio codec, container).
 EXPECTED = {
@@ -35,7 +30,7 @@ EBML_CUES, EBML_CLUSTER = bytes.fromhex("1C53BB6B"), bytes.fromhex("1F43B675")
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> list[RenderInput]:
+def clips(tmp_path_factory) -> list[Clip]:
     directory = tmp_path_factory.mktemp("formats")
     made = [
         make_sample_clip(directory / "a.mp4", width=320, height=240, fps=Fraction(25),
@@ -43,7 +38,7 @@ def clips(tmp_path_factory) -> list[RenderInput]:
         make_sample_clip(directory / "b.mp4", width=426, height=240, fps=Fraction(30),
                          duration=0.8, audio_rate=44100, tone_hz=660),
     ]  # fmt: skip
-    return [RenderInput(p, 0.0, None, probe(p), f"clip {n}") for n, p in enumerate(made, 1)]
+    return [Clip(p, 0.0, None, probe(p), f"clip {n}") for n, p in enumerate(made, 1)]
 
 
 def ffprobe(path: Path) -> dict:
@@ -87,14 +82,14 @@ def test_each_format_end_to_end(clips, tmp_path, name):
 
 def test_webm_segments_are_webm_and_joined_with_opus(tmp_path, clips):
     settings = encode_settings("720p", "16:9", "medium", Fraction(30), format="webm")
-    assert settings.container == "webm" and settings.audio_codec == "opus"
-    job = segment_job(clips[0], tmp_path / "s.webm", tmp_path / "s.wav")
-    argv = segment_argv(job, settings)
+    assert settings.format.segments.muxer == "webm" and settings.audio_codec == "opus"
+    segment = Segment(0, 0, clips[0], video=tmp_path / "s.webm", audio=tmp_path / "s.wav")
+    argv = segment_argv(segment, settings)
     assert argv[-3:] == ["-f", "webm", "file:" + str(tmp_path / "s.webm")]
     assert argv[argv.index("-c:v") + 1] == "libvpx-vp9"
-    assert argv[argv.index("-cpu-used") + 1] == DEFAULT_SPEED["vp9"]
-    assert argv[argv.index("-crf") + 1] == str(CRF_BY_CODEC["vp9"]["medium"])
-    assert settings.audio_extension == "webm"
+    assert argv[argv.index("-cpu-used") + 1] == "6"
+    assert argv[argv.index("-crf") + 1] == "40"
+    assert settings.format.audio.track.extension == "webm"
     track = audio_track_argv(tmp_path / "a.ffconcat", tmp_path / "a.webm", settings)
     assert track[track.index("-c:a") + 1] == "libopus"
     join = concat_argv(tmp_path / "v.ffconcat", tmp_path / "a.webm", tmp_path / "o.webm",

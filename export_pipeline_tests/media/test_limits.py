@@ -10,7 +10,6 @@ import struct
 import subprocess
 import sys
 import zlib
-from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,23 +17,25 @@ import pytest
 
 from export_pipeline.defs.settings import Settings
 from export_pipeline.domain import status as st
-from export_pipeline.media import commands
-from export_pipeline.media.commands import (
-    decode_check_argv,
-    packets_argv,
-    probe_argv,
-)
+from export_pipeline.media import system
+from export_pipeline.media.encoding import encode_settings
+from export_pipeline.media.ffmpeg import FFmpeg
 from export_pipeline.media.poster import poster_argv
 from export_pipeline.media.probe import (
     InvalidMedia,
     check_decodable,
+    decode_check_argv,
+    packets_argv,
     parse_probe,
     probe,
     probe_and_check,
+    probe_argv,
 )
 from export_pipeline.media.runner import FFmpegError, Limits, Usage, capture, run_ffmpeg
+from export_pipeline.media.segment import segment_argv
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.e2e.test_pipeline import export
+from export_pipeline_tests.media.tools import segment
 
 HUGE = 16000
 
@@ -88,7 +89,7 @@ def huge(tmp_path_factory) -> Path:
 def test_a_huge_declared_frame_is_refused_at_probe_time_cheaply(huge: Path):
     # Under a memory limit smaller than the frame: refused for its size, not out of memory.
     with pytest.raises(InvalidMedia) as info:
-        probe_and_check(huge, limits=Limits(memory_mb=200))
+        probe_and_check(huge, FFmpeg(limits=Limits(memory_mb=200)))
     assert str(info.value) == (
         "huge.mov is 16000x16000; the largest frame accepted is 8192 pixels a side and "
         "35.4 megapixels: export the clip at a lower resolution"
@@ -114,14 +115,14 @@ def test_the_frame_limits_are_settings(tmp_path: Path):
     run_ffmpeg(encode_argv(hd, size="1280x720", seconds=1, preset="ultrafast"))
     small = Limits(max_side=1000, max_pixels=640 * 480)
     with pytest.raises(InvalidMedia) as info:
-        probe(hd, limits=small)
+        probe(hd, FFmpeg(limits=small))
     assert info.value.reason == (
         "is 1280x720; the largest frame accepted is 1000 pixels a side and 0.3 megapixels: "
         "export the clip at a lower resolution"
     )
     # The decoder's own ceiling follows the setting too.
     with pytest.raises(InvalidMedia, match="is 1280x720; the largest frame accepted"):
-        check_decodable(hd, limits=small)
+        check_decodable(hd, FFmpeg(limits=small))
     for argv in (
         probe_argv(hd, max_pixels=307200),
         packets_argv(hd, max_pixels=307200),
@@ -335,29 +336,28 @@ def test_cpus_follow_the_containers_quota(files, cpus, tmp_path: Path, monkeypat
     for name, text in files.items():
         (tmp_path / name).write_text(text + "\n")
     monkeypatch.setattr(
-        commands,
+        system,
         "_CGROUP_CPU_FILES",
         ((str(tmp_path / "cpu.max"), ""), (str(tmp_path / "quota"), str(tmp_path / "period"))),
     )
     expected = min(cpus or 1000, len(os.sched_getaffinity(0)))
-    assert commands.available_cpus() == expected
-    assert commands.encoder_threads() == math.ceil(expected * 1.5)
+    assert system.available_cpus() == expected
+    assert system.encoder_threads() == math.ceil(expected * 1.5)
 
 
 def test_segments_bound_encoder_and_filter_threads_and_the_decoded_frame():
-    settings = commands.encode_settings("4k", "16:9", "high", Fraction(30), threads=3)
-    job = commands.SegmentJob(Path("/c/a.mp4"), 0.0, 2.0, True, Path("/v.mp4"), Path("/a.wav"),
-                              3840, 2160)  # fmt: skip
-    argv = commands.segment_argv(job, settings)
+    settings = encode_settings("4k", "16:9", "high", Fraction(30), threads=3)
+    job = segment(Path("/c/a.mp4"), 0.0, 2.0, width=3840, height=2160)
+    argv = segment_argv(job, settings)
     assert argv[argv.index("libx264") + 1 : argv.index("libx264") + 3] == ["-threads", "3"]
     assert argv[argv.index("-filter_complex_threads") + 1] == "3"
     assert argv[argv.index("-threads") + 1] == "2"  # the decoder's, before -i
     assert argv[argv.index("-max_pixels") + 1] == str(8192 * 4320)
     # A clip accepted under a higher configured ceiling is not refused by its decoder.
-    big = replace(job, width=10000, height=6000)
-    argv = commands.segment_argv(big, settings)
+    big = segment(Path("/c/a.mp4"), 0.0, 2.0, width=10000, height=6000)
+    argv = segment_argv(big, settings)
     assert argv[argv.index("-max_pixels") + 1] == "60000000"
-    assert commands.encode_settings("4k", "16:9", "high", Fraction(30)).threads >= 2
+    assert encode_settings("4k", "16:9", "high", Fraction(30)).threads >= 2
 
 
 def test_the_poster_decoder_is_bounded_too(tmp_path: Path):

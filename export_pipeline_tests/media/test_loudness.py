@@ -11,15 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from export_pipeline.media.commands import (
+from export_pipeline.media.clip import Clip
+from export_pipeline.media.encoding import encode_settings
+from export_pipeline.media.loudness import (
     TRUE_PEAK_CEILING_DB,
     Loudness,
-    encode_settings,
     loudness_gain,
     parse_loudness,
 )
 from export_pipeline.media.probe import probe
-from export_pipeline.media.render import RenderInput, render_video
+from export_pipeline.media.render import render_video
 
 TARGET = -14.0
 
@@ -68,7 +69,7 @@ BURSTS = "anoisesrc=color=pink:amplitude=0.3:seed=3,volume='pow(abs(sin(3*PI*t))
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> list[RenderInput]:
+def clips(tmp_path_factory) -> list[Clip]:
     directory = tmp_path_factory.mktemp("loudness")
     paths = [
         make_clip(directory / "quiet.mp4", QUIET),
@@ -76,7 +77,7 @@ def clips(tmp_path_factory) -> list[RenderInput]:
         make_clip(directory / "silent.mp4", None),
         make_clip(directory / "bursts.mp4", BURSTS),
     ]
-    return [RenderInput(p, 0.0, None, probe(p), f"clip {n}") for n, p in enumerate(paths, 1)]
+    return [Clip(p, 0.0, None, probe(p), f"clip {n}") for n, p in enumerate(paths, 1)]
 
 
 def test_the_sources_really_are_far_apart(clips):

@@ -11,6 +11,7 @@ import pytest
 
 from export_pipeline.definitions import build_definitions
 from export_pipeline.domain import status as st
+from export_pipeline.media.ffmpeg import FFmpeg
 from export_pipeline.media.poster import make_poster, poster_argv, poster_time
 from export_pipeline.media.runner import FFmpegError, run_ffmpeg
 from export_pipeline.media.samples import make_sample_clip
@@ -37,8 +38,8 @@ def test_poster_time(duration, at):
 
 
 def test_poster_argv_reads_only_the_local_file_and_writes_one_jpeg():
-    argv = poster_argv(Path("/w/x:y.mp4"), Path("/w/poster.jpg"), 1.0, width=640, ffmpeg="ff")
-    assert argv[0] == "ff"
+    argv = poster_argv(Path("/w/x:y.mp4"), Path("/w/poster.jpg"), 1.0, width=640)
+    assert argv[0] == "ffmpeg" and FFmpeg(ffmpeg="ff").command(argv)[0] == "ff"
     i = argv.index("-i")
     assert argv[i + 1] == "file:/w/x:y.mp4"  # explicit protocol: the name cannot be misread
     before_input = argv[:i]

@@ -10,16 +10,20 @@ from pathlib import Path
 import pytest
 
 from export_pipeline.media import probe as probe_module
-from export_pipeline.media.commands import probe_argv
+from export_pipeline.media.ffmpeg import FFmpeg
+from export_pipeline.media.inputs import CLIP_FORMATS
 from export_pipeline.media.probe import (
     InvalidMedia,
     MediaInfo,
     check_decodable,
+    decode_check_argv,
     parse_probe,
     probe,
     probe_and_check,
+    probe_argv,
 )
 from export_pipeline.media.samples import make_sample_clip
+from export_pipeline_tests.media.tools import value_after
 
 
 @pytest.fixture(scope="module")
@@ -290,3 +294,21 @@ def test_no_probe_record():
     assert MediaInfo.from_record(None) is None
     assert MediaInfo.from_record({}) is None
     assert MediaInfo.from_record({"version": probe_module.PROBE_VERSION}) is None
+
+
+def test_probe_argv():
+    argv = FFmpeg(ffprobe="/usr/bin/ffprobe").command(probe_argv(Path("/clips/a b.mp4")))
+    assert argv[0] == "/usr/bin/ffprobe"
+    assert value_after(argv, "-protocol_whitelist") == "file"
+    assert value_after(argv, "-format_whitelist") == CLIP_FORMATS
+    assert value_after(argv, "-of") == "json"
+    assert "-show_format" in argv and "-show_streams" in argv
+    assert argv[-1] == "file:/clips/a b.mp4"
+
+
+def test_decode_check_argv():
+    argv = decode_check_argv(Path("/clips/a.mp4"))
+    assert "-xerror" in argv
+    assert value_after(argv, "-format_whitelist") == CLIP_FORMATS
+    assert argv.index("-t") < argv.index("-i")
+    assert argv[-3:] == ["-f", "null", "-"]

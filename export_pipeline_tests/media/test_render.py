@@ -7,31 +7,21 @@ import math
 import struct
 import subprocess
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from export_pipeline.media.commands import (
-    SegmentJob,
-    audio_sample_count,
-    encode_settings,
-    frame_count,
-    segment_argv,
-    segment_audio_argv,
-)
+from export_pipeline.domain.failures import FailureCause
+from export_pipeline.media.clip import Clip, ClipError, effective_duration
+from export_pipeline.media.encoding import audio_sample_count, encode_settings, frame_count
 from export_pipeline.media.frame import choose_frame_rate, fit_rect
 from export_pipeline.media.probe import MediaInfo, probe
-from export_pipeline.media.render import (
-    ClipError,
-    RenderInput,
-    effective_duration,
-    render_segment,
-    render_video,
-)
+from export_pipeline.media.render import render_video
 from export_pipeline.media.runner import FFmpegError, run_ffmpeg
 from export_pipeline.media.samples import make_sample_clip
+from export_pipeline.media.segment import Segment, render_segment, segment_argv, segment_audio_argv
 
 
 @dataclass(frozen=True)
@@ -148,7 +138,7 @@ def assert_letterboxed(
 
 
 @pytest.fixture(scope="module")
-def clips(tmp_path_factory) -> list[RenderInput]:
+def clips(tmp_path_factory) -> list[Clip]:
     directory = tmp_path_factory.mktemp("clips")
     inputs = []
     for number, (sample, (trim, duration)) in enumerate(zip(SAMPLES, SPECS, strict=True), 1):
@@ -165,7 +155,7 @@ def clips(tmp_path_factory) -> list[RenderInput]:
             sar=sample.sar,
         )
         label = f"clip {number} (scene {number * 10})"
-        inputs.append(RenderInput(path, trim, duration, probe(path), label))
+        inputs.append(Clip(path, trim, duration, probe(path), label))
     return inputs
 
 
@@ -235,25 +225,19 @@ def test_render_mixed_clips(clips, tmp_path: Path, aspect_ratio: str, size: tupl
 
 
 def test_segment_is_padded_to_the_exact_length(clips, tmp_path: Path):
-    """A source shorter than the job (here 0.5 s left for 1 s) still gives N frames and N/fps
-    seconds of audio: the last frame is cloned and the audio padded with silence."""
+    """A source shorter than its segment (here 0.6 s left for 1 s: it claimed to be longer)
+    still gives N frames and N/fps seconds of audio: the last frame is cloned and the audio
+    padded with silence."""
     classic = clips[2]
     settings = encode_settings("720p", "1:1", "low", Fraction(24000, 1001), preset="ultrafast")
-    job = SegmentJob(
-        source=classic.path,
-        trim_start=1.0,
-        duration=1.0,
-        has_audio=True,
-        video_out=tmp_path / "v.mp4",
-        audio_out=tmp_path / "a.wav",
-        width=640,
-        height=480,
-    )
+    claims = replace(classic.info, duration=2.0)
+    clip = Clip(classic.path, 1.0, 1.0, claims, classic.label)
+    job = Segment(0, 0, clip, video=tmp_path / "v.mp4", audio=tmp_path / "a.wav")
     run_ffmpeg(segment_argv(job, settings), duration_s=1.0)
     run_ffmpeg(segment_audio_argv(job, settings), duration_s=1.0)
     frames = frame_count(1.0, settings.fps)
-    video = ffprobe_json(job.video_out)["streams"]
-    wav = ffprobe_json(job.audio_out)["streams"]
+    video = ffprobe_json(job.video)["streams"]
+    wav = ffprobe_json(job.audio)["streams"]
     assert [s["codec_type"] for s in video] == ["video"]
     assert int(video[0]["nb_frames"]) == frames == 24
     assert (video[0]["width"], video[0]["height"]) == (720, 720)
@@ -267,15 +251,17 @@ def test_segment_is_padded_to_the_exact_length(clips, tmp_path: Path):
 
 
 def test_segment_without_known_geometry_still_letterboxes(clips, tmp_path: Path):
-    """A job built without the probed size falls back to FFmpeg's own fit (same result)."""
+    """A clip without a known frame size falls back to FFmpeg's own fit (same result)."""
     anamorphic = clips[3]
     settings = encode_settings("720p", "9:16", "low", Fraction(24), preset="ultrafast")
-    job = SegmentJob(anamorphic.path, 0.0, 0.5, True, tmp_path / "v.mp4", tmp_path / "a.wav")
+    unknown = replace(anamorphic.info, width=0, height=0)
+    clip = Clip(anamorphic.path, 0.0, 0.5, unknown, anamorphic.label)
+    job = Segment(0, 0, clip, video=tmp_path / "v.mp4", audio=tmp_path / "a.wav")
     run_ffmpeg(segment_argv(job, settings))
-    stream = ffprobe_json(job.video_out)["streams"][0]
+    stream = ffprobe_json(job.video)["streams"][0]
     assert (stream["width"], stream["height"], stream["nb_frames"]) == (720, 1280, "12")
     assert stream["sample_aspect_ratio"] == "1:1"
-    [frame] = decode_frames(job.video_out, [6], 720, 1280)
+    [frame] = decode_frames(job.video, [6], 720, 1280)
     assert_letterboxed(frame, 720, 1280, fit_rect(360, 360, 720, 1280, Fraction(16, 9)))
 
 
@@ -291,7 +277,7 @@ def test_render_segment_returns_the_frame_count(clips, tmp_path: Path):
     [(0.0, None, 5.0), (1.5, None, 3.5), (1.0, 2.0, 2.0), (4.0, 3.0, 1.0), (0.0, 9.0, 5.0)],
 )
 def test_effective_duration(trim: float, duration: float | None, expected: float):
-    inp = RenderInput(Path("a.mp4"), trim, duration, info_for(5.0), "clip 1")
+    inp = Clip(Path("a.mp4"), trim, duration, info_for(5.0), "clip 1")
     assert effective_duration(inp) == pytest.approx(expected)
 
 
@@ -306,15 +292,15 @@ def test_effective_duration(trim: float, duration: float | None, expected: float
     ],
 )
 def test_effective_duration_errors_name_the_clip(trim, duration, message):
-    inp = RenderInput(Path("a.mp4"), trim, duration, info_for(5.0), "clip 2 (scene 5)")
+    inp = Clip(Path("a.mp4"), trim, duration, info_for(5.0), "clip 2 (scene 5)")
     with pytest.raises(ClipError, match=message) as caught:
         effective_duration(inp)
     assert caught.value.label == "clip 2 (scene 5)"
-    assert isinstance(caught.value, ValueError)
+    assert caught.value.cause == FailureCause.INVALID_REQUEST and caught.value.permanent
 
 
 def test_render_rejects_a_bad_trim_before_any_work(clips, tmp_path: Path):
-    bad = RenderInput(clips[1].path, 9.0, None, clips[1].info, "clip 2 (scene 5)")
+    bad = Clip(clips[1].path, 9.0, None, clips[1].info, "clip 2 (scene 5)")
     settings = encode_settings("720p", "16:9", "low", Fraction(30))
     with pytest.raises(ClipError, match="clip 2 \\(scene 5\\): trim_start 9.0 s is beyond"):
         render_video([clips[0], bad], settings, tmp_path / "work", tmp_path / "out.mp4")
@@ -322,7 +308,7 @@ def test_render_rejects_a_bad_trim_before_any_work(clips, tmp_path: Path):
 
 
 def test_ffmpeg_failure_names_the_clip_and_leaves_nothing_behind(clips, tmp_path: Path):
-    gone = RenderInput(tmp_path / "deleted.mp4", 0.0, None, clips[1].info, "clip 7 (scene 9)")
+    gone = Clip(tmp_path / "deleted.mp4", 0.0, None, clips[1].info, "clip 7 (scene 9)")
     settings = encode_settings("720p", "16:9", "low", Fraction(30), preset="ultrafast")
     output = tmp_path / "out.mp4"
     with pytest.raises(FFmpegError) as caught:

@@ -188,14 +188,17 @@ def test_a_remote_input_from_a_server_without_range_requests_fails_loudly(tmp_pa
     from fractions import Fraction
 
     from export_pipeline.cli.demo import serve_directory
-    from export_pipeline.media.commands import RemoteFile, SegmentJob, encode_settings, segment_argv
+    from export_pipeline.media.encoding import encode_settings
+    from export_pipeline.media.inputs import RemoteFile
     from export_pipeline.media.samples import make_sample_clip
+    from export_pipeline.media.segment import segment_argv
+    from export_pipeline_tests.media.tools import segment
 
     make_sample_clip(tmp_path / "clip.mp4", width=320, height=240, fps=Fraction(25), duration=4.0)
     settings = encode_settings("720p", "16:9", "low", Fraction(25), preset="ultrafast")
     with serve_directory(tmp_path) as base:  # http.server: no Range support
-        job = SegmentJob(RemoteFile(f"{base}/clip.mp4"), 2.0, 1.0, True, tmp_path / "v.mp4",
-                         tmp_path / "a.wav", width=320, height=240)  # fmt: skip
+        job = segment(RemoteFile(f"{base}/clip.mp4"), 2.0, 1.0, video=tmp_path / "v.mp4",
+                      audio=tmp_path / "a.wav", length=4.0, width=320, height=240)  # fmt: skip
         with pytest.raises(FFmpegError):
             run_ffmpeg(segment_argv(job, settings), duration_s=1.0)
     with pytest.raises(ValueError):

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from export_pipeline.media.commands import encode_settings, frame_count
+from export_pipeline.media import clip as media
+from export_pipeline.media.encoding import encode_settings, frame_count
 from export_pipeline.media.frame import choose_frame_rate
+from export_pipeline.media.plan import RenderOptions
 from export_pipeline.media.probe import probe
-from export_pipeline.media.render import RenderInput, render_video
+from export_pipeline.media.render import render_video
 
 FLASH_S = 0.1  # flash and beep length
 RATE = 48000  # of the export's audio
@@ -90,12 +92,12 @@ def beep_onsets(path: Path) -> list[float]:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> list[RenderInput]:
+def inputs(tmp_path_factory) -> list[media.Clip]:
     directory = tmp_path_factory.mktemp("seams")
     result = []
     for n, clip in enumerate(CLIPS):
         path = make(clip, directory / f"clip-{n}.mp4")
-        result.append(RenderInput(path, clip.trim_start, None, probe(path), f"clip {n + 1}"))
+        result.append(media.Clip(path, clip.trim_start, None, probe(path), f"clip {n + 1}"))
     return result
 
 
@@ -104,7 +106,7 @@ def test_every_flash_and_its_beep_start_together_at_their_seam(inputs, tmp_path)
     assert fps == 30
     settings = encode_settings("720p", "16:9", "low", fps, preset="ultrafast")
     output = tmp_path / "export.mp4"
-    render_video(inputs, settings, tmp_path / "work", output, parallel=2)
+    render_video(inputs, settings, tmp_path / "work", output, RenderOptions(parallel=2))
 
     # Where each clip starts in the export: its frames are counted exactly.
     starts, at = [], Fraction(0)
@@ -127,19 +129,18 @@ def test_flashes_and_beeps_stay_together_across_transitions(tmp_path):
     """Mixed rates with a crossfade and a fade between them, loudness on: each clip's mark
     (a flash and a beep in its middle) lands where the timeline arithmetic says, picture
     and sound within one frame of each other."""
-    from export_pipeline.media.render import Transition
 
     clips = [Clip("24", 44100, 1.6, marks=(0.8,)), Clip("30", 48000, 1.6, marks=(0.8,)),
              Clip("25", 22050, 1.6, marks=(0.8,))]  # fmt: skip
-    into = [None, Transition("crossfade", 0.4), Transition("fade", 0.4)]
+    into = [None, media.Transition("crossfade", 0.4), media.Transition("fade", 0.4)]
     inputs = []
     for n, (clip, transition) in enumerate(zip(clips, into, strict=True)):
         path = make(clip, tmp_path / f"clip-{n}.mp4")
-        inputs.append(RenderInput(path, 0.0, None, probe(path), f"clip {n + 1}", None, transition))
+        inputs.append(media.Clip(path, 0.0, None, probe(path), f"clip {n + 1}", None, transition))
     settings = encode_settings("720p", "16:9", "low", Fraction(30), preset="ultrafast",
                                loudness=-14.0)  # fmt: skip
     output = tmp_path / "export.mp4"
-    render_video(inputs, settings, tmp_path / "work", output, parallel=2)
+    render_video(inputs, settings, tmp_path / "work", output, RenderOptions(parallel=2))
     frame = 1 / 30
     # Each clip is 48 frames; each transition overlaps 12: clips start at 0, 36 and 72.
     expected = [0.8, 36 * frame + 0.8, 72 * frame + 0.8]

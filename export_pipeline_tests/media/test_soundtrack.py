@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from export_pipeline.domain.failures import FailureCause
 from export_pipeline.domain.soundtrack import Soundtrack, SoundtrackError, parse_soundtrack
 from export_pipeline.media.soundtrack import (
     DUCK_ATTACK_MS,
@@ -375,7 +376,7 @@ def test_parse_soundtrack_refuses(value, message):
     with pytest.raises(SoundtrackError) as raised:
         parse_soundtrack(value)
     assert str(raised.value) == message
-    assert isinstance(raised.value, ValueError)
+    assert raised.value.cause == FailureCause.INVALID_REQUEST and raised.value.permanent
 
 
 def test_parse_soundtrack_lists_every_problem():

@@ -12,16 +12,12 @@ from pathlib import Path
 import pytest
 
 from export_pipeline.domain.captions import parse_captions, parse_style
-from export_pipeline.media.commands import encode_settings
+from export_pipeline.media.captions import BurnIn
+from export_pipeline.media.clip import Clip, ClipError, Transition
+from export_pipeline.media.encoding import encode_settings
+from export_pipeline.media.plan import RenderOptions, plan_segments
 from export_pipeline.media.probe import probe
-from export_pipeline.media.render import (
-    BurnIn,
-    ClipError,
-    RenderInput,
-    Transition,
-    plan_segments,
-    render_video,
-)
+from export_pipeline.media.render import render_video
 from export_pipeline_tests.media.test_render import info_for
 
 FPS = Fraction(30)
@@ -50,13 +46,13 @@ def paths(tmp_path_factory) -> list[Path]:
     ]
 
 
-def inputs(paths, transitions=(), hashes=None) -> list[RenderInput]:
+def inputs(paths, transitions=(), hashes=None) -> list[Clip]:
     """Clips in order; transitions[n] leads into clip n + 1."""
     result = []
     for n, path in enumerate(paths):
         into = transitions[n - 1] if 0 < n <= len(transitions) else None
         content = hashes[n] if hashes else None
-        result.append(RenderInput(path, 0.0, None, probe(path), f"clip {n + 1}", content, into))
+        result.append(Clip(path, 0.0, None, probe(path), f"clip {n + 1}", content, into))
     return result
 
 
@@ -81,30 +77,32 @@ def rms_db(path: Path, start: float, length: float) -> float:
     return float(line.split(":")[-1])
 
 
-def render(tmp_path, clips, **kwargs):
+def render(tmp_path, clips, **options):
     settings = encode_settings("720p", "16:9", "low", FPS, threads=2)
     settings = type(settings)(**{**settings.__dict__, "width": W, "height": H})
     output = tmp_path / "out.mp4"
-    return render_video(clips, settings, tmp_path / "work", output, **kwargs), output
+    return render_video(
+        clips, settings, tmp_path / "work", output, RenderOptions(**options)
+    ), output
 
 
 def test_the_plan_overlaps_clips_by_each_transition(paths):
     clips = inputs(paths[:3], [Transition("crossfade", 0.5), Transition("cut", 0.5)])
-    parts = plan_segments(clips, FPS)
+    segments = plan_segments(clips, FPS)
     # One segment per clip: clip 1 ends crossfading into clip 2's first 0.5 s, clip 2
     # starts after them; a cut blends nothing.
-    assert [(p.clip, p.kind) for p in parts] == [(0, "crossfade"), (1, "cut"), (2, "cut")]
-    assert parts[0].span is clips[0]  # all of clip 1, its last 0.5 s blending
-    assert (parts[0].b.trim_start, parts[0].b.duration) == (0.0, 0.5)
-    assert (parts[1].span.trim_start, parts[1].span.duration) == (0.5, 1.5)
-    assert parts[1].b is None
-    assert parts[2].span is clips[2]  # untouched: the same segment (and key) as without any
+    assert [(s.clip, s.kind) for s in segments] == [(0, "crossfade"), (1, "cut"), (2, "cut")]
+    assert segments[0].span is clips[0]  # all of clip 1, its last 0.5 s blending
+    assert (segments[0].into.trim_start, segments[0].into.duration) == (0.0, 0.5)
+    assert (segments[1].span.trim_start, segments[1].span.duration) == (0.5, 1.5)
+    assert segments[1].into is None
+    assert segments[2].span is clips[2]  # untouched: the same segment (and key) as without any
 
 
 def test_a_transition_longer_than_its_clip_is_named():
     info = info_for(1.0)
-    a = RenderInput(Path("a.mp4"), 0.0, None, info, "clip 1")
-    b = RenderInput(Path("b.mp4"), 0.0, None, info, "clip 2", None, Transition("fade", 1.0))
+    a = Clip(Path("a.mp4"), 0.0, None, info, "clip 1")
+    b = Clip(Path("b.mp4"), 0.0, None, info, "clip 2", None, Transition("fade", 1.0))
     with pytest.raises(ClipError, match=r"clip 1: its transitions \(1.0 s\) take all of its"):
         plan_segments([a, b], FPS)
 
@@ -221,7 +219,7 @@ def streams(path: Path) -> list[dict]:
 @pytest.mark.parametrize(("fmt", "codec"), [("mp4", "mov_text"), ("webm", "webvtt")])
 def test_soundtrack_and_soft_captions_are_added_in_the_join(paths, tmp_path, fmt, codec):
     from export_pipeline.domain.soundtrack import Soundtrack
-    from export_pipeline.media.render import Music
+    from export_pipeline.media.soundtrack import Music
 
     silent = tmp_path / "silent.mp4"
     subprocess.run(
@@ -238,10 +236,10 @@ def test_soundtrack_and_soft_captions_are_added_in_the_join(paths, tmp_path, fmt
     cues = tuple(parse_captions("1\n00:00:00,500 --> 00:00:01,500\nHello\n", "srt"))
     settings = encode_settings("720p", "16:9", "low", FPS, threads=2, format=fmt)
     settings = type(settings)(**{**settings.__dict__, "width": W, "height": H})
-    output = tmp_path / f"out.{settings.container}"
+    output = tmp_path / f"out.{settings.format.extension}"
     track = Soundtrack(volume=0.5, fade_in=0.1, fade_out=0.1, loop=True)
-    result = render_video(clips, settings, tmp_path / "w", output,
-                          music=Music(music, track, 1.5), subtitles=cues)  # fmt: skip
+    options = RenderOptions(music=Music(music, track, 1.5), subtitles=cues)
+    result = render_video(clips, settings, tmp_path / "w", output, options)
     assert result.duration_s == pytest.approx(4.0, abs=0.05)
     kinds = {s["codec_type"]: s["codec_name"] for s in streams(output)}
     assert kinds["subtitle"] == codec

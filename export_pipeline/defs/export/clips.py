@@ -70,12 +70,7 @@ class ClipFetcher:
         path = self.scratch / f"clip-{clip.position:04d}.download"
         try:
             got = download(clip.url, path, self.policy, client, self.budget)
-            info = probe_and_check(
-                path,
-                ffprobe=self.media.ffprobe,
-                ffmpeg=self.media.ffmpeg,
-                limits=self.media.limits(),
-            )
+            info = probe_and_check(path, self.media.runner())
         except InvalidMedia as exc:
             raise exc.of_clip(clip.label) from exc
         except ExportFailure as exc:
@@ -129,6 +124,33 @@ def check_total_duration(clips: list[ClipSpec], entries: list[dict], limit_s: fl
     return total
 
 
+def _fetch_extras(
+    step: ExportStep,
+    storage: Storage,
+    media: MediaTools,
+    previous: dict,
+    fetching: tuple[DownloadPolicy, Any, ByteBudget],
+    scratch: Path,
+) -> dict[str, Any]:
+    """The request's soundtrack and captions, fetched (`fetching`: the policy, client and
+    budget of the clips' downloads) or taken from the `previous` manifest."""
+    policy, client, budget = fetching
+    extras = {}
+    if step.spec.soundtrack:
+        extras["soundtrack"] = fetch_soundtrack(
+            step.spec.soundtrack, previous.get("soundtrack"), storage, policy, client, budget,
+            scratch, media.runner(),
+        )  # fmt: skip
+        step.context.log.info(f"soundtrack: {extras['soundtrack']['bytes']} bytes")
+    if step.spec.captions:
+        captions = fetch_captions(
+            step.spec.captions, previous.get("captions"), policy, client, budget, scratch
+        )
+        if captions:
+            extras["captions"] = captions
+    return extras
+
+
 def download_clips(
     step: ExportStep, storage: Storage, media: MediaTools, downloads: ClipDownloads
 ) -> MaterializeResult:
@@ -155,20 +177,8 @@ def download_clips(
 
         with http_client(policy) as client, ThreadPoolExecutor(downloads.concurrency) as pool:
             entries = list(pool.map(fetch, clips))
-            extras = {}
-            if step.spec.soundtrack:
-                extras["soundtrack"] = fetch_soundtrack(
-                    step.spec.soundtrack, previous.get("soundtrack"), storage, policy, client,
-                    budget, Path(scratch), media.ffprobe, media.limits(),
-                )  # fmt: skip
-                step.context.log.info(f"soundtrack: {extras['soundtrack']['bytes']} bytes")
-            if step.spec.captions:
-                captions = fetch_captions(
-                    step.spec.captions, previous.get("captions"), policy, client, budget,
-                    Path(scratch),
-                )  # fmt: skip
-                if captions:
-                    extras["captions"] = captions
+            fetching = (policy, client, budget)
+            extras = _fetch_extras(step, storage, media, previous, fetching, Path(scratch))
 
     total_s = check_total_duration(clips, entries, downloads.max_total_duration_s)
     records = [

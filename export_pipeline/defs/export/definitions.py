@@ -33,7 +33,7 @@ from export_pipeline.defs.intake.partitions import export_partitions, partition_
 from export_pipeline.defs.intake.sensors import JOB_NAME
 from export_pipeline.defs.observability import log_run_config
 from export_pipeline.defs.settings import EXECUTORS, Runs, Settings
-from export_pipeline.media.commands import available_cpus
+from export_pipeline.media.system import available_cpus
 
 
 def retry_policy(runs: Runs) -> RetryPolicy:

@@ -1,32 +1,22 @@
-"""`encoded_video`: the clips trimmed, fitted to the frame, joined and encoded.
-
-A graph-backed asset whose segments are steps of their own, so the run's Dagster executor
-(in-process by default, multiprocess on one machine, Docker or Kubernetes across machines:
-see `definitions.build_executor`) spreads one export over its workers:
+"""`encoded_video`: the clips trimmed, fitted to the frame, joined and encoded, as a graph
+whose segments are steps of their own, so the run's executor spreads one export over its
+workers (`definitions.build_executor`):
 
     plan ──> audio track + segment × N (dynamic: one per part still to render) ──> join
 
-- `encoded_video_plan` reads the partition's clip manifest (never the CDN), chooses the
-  encoder settings, plans the segments (`media.render.plan_render`: one per clip, or per
-  chunk of at most `EXPORT_SEGMENT_MAX_S` of a long one, each ending in the transition
-  out of it), records that at `work/exp-<id>/plan.json` and yields one dynamic output for
-  the audio track and one per segment whose pictures are missing from the segment cache.
-- `encoded_video_segment` renders its part. A segment: it fetches its clip (and the next
-  one, for a transition), renders the pictures and puts them in the segment cache in
-  storage: the hand-off, as steps on other machines share nothing else; rendering is
-  idempotent through that cache. The audio track: every segment's sound (cached the same
-  way), each clip brought to the loudness target, joined, the soundtrack mixed in, and
-  encoded once into `work/exp-<id>/audio-<run>.<ext>`, while the pictures are encoded.
-- `encoded_video_join` joins the segments and the audio track by stream copy into
-  `work/exp-<id>/encoded.<ext>` with a small JSON record beside it for `published_video`.
-
-A retried step uses safer encoder settings (`encode_settings(attempt=...)`). Segments of one
-video must share their settings, so when a segment's retry used safer ones, the join renders
-the others again with them (the cache keeps both).
+The plan step reads the clip manifest, chooses the encoder settings, plans the segments
+(`media.plan.plan_render`), records them at `work/exp-<id>/plan.json` and yields the audio
+track and every segment the segment cache lacks. A segment step renders its parts: pictures
+into the segment cache (the hand-off between machines; rendering is idempotent through it),
+the audio track into `work/exp-<id>/audio-<run>.<ext>`. The join step copies both into
+`work/exp-<id>/encoded.<ext>` with a JSON record for `published_video`. A retried step uses
+safer settings (`encode_settings(attempt=...)`); as a join needs one set, the join renders
+the other segments again with them (the cache keeps both).
 """
 
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -51,7 +41,7 @@ from export_pipeline.defs.intake.partitions import export_partitions
 from export_pipeline.defs.resources import AppDatabase, MediaTools, StorageResource
 from export_pipeline.domain.captions import Cue, parse_captions
 from export_pipeline.domain.failures import ExportFailure, FailureCause
-from export_pipeline.domain.formats import output_format
+from export_pipeline.domain.formats import output_format, segment_content_type
 from export_pipeline.domain.layout import (
     audio_track_key,
     encoded_key,
@@ -62,19 +52,17 @@ from export_pipeline.domain.layout import (
 )
 from export_pipeline.domain.request import ClipSpec, ExportSpec
 from export_pipeline.io.storage import ObjectNotFound, Storage
-from export_pipeline.media.commands import EncodeSettings, RemoteFile, Source, encode_settings
+from export_pipeline.media.captions import BurnIn
+from export_pipeline.media.clip import Clip, Transition
+from export_pipeline.media.encoding import EncodeSettings, encode_settings
+from export_pipeline.media.execute import render_parts
 from export_pipeline.media.frame import choose_frame_rate
+from export_pipeline.media.inputs import RemoteFile, Source
+from export_pipeline.media.plan import Renderable, RenderOptions, RenderPlan, plan_render
 from export_pipeline.media.probe import MediaInfo, probe
-from export_pipeline.media.render import (
-    BurnIn,
-    Music,
-    RenderInput,
-    RenderPlan,
-    Transition,
-    plan_render,
-    render_segments,
-    render_video,
-)
+from export_pipeline.media.render import RenderResult, render_video
+from export_pipeline.media.segment import Segment
+from export_pipeline.media.soundtrack import Music
 
 # The encode's share of the progress bar (see tracking), cut between its steps: planning
 # (fetching and measuring), the segments (summed over all of them, wherever they run) and
@@ -93,8 +81,6 @@ class StorageSegmentCache:
     the hand-off from the segment steps to the join, and what lets a re-export or backfill
     render only the clips that changed."""
 
-    CONTENT_TYPES = {".mp4": "video/mp4", ".webm": "video/webm", ".wav": "audio/wav"}
-
     def __init__(self, storage: Storage):
         self.storage = storage
 
@@ -109,7 +95,8 @@ class StorageSegmentCache:
         return True
 
     def store(self, name: str, path: Path) -> None:
-        kind = self.CONTENT_TYPES.get(path.suffix)
+        extension = path.suffix.removeprefix(".")
+        kind = "audio/wav" if extension == "wav" else segment_content_type(extension)
         self.storage.put_file(path, segment_cache_key(name), content_type=kind)
 
 
@@ -157,51 +144,93 @@ def _captions(spec: ExportSpec, manifest: dict) -> tuple[BurnIn | None, tuple[Cu
 
 @dataclass
 class Encode:
-    """What every step of one encode works from: the request's clips as render inputs (the
-    sources fetched into `work` only where the step needs them), the manifest, the
-    settings at an attempt, and the captions and soundtrack."""
+    """What every step of one encode works from: the request's clips (their sources
+    fetched into `work` only where the step needs them), the manifest, the settings at an
+    attempt, and the render options (captions, soundtrack, segment length)."""
 
     step: ExportStep
     storage: Storage
     media: MediaTools
     work: Path
     manifest: dict
-    inputs: list[RenderInput]
+    clips: list[Clip]
     settings: EncodeSettings
-    burn: BurnIn | None
-    soft: tuple[Cue, ...] | None
-    music: Music | None = None
+    options: RenderOptions
     music_key: str | None = None
 
     def plan(self) -> RenderPlan:
-        return plan_render(
-            self.inputs,
-            self.settings,
-            self.work,
-            captions=self.burn,
-            max_segment_s=self.media.max_segment_s,
-            music=self.music,
-        )
+        return plan_render(self.clips, self.settings, self.work, self.options)
 
     def fetch_sources(self, clips: set[int]) -> None:
         """Bring the archived files of `clips` (0-based) into `work`."""
         entries = {entry["position"]: entry for entry in self.manifest["clips"]}
         for n in sorted(clips):
-            inp = self.inputs[n]
-            if isinstance(inp.path, Path) and not inp.path.exists():
-                clip = self.step.spec.ordered_clips[n]
-                self.storage.get_file(entries[clip.position]["key"], inp.path)
+            path = self.clips[n].path
+            if isinstance(path, Path) and not path.exists():
+                spec = self.step.spec.ordered_clips[n]
+                self.storage.get_file(entries[spec.position]["key"], path)
 
     def fetch_music(self) -> None:
         """Bring the archived soundtrack into `work` (for the audio track)."""
-        if self.music is not None and self.music_key and not self.music.path.exists():
-            self.storage.get_file(self.music_key, self.music.path)
+        music = self.options.music
+        if music is not None and self.music_key and not music.path.exists():
+            self.storage.get_file(self.music_key, music.path)
 
 
-def _clips_of(segments) -> set[int]:
+def _clips_of(segments: list[Segment]) -> set[int]:
     """The clips (0-based) whose sources rendering `segments` reads: each segment's own, and
     the next one for a transition."""
-    return {s.clip for s in segments} | {s.clip + 1 for s in segments if s.b is not None}
+    return {s.clip for s in segments} | {s.clip + 1 for s in segments if s.into is not None}
+
+
+def _manifest(step: ExportStep, storage: Storage) -> dict:
+    try:
+        return storage.get_json(manifest_key(step.partition_key))
+    except ObjectNotFound as exc:
+        raise ExportFailure(
+            "the clip manifest is missing: materialize downloaded_clips for this partition first",
+            cause=FailureCause.STORAGE,
+            permanent=True,
+        ) from exc
+
+
+def _clip(
+    spec: ClipSpec,
+    entry: dict | None,
+    storage: Storage,
+    media: MediaTools,
+    work: Path,
+    stream: bool,
+) -> Clip:
+    """The request's clip as its manifest entry archived it. Read in place where storage is
+    a filesystem here, or streamed (`stream`) where a step needs only its span of a large
+    clip: one long clip's chunks are many steps, and each would otherwise copy the whole
+    clip; else fetched into `work` when needed (`Encode.fetch_sources`)."""
+    if entry is None or entry["url"] != spec.url:
+        raise ExportFailure(
+            f"{spec.label} is not in the clip manifest: re-run downloaded_clips",
+            cause=FailureCause.STORAGE,
+            permanent=True,
+        )
+    info = MediaInfo.from_record(entry.get("media"))
+    local: Source | None = storage.local_file(entry["key"])
+    big = entry.get("bytes", 0) > media.stream_sources_mb * 1024**2 > 0
+    if local is None and stream and big and info is not None:
+        local = RemoteFile(storage.url(entry["key"]))
+    local = local or work / f"source-{spec.position:04d}{Path(entry['key']).suffix}"
+    if info is None:  # an older manifest: probe the file itself
+        if not local.exists():
+            storage.get_file(entry["key"], local)
+        info = probe(local, media.runner())
+    return Clip(
+        path=local,
+        trim_start=spec.trim_start,
+        duration=spec.duration,
+        info=info,
+        label=spec.label,
+        content_hash=entry["sha256"],
+        transition=_transition(spec),
+    )
 
 
 def open_encode(
@@ -216,51 +245,21 @@ def open_encode(
     are only fetched where the manifest has no probe of them; with `stream`, clips over
     `stream_sources_mb` in remote storage will be read over HTTP, not fetched."""
     spec = step.spec
-    try:
-        manifest = storage.get_json(manifest_key(step.partition_key))
-    except ObjectNotFound as exc:
-        raise ExportFailure(
-            "the clip manifest is missing: materialize downloaded_clips for this partition first",
-            cause=FailureCause.STORAGE,
-            permanent=True,
-        ) from exc
+    manifest = _manifest(step, storage)
     entries = {entry["position"]: entry for entry in manifest["clips"]}
-    inputs = []
-    for clip in spec.ordered_clips:
-        entry = entries.get(clip.position)
-        if entry is None or entry["url"] != clip.url:
-            raise ExportFailure(
-                f"{clip.label} is not in the clip manifest: re-run downloaded_clips",
-                cause=FailureCause.STORAGE,
-                permanent=True,
-            )
-        # Read in place where storage is a filesystem here, or streamed (`stream`) where a
-        # step needs only its span of a large clip: one long clip's chunks are many steps,
-        # and each would otherwise copy the whole clip.
-        info = MediaInfo.from_record(entry.get("media"))
-        local: Source | None = storage.local_file(entry["key"])
-        big = entry.get("bytes", 0) > media.stream_sources_mb * 1024**2 > 0
-        if local is None and stream and big and info is not None:
-            local = RemoteFile(storage.url(entry["key"]))
-        local = local or work / f"source-{clip.position:04d}.mp4"
-        if info is None:  # an older manifest: probe the file itself
-            if not local.exists():
-                storage.get_file(entry["key"], local)
-            info = probe(local, ffprobe=media.ffprobe, limits=media.limits())
-        inputs.append(
-            RenderInput(
-                path=local,
-                trim_start=clip.trim_start,
-                duration=clip.duration,
-                info=info,
-                label=clip.label,
-                content_hash=entry["sha256"],
-                transition=_transition(clip),
-            )
-        )
+    clips = [
+        _clip(c, entries.get(c.position), storage, media, work, stream) for c in spec.ordered_clips
+    ]
     burn, soft = _captions(spec, manifest)
     music, music_key = _music(spec, manifest, work)
-    fps = choose_frame_rate([i.info.fps for i in inputs], cap=Fraction(media.max_fps))
+    options = RenderOptions(
+        captions=burn,
+        music=music,
+        subtitles=soft,
+        max_segment_s=media.max_segment_s,
+        parallel=media.segment_workers,
+    )
+    fps = choose_frame_rate([c.info.fps for c in clips], cap=Fraction(media.max_fps))
     settings = encode_settings(
         spec.resolution,
         spec.aspect_ratio,
@@ -271,9 +270,7 @@ def open_encode(
         format=spec.format,
         loudness=media.loudness_lufs if spec.audio_normalize else None,
     )
-    return Encode(
-        step, storage, media, work, manifest, inputs, settings, burn, soft, music, music_key
-    )
+    return Encode(step, storage, media, work, manifest, clips, settings, options, music_key)
 
 
 # ---- the steps
@@ -329,6 +326,62 @@ def _step_name(batch: list[int], audio: int) -> str:
     return name
 
 
+def _batch(
+    encode: Encode, plan: RenderPlan, wanted: list[Renderable], cache: StorageSegmentCache
+) -> tuple[list[Renderable], list[Segment]]:
+    """What a segment step renders of `wanted`: the segments whose pictures the cache lacks
+    (one already there, from a retried run or another export, is done) and the audio track,
+    first, with the sound of the segments the cache lacks; their sources fetched."""
+    todo: list[Renderable] = [
+        p for p in wanted if p is not plan.audio and not cache.has(p.video_name)
+    ]
+    sounds = []
+    if plan.audio in wanted:
+        sounds = [s for s in plan.segments if not cache.fetch(s.audio_name or "", s.audio)]
+        encode.fetch_music()
+        todo.insert(0, plan.audio)
+    encode.fetch_sources(_clips_of([p for p in todo if p is not plan.audio] + sounds))
+    return todo, sounds
+
+
+def _reporter(step: ExportStep, todo: list[Renderable]) -> Callable[[], None]:
+    """Reports the parts of `todo` that moved since the last report (called twice a
+    second) to the row's progress, summed over every segment step."""
+    reported: dict[int, float] = {}
+
+    def report() -> None:
+        moved = {p.index: p.done for p in todo if reported.get(p.index) != p.done}
+        if not moved:
+            return
+        reported.update(moved)
+        whole = step.store.segment_progress(step.request_id, moved)
+        if whole is not None:
+            step.progress(whole)
+
+    return report
+
+
+def _store_audio_track(
+    step: ExportStep,
+    storage: Storage,
+    plan: RenderPlan,
+    cache: StorageSegmentCache,
+    sounds: list[Segment],
+) -> str:
+    """Cache the segments' sound rendered here and put the audio track in work/; its key."""
+    for segment in sounds:
+        if segment.audio_name:
+            cache.store(segment.audio_name, segment.audio)
+    file = plan.settings.format.audio.track
+    track = audio_track_key(step.partition_key, step.context.run_id, file.extension)
+    storage.put_file(plan.audio.path, track, content_type=file.content_type)
+    step.context.log.info(
+        f"{step.partition_key}: the audio track rendered ({len(sounds)} of "
+        f"{len(plan.segments)} segments' sound rendered, the others cached)"
+    )
+    return track
+
+
 def render_batch(
     step: ExportStep, media: MediaTools, storage: Storage, indexes: list[int], attempt: int
 ) -> dict:
@@ -354,52 +407,76 @@ def render_batch(
             )
         cache = StorageSegmentCache(storage)
         wanted = [plan.parts[i] for i in indexes]
-        # a segment already in the cache (a retried run, another export's) is done
-        todo: list = [p for p in wanted if p is not plan.audio and not cache.has(p.video_name)]
-        sounds = []
-        if plan.audio in wanted:
-            sounds = [s for s in plan.segments if not cache.fetch(s.audio_name or "", s.audio)]
-            encode.fetch_music()
-            todo.insert(0, plan.audio)
-        encode.fetch_sources(_clips_of([p for p in todo if p is not plan.audio] + sounds))
+        todo, sounds = _batch(encode, plan, wanted, cache)
+        report = _reporter(step, todo)
 
-        reported: dict[int, float] = {}
-
-        def report() -> None:
-            # Only the parts that moved since the last report (this runs twice a second).
-            moved = {p.index: p.done for p in todo if reported.get(p.index) != p.done}
-            if not moved:
-                return
-            reported.update(moved)
-            whole = step.store.segment_progress(step.request_id, moved)
-            if whole is not None:
-                step.progress(whole)
-
-        def finished(segment) -> None:
+        def finished(segment: Segment) -> None:
             if segment.video_name:
                 cache.store(segment.video_name, segment.video)
             step.context.log.info(f"{step.partition_key}: {segment.label} rendered ({segment.key})")
 
-        render_segments(
+        render_parts(
             plan, todo, audio_pending=sounds, parallel=media.segment_workers, report=report,
-            finished=finished, ffmpeg=media.ffmpeg, timeout_s=media.ffmpeg_timeout_s,
-            limits=media.limits(),
+            finished=finished, ffmpeg=media.runner(),
         )  # fmt: skip
         report()
         track = None
         if plan.audio in wanted:
-            for segment in sounds:
-                if segment.audio_name:
-                    cache.store(segment.audio_name, segment.audio)
-            ext = plan.settings.audio_extension
-            track = audio_track_key(step.partition_key, step.context.run_id, ext)
-            storage.put_file(plan.audio.path, track, content_type=f"audio/{ext}")
-            step.context.log.info(
-                f"{step.partition_key}: the audio track rendered ({len(sounds)} of "
-                f"{len(plan.segments)} segments' sound rendered, the others cached)"
-            )
+            track = _store_audio_track(step, storage, plan, cache, sounds)
     pictures = any(p is not plan.audio for p in wanted)
     return {"attempt": attempt if pictures else None, "audio_track": track}
+
+
+def _render_rest(encode: Encode, tracks: list[str], output: Path) -> RenderResult:
+    """The join's render: normally nothing is left to render; after a segment's retry with
+    safer settings, the others are rendered again here with those (`render_video` renders
+    only what the cache lacks, so the sources of those clips alone are fetched), and the
+    audio track too if no segment step left it."""
+    cache = StorageSegmentCache(encode.storage)
+    plan = encode.plan()
+    missing = [s for s in plan.segments if not cache.has(s.video_name)]
+    track = encode.work / f"audio-track.{encode.settings.format.audio.track.extension}"
+    try:
+        encode.storage.get_file(tracks[0], track)
+    except (IndexError, ObjectNotFound):
+        track = None  # not rendered (or gone): rendered here
+        missing += [s for s in plan.segments if not cache.has(s.audio_name)]
+        encode.fetch_music()
+    encode.fetch_sources(_clips_of(missing))
+    return render_video(
+        encode.clips,
+        encode.settings,
+        encode.work / "segments",
+        output,
+        encode.options,
+        ffmpeg=encode.media.runner(),
+        cache=cache,
+        on_progress=encode.step.progress,
+        audio_track=track,
+    )
+
+
+def _summary(encode: Encode, result: RenderResult, record: dict, attempt: int, key: str) -> dict:
+    """The encoded video's record, for `published_video` and the step's metadata."""
+    settings = encode.settings
+    return {
+        "key": key,
+        "format": settings.format.name,
+        "bytes": result.size_bytes,
+        "duration_s": result.duration_s,
+        "frames": result.frames,
+        "width": settings.width,
+        "height": settings.height,
+        "fps": str(settings.fps),
+        "settings": {k: str(v) for k, v in settings.record().items()},
+        "attempt": attempt + 1,
+        "clip_count": len(encode.clips),
+        "segments": result.segments,
+        "reused_segments": int(record["cached"]),
+        "rendered_in_join": result.segments - result.reused_segments,
+        "stream_copy": result.stream_copy,
+        "seconds": round(time.time() - float(record["started_at"]), 2),  # plan to join
+    }
 
 
 def join_encode(step: ExportStep, media: MediaTools, storage: Storage, parts: list[dict]) -> Output:
@@ -409,91 +486,39 @@ def join_encode(step: ExportStep, media: MediaTools, storage: Storage, parts: li
     attempts = [int(p["attempt"]) for p in parts if p.get("attempt") is not None]
     attempt = max([int(record["attempt"]), *attempts])
     tracks = [p["audio_track"] for p in parts if p.get("audio_track")]
+    target = output_format(step.spec.format)
+    key = encoded_key(step.partition_key, target.extension)
     with media.temp_dir(f"export-{step.partition_key}-join") as scratch:
-        work = Path(scratch)
-        encode = open_encode(step, storage, media, work, attempt)
-        cache = StorageSegmentCache(storage)
-        # Normally nothing is left to render; after a segment's retry with safer settings,
-        # the others are rendered again here with those (`render_video` renders only what
-        # the cache lacks, so the sources of those clips alone are fetched).
-        plan = encode.plan()
-        missing = [s for s in plan.segments if not cache.has(s.video_name)]
-        track = work / f"audio-track.{encode.settings.audio_extension}"
-        try:
-            storage.get_file(tracks[0], track)
-        except (IndexError, ObjectNotFound):
-            track = None  # not rendered (or gone): rendered here
-            missing += [s for s in plan.segments if not cache.has(s.audio_name)]
-            encode.fetch_music()
-        encode.fetch_sources(_clips_of(missing))
-        target = output_format(step.spec.format)
-        output = work / f"encoded.{target.extension}"
-        result = render_video(
-            encode.inputs,
-            encode.settings,
-            work / "segments",
-            output,
-            on_progress=step.progress,
-            ffmpeg=media.ffmpeg,
-            ffprobe=media.ffprobe,
-            timeout_s=media.ffmpeg_timeout_s,
-            cache=cache,
-            limits=media.limits(),
-            parallel=media.segment_workers,
-            captions=encode.burn,
-            music=encode.music,
-            subtitles=encode.soft,
-            max_segment_s=media.max_segment_s,
-            audio_track=track,
-        )
-        key = encoded_key(step.partition_key, target.extension)
-        storage.move_file(output, key, content_type=target.content_type)
+        encode = open_encode(step, storage, media, Path(scratch), attempt)
+        result = _render_rest(encode, tracks, Path(scratch) / f"encoded.{target.extension}")
+        storage.move_file(result.output, key, content_type=target.content_type)
     for used in tracks:
         storage.delete(used)
     step.store.end_segments(step.request_id)
-    settings = encode.settings
-    seconds = round(time.time() - float(record["started_at"]), 2)  # plan to join
-    rendered_here = result.segments - result.reused_segments
-    reused = int(record["cached"])
-    summary = {
-        "key": key,
-        "format": target.name,
-        "bytes": result.size_bytes,
-        "duration_s": result.duration_s,
-        "frames": result.frames,
-        "width": settings.width,
-        "height": settings.height,
-        "fps": str(settings.fps),
-        "settings": {k: str(v) for k, v in asdict(settings).items()},
-        "attempt": attempt + 1,
-        "clip_count": len(encode.inputs),
-        "segments": result.segments,
-        "reused_segments": reused,
-        "rendered_in_join": rendered_here,
-        "stream_copy": result.stream_copy,
-        "seconds": seconds,
-    }
+    summary = _summary(encode, result, record, attempt, key)
     storage.put_json(encoded_record_key(step.partition_key), summary)
     return Output(
         None,
         metadata={
             "duration_s": round(result.duration_s, 3),
             "bytes": result.size_bytes,
-            "frame_size": f"{settings.width}x{settings.height}",
-            "fps": float(settings.fps),
+            "frame_size": f"{summary['width']}x{summary['height']}",
+            "fps": float(encode.settings.fps),
             "frames": result.frames,
             "encoder_settings": MetadataValue.json(summary["settings"]),
             "attempt": attempt + 1,
             "segments": result.segments,
-            "reused_segments": reused,
-            "rendered_in_join": rendered_here,
+            "reused_segments": summary["reused_segments"],
+            "rendered_in_join": summary["rendered_in_join"],
             "stream_copy": result.stream_copy,
-            "seconds": seconds,
+            "seconds": summary["seconds"],
         },
     )
 
 
 def build_encoded_video(retry_policy: RetryPolicy):
+    # Over 60 lines: the three ops and the graph asset are defined together, each closing
+    # over the retry policy.
     retries = retry_policy.max_retries
 
     @op(
@@ -557,8 +582,8 @@ def build_encoded_video(retry_policy: RetryPolicy):
         group_name="export",
         ins={"downloaded_clips": AssetIn(key=downloaded_clips_key, dagster_type=Nothing)},
         description=(
-            "The clips trimmed, fitted, joined and encoded (H.264/AAC MP4, faststart; HEVC "
-            "or WebM on request), one step per segment."
+            "The clips trimmed, fitted, joined and encoded in the request's format, one step "
+            "per segment."
         ),
         kinds={"ffmpeg"},
     )

@@ -18,18 +18,18 @@ from export_pipeline.domain.layout import soundtrack_key
 from export_pipeline.domain.request import CaptionsSpec, SoundtrackSpec
 from export_pipeline.io.http import ByteBudget, DownloadPolicy, download
 from export_pipeline.io.storage import Storage
-from export_pipeline.media.runner import Limits, capture
+from export_pipeline.media.ffmpeg import FFmpeg
 from export_pipeline.media.soundtrack import MUSIC_FORMATS
 
 
-def music_duration(path: Path, ffprobe: str, limits: Limits) -> float | None:
+def music_duration(path: Path, ffmpeg: FFmpeg) -> float | None:
     """The length of the audio in a music file; an ExportFailure if it has no audio FFmpeg
     can read (or is not in one of the audio containers we open)."""
-    done = capture(
-        [ffprobe, "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file",
+    done = ffmpeg.capture(
+        ["ffprobe", "-hide_banner", "-loglevel", "error", "-protocol_whitelist", "file",
          "-format_whitelist", MUSIC_FORMATS, "-show_entries",
          "stream=codec_type:format=duration", "-of", "json", f"file:{path}"],
-        timeout_s=60.0, limits=limits,
+        timeout_s=60.0,
     )  # fmt: skip
     try:
         data = json.loads(done.stdout or b"{}") if done.returncode == 0 else {}
@@ -56,8 +56,7 @@ def fetch_soundtrack(
     client,
     budget: ByteBudget | None,
     scratch: Path,
-    ffprobe: str,
-    limits: Limits,
+    ffmpeg: FFmpeg,
 ) -> dict[str, Any]:
     """The soundtrack's manifest entry: reused from an earlier run when archived, else
     downloaded, checked and archived."""
@@ -68,7 +67,7 @@ def fetch_soundtrack(
         got = download(spec.url, path, policy, client, budget)
     except ExportFailure as exc:
         raise exc.within("soundtrack") from exc
-    duration = music_duration(path, ffprobe, limits)
+    duration = music_duration(path, ffmpeg)
     key = soundtrack_key(got.sha256)
     if not storage.exists(key):
         storage.put_file(path, key, content_type="application/octet-stream")

@@ -60,14 +60,8 @@ def make_posters(
     at_s = poster_time(duration_s)
     poster, thumbnail = scratch / "poster.jpg", scratch / "thumbnail.jpg"
     try:
-        limits = media.limits()
         make_poster(
-            video,
-            poster,
-            at_s,
-            ffmpeg=media.ffmpeg,
-            limits=limits,
-            thumbnail=(thumbnail, THUMBNAIL_WIDTH),
+            video, poster, at_s, ffmpeg=media.runner(), thumbnail=(thumbnail, THUMBNAIL_WIDTH)
         )
     except FFmpegError as exc:
         step.context.log.warning(f"{step.partition_key}: no poster, publishing without: {exc}")

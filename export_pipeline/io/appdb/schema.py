@@ -27,6 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 
 from export_pipeline.domain.clock import as_utc
+from export_pipeline.domain.formats import DEFAULT_FORMAT
 
 
 class UTCDateTime(TypeDecorator):
@@ -74,7 +75,7 @@ export_requests = Table(
     _request("quality", Text, nullable=False),
     # mp4 (H.264/AAC), mp4-hevc (H.265/AAC) or webm (VP9/Opus); NULL in rows an older app
     # wrote reads as mp4
-    _request("format", Text, server_default=text("'mp4'")),
+    _request("format", Text, server_default=text(f"'{DEFAULT_FORMAT}'")),
     _request("clips", JSON().with_variant(JSONB(), "postgresql"), nullable=False),
     # Optional parts of the finished video (README, contract): loudness evened out between
     # clips (NULL: on), a soundtrack and captions (JSON objects, NULL: none)

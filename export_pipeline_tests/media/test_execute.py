@@ -15,9 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from export_pipeline.media.commands import encode_settings, frame_count
+from export_pipeline.media.clip import Clip
+from export_pipeline.media.encoding import encode_settings, frame_count
+from export_pipeline.media.execute import segment_workers
+from export_pipeline.media.ffmpeg import FFmpeg
+from export_pipeline.media.plan import RenderOptions
 from export_pipeline.media.probe import probe
-from export_pipeline.media.render import RenderInput, render_video, segment_workers
+from export_pipeline.media.render import render_video
 from export_pipeline.media.runner import FFmpegError
 from export_pipeline.media.samples import make_sample_clip
 
@@ -27,7 +31,7 @@ class Interrupted(BaseException):
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory) -> list[RenderInput]:
+def inputs(tmp_path_factory) -> list[Clip]:
     directory = tmp_path_factory.mktemp("clips")
     clips = []
     for n in range(4):
@@ -35,7 +39,7 @@ def inputs(tmp_path_factory) -> list[RenderInput]:
             directory / f"clip-{n}.mp4", width=320, height=240, fps=Fraction(25), duration=1.0,
             tone_hz=300 + 100 * n,
         )  # fmt: skip
-        clips.append(RenderInput(path, 0.0, None, probe(path), f"clip {n + 1}"))
+        clips.append(Clip(path, 0.0, None, probe(path), f"clip {n + 1}"))
     return clips
 
 
@@ -77,11 +81,11 @@ def settings():
 
 
 def test_the_default_is_two_at_once_with_two_cpus(monkeypatch):
-    monkeypatch.setattr("export_pipeline.media.render.available_cpus", lambda: 2)
+    monkeypatch.setattr("export_pipeline.media.execute.available_cpus", lambda: 2)
     assert segment_workers() == 2
-    monkeypatch.setattr("export_pipeline.media.render.available_cpus", lambda: 16)
+    monkeypatch.setattr("export_pipeline.media.execute.available_cpus", lambda: 16)
     assert segment_workers() == 2
-    monkeypatch.setattr("export_pipeline.media.render.available_cpus", lambda: 1)
+    monkeypatch.setattr("export_pipeline.media.execute.available_cpus", lambda: 1)
     assert segment_workers() == 1
     assert segment_workers(3) == 3
 
@@ -92,8 +96,8 @@ def test_segments_run_side_by_side_and_join_in_order(inputs, wrapper, tmp_path, 
     output = tmp_path / "out.mp4"
     progress: list[float] = []
     result = render_video(
-        inputs, settings(), tmp_path / "work", output, ffmpeg=str(script), parallel=parallel,
-        on_progress=progress.append,
+        inputs, settings(), tmp_path / "work", output, RenderOptions(parallel=parallel),
+        ffmpeg=FFmpeg(ffmpeg=str(script)), on_progress=progress.append,
     )  # fmt: skip
     # Four segments' pictures, the audio track (their four sounds, one after another, and
     # its encode) and the join; at most `parallel` at once, and that many really were.
@@ -128,12 +132,12 @@ def test_a_failing_segment_stops_the_one_beside_it(inputs, wrapper, spawned, tmp
     slow = tmp_path / "slow-clip.mp4"
     slow.write_bytes(inputs[0].path.read_bytes())
     clips = [
-        RenderInput(slow, 0.0, None, inputs[0].info, "clip 1"),
-        RenderInput(tmp_path / "deleted.mp4", 0.0, None, inputs[1].info, "clip 2"),
+        Clip(slow, 0.0, None, inputs[0].info, "clip 1"),
+        Clip(tmp_path / "deleted.mp4", 0.0, None, inputs[1].info, "clip 2"),
     ]
     with pytest.raises(FFmpegError) as caught:
         render_video(clips, settings(), tmp_path / "work", tmp_path / "out.mp4",
-                     ffmpeg=str(script), parallel=3)  # fmt: skip
+                     RenderOptions(parallel=3), ffmpeg=FFmpeg(ffmpeg=str(script)))  # fmt: skip
     assert "while encoding clip 2" in caught.value.__notes__
     assert len(spawned) == 3
     assert_all_gone(spawned)
@@ -148,7 +152,7 @@ def test_an_interrupted_render_kills_every_encode(inputs, wrapper, spawned, tmp_
     for n in range(3):
         slow = tmp_path / f"slow-clip-{n}.mp4"
         slow.write_bytes(inputs[n].path.read_bytes())
-        clips.append(RenderInput(slow, 0.0, None, inputs[n].info, f"clip {n + 1}"))
+        clips.append(Clip(slow, 0.0, None, inputs[n].info, f"clip {n + 1}"))
 
     def interrupt(fraction: float) -> None:
         if len(spawned) == 2:
@@ -156,6 +160,7 @@ def test_an_interrupted_render_kills_every_encode(inputs, wrapper, spawned, tmp_
 
     with pytest.raises(Interrupted):
         render_video(clips, settings(), tmp_path / "work", tmp_path / "out.mp4",
-                     ffmpeg=str(script), parallel=2, on_progress=interrupt)  # fmt: skip
+                     RenderOptions(parallel=2), ffmpeg=FFmpeg(ffmpeg=str(script)),
+                     on_progress=interrupt)  # fmt: skip
     assert len(spawned) == 2  # the third never started
     assert_all_gone(spawned)

@@ -1,12 +1,15 @@
+"""A clip whose video already is what the export needs goes in untouched (the copy path)."""
+
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from export_pipeline.media.commands import copy_segment_argv, encode_settings
+from export_pipeline.media.clip import Clip, can_copy, copy_path
+from export_pipeline.media.encoding import encode_settings
 from export_pipeline.media.probe import MediaInfo
-from export_pipeline.media.render import RenderInput, can_copy, copy_path, segment_job, segment_key
+from export_pipeline.media.segment import Segment, copy_segment_argv, segment_key
 
 SETTINGS = encode_settings("1080p", "16:9", "high", Fraction(24))
 READY = MediaInfo(
@@ -18,7 +21,7 @@ READY = MediaInfo(
 
 
 def clip(info=READY, trim=0.0, duration=None, content="abc"):
-    return RenderInput(Path("/x/c.mp4"), trim, duration, info, "clip 1 (scene 1)", content)
+    return Clip(Path("/x/c.mp4"), trim, duration, info, "clip 1 (scene 1)", content)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +44,7 @@ def test_can_copy(inp, ok):
     assert can_copy(inp, SETTINGS) is ok
 
 
-def test_copy_path_needs_one_set_of_headers():
+def test_clip_needs_one_set_of_headers():
     other = clip(replace(READY, extradata_hash="CRC32:bbbb"))
     assert copy_path([clip(), clip()], SETTINGS)
     assert not copy_path([clip(), other], SETTINGS)
@@ -59,8 +62,8 @@ def test_segment_keys_follow_content_trim_and_settings():
 
 
 def test_copy_argv_copies_the_video_only():
-    job = segment_job(clip(), Path("/w/v.mp4"), Path("/w/a.wav"))
-    argv = copy_segment_argv(job, SETTINGS)
+    segment = Segment(0, 0, clip(), video=Path("/w/v.mp4"), audio=Path("/w/a.wav"))
+    argv = copy_segment_argv(segment, SETTINGS)
     assert argv[argv.index("-c:v") + 1] == "copy"
     assert "libx264" not in argv and "-filter_complex" not in argv
     assert "-an" in argv and argv[-1] == "file:/w/v.mp4"  # the sound: segment_audio_argv

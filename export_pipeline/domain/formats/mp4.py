@@ -1,0 +1,72 @@
+"""`mp4`: H.264 (libx264, yuv420p) + AAC in MP4 with `+faststart`, what every player opens.
+Its AAC track, MP4 container and SRT-as-mov_text captions are shared by `mp4_hevc`."""
+
+from __future__ import annotations
+
+from export_pipeline.domain.formats.profile import (
+    AudioEncoder,
+    Container,
+    EncoderParams,
+    OutputFormat,
+    SoftSubtitles,
+    VideoEncoder,
+    threads,
+)
+
+X264_PRESETS: tuple[str, ...] = (
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+)
+# The default x264 preset, chosen over the benchmark corpus (README, Performance).
+DEFAULT_PRESET = "veryfast"
+
+CONTAINER = Container(muxer="mp4", extension="mp4", demuxers="mov,mp4", content_type="video/mp4")
+# The index (moov) before the media, so a player starts before the whole file has arrived.
+FASTSTART = ("-movflags", "+faststart")
+# AAC, in an MP4 audio file (.m4a) between the audio step and the join.
+AAC = AudioEncoder(
+    codec="aac",
+    encoder="aac",
+    bitrate=192_000,
+    track=Container(muxer="mp4", extension="m4a", demuxers="mov,mp4,m4a", content_type="audio/m4a"),
+)
+# Soft captions: an SRT file, stored as MP4's own text track.
+MOV_TEXT = SoftSubtitles(document="srt", demuxer="srt", extension="srt", codec="mov_text")
+
+
+def x264_args(p: EncoderParams) -> list[str]:
+    """libx264: CRF under a VBV cap (maxrate, bufsize, the buffer starting `vbv_init` full)."""
+    return [
+        "-c:v", "libx264", *threads("-threads", p.threads), "-preset", p.preset,
+        "-crf", str(p.crf), "-maxrate", str(p.maxrate), "-bufsize", str(p.bufsize),
+        "-x264-params", f"vbv-init={p.vbv_init}", "-profile:v", p.profile, "-pix_fmt", "yuv420p",
+    ]  # fmt: skip
+
+
+PROFILE = OutputFormat(
+    name="mp4",
+    file=CONTAINER,
+    muxer_args=FASTSTART,
+    segments=CONTAINER,
+    video=VideoEncoder(
+        codec="h264",
+        crf={"low": 28, "medium": 23, "high": 20},
+        speeds=X264_PRESETS,
+        default_speed=DEFAULT_PRESET,
+        # A second retry falls back to profile main.
+        profiles=("high", "high", "main"),
+        args=x264_args,
+        takes_preset=True,
+    ),
+    audio=AAC,
+    subtitles=MOV_TEXT,
+    # A clip that already is H.264 yuv420p at the target size and rate goes in untouched.
+    copies_clips=True,
+)
