@@ -116,6 +116,16 @@ def soundtrack_key(sha256: str) -> str:
     return f"soundtracks/sha256/{sha256}"
 
 
+def soundtrack_index_key(url: str) -> str:
+    """Which archived soundtrack a URL gave (a re-export finds it after the URL died)."""
+    return f"soundtracks/by-url/{hashlib.sha256(url.encode()).hexdigest()}.json"
+
+
+def captions_index_key(url: str) -> str:
+    """The captions text a URL gave (a re-export finds it after the URL died)."""
+    return f"captions/by-url/{hashlib.sha256(url.encode()).hexdigest()}.json"
+
+
 def segment_cache_key(name: str) -> str:
     """A rendered segment (`name` from media: the clip's hash, its span, its settings)."""
     return f"segments/{name}"

@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from export_pipeline.cli.local_runner import evaluate_intake, run_requested
 from export_pipeline.domain import status as st
 from export_pipeline_tests.conftest import clip
 from export_pipeline_tests.e2e.test_pipeline import export, ffprobe
@@ -71,6 +72,23 @@ def test_transitions_soundtrack_and_captions_end_to_end(settings, store, instanc
     )
     assert manifest["soundtrack"]["reused"] is True
     assert manifest["captions"]["text"].startswith("1\n")
+
+    # A re-export is a new request, with a partition of its own: it finds the soundtrack
+    # and the captions by their URLs in the archive too, as it does the clips.
+    new_id = store.reexport(request_id)
+    tick = evaluate_intake(instance, defs, cursor=str(new_id - 1))
+    (rerun,) = run_requested(instance, defs, tick)
+    assert rerun.success, store.get(new_id)["error_message"]
+    manifest = json.loads(
+        (Path(settings.storage.local_root) / f"work/exp-{new_id}/clips.json").read_text()
+    )
+    assert manifest["soundtrack"]["reused"] is True
+    assert manifest["captions"]["text"].startswith("1\n")
+    kinds = {
+        s["codec_type"]
+        for s in ffprobe(Path(unquote(urlsplit(store.get(new_id)["video_url"]).path)))["streams"]
+    }
+    assert kinds == {"video", "audio", "subtitle"}
 
 
 def test_a_soundtrack_that_is_not_audio_fails_with_a_message(settings, store, instance, cdn):

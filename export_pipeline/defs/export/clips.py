@@ -144,7 +144,7 @@ def _fetch_extras(
         step.context.log.info(f"soundtrack: {extras['soundtrack']['bytes']} bytes")
     if step.spec.captions:
         captions = fetch_captions(
-            step.spec.captions, previous.get("captions"), policy, client, budget, scratch
+            step.spec.captions, previous.get("captions"), storage, policy, client, budget, scratch
         )
         if captions:
             extras["captions"] = captions

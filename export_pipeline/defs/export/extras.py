@@ -14,7 +14,7 @@ from typing import Any
 
 from export_pipeline.domain.captions import MAX_TEXT, parse_captions
 from export_pipeline.domain.failures import ExportFailure, FailureCause, InvalidRequest
-from export_pipeline.domain.layout import soundtrack_key
+from export_pipeline.domain.layout import captions_index_key, soundtrack_index_key, soundtrack_key
 from export_pipeline.domain.request import CaptionsSpec, SoundtrackSpec
 from export_pipeline.io.http import ByteBudget, DownloadPolicy, download
 from export_pipeline.io.storage import Storage
@@ -58,10 +58,12 @@ def fetch_soundtrack(
     scratch: Path,
     ffmpeg: FFmpeg,
 ) -> dict[str, Any]:
-    """The soundtrack's manifest entry: reused from an earlier run when archived, else
-    downloaded, checked and archived."""
-    if previous and previous.get("url") == spec.url and storage.exists(previous["key"]):
-        return {**previous, "reused": True}
+    """The soundtrack's manifest entry: reused when archived (by an earlier run of this
+    export, or by any export that fetched the same URL), else downloaded, checked and
+    archived."""
+    for entry in (previous, _indexed(storage, soundtrack_index_key(spec.url))):
+        if entry and entry.get("url") == spec.url and storage.exists(entry["key"]):
+            return {**entry, "reused": True}
     path = scratch / "soundtrack.download"
     try:
         got = download(spec.url, path, policy, client, budget)
@@ -72,15 +74,22 @@ def fetch_soundtrack(
     if not storage.exists(key):
         storage.put_file(path, key, content_type="application/octet-stream")
     path.unlink(missing_ok=True)
-    return {
+    entry = {
         "url": spec.url, "key": key, "sha256": got.sha256, "bytes": got.size_bytes,
-        "duration": duration, "reused": False,
+        "duration": duration,
     }  # fmt: skip
+    storage.put_json(soundtrack_index_key(spec.url), entry)
+    return {**entry, "reused": False}
+
+
+def _indexed(storage: Storage, key: str) -> dict[str, Any] | None:
+    return storage.get_json(key) if storage.exists(key) else None
 
 
 def fetch_captions(
     spec: CaptionsSpec,
     previous: dict[str, Any] | None,
+    storage: Storage,
     policy: DownloadPolicy,
     client,
     budget: ByteBudget | None,
@@ -90,8 +99,9 @@ def fetch_captions(
     request holds the text itself."""
     if spec.url is None:
         return None
-    if previous and previous.get("url") == spec.url and previous.get("text") is not None:
-        return previous
+    for entry in (previous, _indexed(storage, captions_index_key(spec.url))):
+        if entry and entry.get("url") == spec.url and entry.get("text") is not None:
+            return entry
     path = scratch / "captions.download"
     try:
         download(spec.url, path, policy, client, budget)
@@ -108,4 +118,6 @@ def fetch_captions(
         parse_captions(text, spec.kind)
     except UnicodeDecodeError:
         raise InvalidRequest("captions: the file is not UTF-8 text") from None
-    return {"url": spec.url, "text": text}
+    entry = {"url": spec.url, "text": text}
+    storage.put_json(captions_index_key(spec.url), entry)
+    return entry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection, Mapping
 from datetime import datetime
 from functools import lru_cache
@@ -400,8 +401,11 @@ class RequestStore(Notices, Reports):
 
 
 def for_display(row: dict[str, Any]) -> dict[str, Any]:
-    """The row with `clips` decoded when it is valid JSON (as the app wrote it otherwise)."""
-    try:
-        return {**row, "clips": decode_json(row["clips"])}
-    except ValueError:
-        return row
+    """The row with its JSON columns (`clips`, `soundtrack`, `captions`) decoded where they
+    are valid JSON (as the app wrote them otherwise)."""
+    shown = dict(row)
+    for name in ("clips", "soundtrack", "captions"):
+        if isinstance(shown.get(name), str):
+            with contextlib.suppress(ValueError):
+                shown[name] = decode_json(shown[name])
+    return shown
