@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from export_pipeline_tests.daemon import wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 DOCKER_DIR = REPO / "docker"
 COMPOSE_FILE = DOCKER_DIR / "docker-compose.yml"
@@ -30,16 +32,6 @@ TEST_LABEL = "export-pipeline-stack-test"
 RUN_LABEL = "app=export-pipeline"
 USER_CODE_IMAGE = "export-pipeline-user-code:local"
 LONG_SERVICES = ("postgres", "minio", "user_code", "webserver", "daemon")
-
-
-def wait_for(condition: Callable[[], Any], timeout_s: float, what: str, poll_s: float = 0.5):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def docker_unavailable() -> str | None:

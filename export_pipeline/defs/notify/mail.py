@@ -48,9 +48,10 @@ from export_pipeline.defs.notify.reminder import INTERVAL_S, REMIND_DAYS, fresh_
 from export_pipeline.defs.notify.webhook import (
     Pending,
     backoff_s,
+    due,
     dump_cursor,
+    held,
     load_cursor,
-    outcome_key,
 )
 from export_pipeline.defs.resources import AppDatabase, StorageResource
 from export_pipeline.domain import status as st
@@ -197,19 +198,10 @@ class EmailTick(_Tick):
 
     def run(self, smtp: SmtpSender) -> None:
         policy = self.policy
-        held = sum(1 for entry in self.pending.values() if entry.waiting(self.now))
         since = datetime.fromtimestamp(self.now - policy.max_age_s, UTC)
-        rows = self.store.unemailed(
-            tuple(KIND_OF_STATUS), since=since, limit=policy.batch_size + held
-        )
-        for row in rows:
-            key, outcome = str(row["id"]), outcome_key(row)
-            entry = self.pending.get(key)
-            if entry is not None and entry.outcome != outcome:
-                del self.pending[key]  # a newer outcome: it gets its own attempts
-                entry = None
-            if entry is not None and entry.waiting(self.now):
-                continue
+        limit = policy.batch_size + held(self.pending, self.now)
+        rows = self.store.unemailed(tuple(KIND_OF_STATUS), since=since, limit=limit)
+        for row, key, outcome, entry in due(rows, self.pending, self.now):
             if self.tried >= policy.batch_size or self.out_of_time():
                 break
             self.tried += 1

@@ -221,6 +221,25 @@ class Pending:
         return self.gave_up or self.next_at > now
 
 
+def held(pending: Mapping[str, Pending], now: float) -> int:
+    """How many outcomes wait for their next attempt (a tick reads that many more rows)."""
+    return sum(1 for entry in pending.values() if entry.waiting(now))
+
+
+def due(rows, pending: dict[str, Pending], now: float):
+    """(row, key, outcome, its earlier failed attempts or None) for each row whose outcome
+    may be tried now: a newer outcome than the one that failed gets attempts of its own; one
+    waiting for its backoff is left out."""
+    for row in rows:
+        key, outcome = str(row["id"]), outcome_key(row)
+        entry = pending.get(key)
+        if entry is not None and entry.outcome != outcome:
+            del pending[key]
+            entry = None
+        if entry is None or not entry.waiting(now):
+            yield row, key, outcome, entry
+
+
 def load_cursor(cursor: str | None) -> dict[str, Pending]:
     """Per request id; an unreadable cursor starts afresh (at worst a few extra POSTs)."""
     try:
@@ -285,19 +304,13 @@ class WebhookTick:
         self.stopped = ""
 
     def run(self, client: httpx.Client) -> None:
-        held = sum(1 for entry in self.pending.values() if entry.waiting(self.now))
         since = datetime.fromtimestamp(self.now - self.policy.max_age_s, UTC)
         rows = self.store.unnotified(
-            self.policy.statuses, since=since, limit=self.policy.batch_size + held
+            self.policy.statuses,
+            since=since,
+            limit=self.policy.batch_size + held(self.pending, self.now),
         )
-        for row in rows:
-            key, outcome = str(row["id"]), outcome_key(row)
-            entry = self.pending.get(key)
-            if entry is not None and entry.outcome != outcome:
-                del self.pending[key]  # a newer outcome: it gets its own attempts
-                entry = None
-            if entry is not None and entry.waiting(self.now):
-                continue
+        for row, key, outcome, entry in due(rows, self.pending, self.now):
             if self.tried >= self.policy.batch_size:
                 break
             if time.monotonic() - self.started + self.policy.timeout_s > self.policy.tick_budget_s:
