@@ -239,7 +239,7 @@ def test_a_cancel_during_an_encode_never_waits_for_a_retry(
     from dagster import DagsterEventType
 
     settings = settings.replace(
-        media={"ffmpeg": str(ffmpeg_canceled_midway(tmp_path, settings.db_url))}
+        media={"ffmpeg": str(ffmpeg_canceled_midway(tmp_path, settings.app_db.url))}
     )
     request_id, result, _ = export(settings, store, instance, [clip(cdn.url("landscape.mp4"), 1)])
     row = store.get(request_id)
