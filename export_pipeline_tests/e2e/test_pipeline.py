@@ -145,6 +145,12 @@ def test_mixed_clips_export_end_to_end(settings, store, instance, cdn):
     assert set(events) == {"downloaded_clips", "encoded_video", "published_video"}
     assert events["downloaded_clips"]["clip_count"].value == 3
     assert events["downloaded_clips"]["fetched"].value == 3
+    # Each fetched clip's download and checks are timed, and shown per clip.
+    table = events["downloaded_clips"]["clips"].value.splitlines()[2:]
+    timings = [line.rstrip(" |").split(" | ")[-2:] for line in table]
+    assert len(timings) == 3 and all(float(d) > 0 and float(c) > 0 for d, c in timings), table
+    total = sum(float(c) for _, c in timings)
+    assert events["downloaded_clips"]["check_s"].value == pytest.approx(total, abs=0.01)
     assert events["published_video"]["url"].value == row["video_url"]
     assert events["published_video"]["clip_count"].value == 3
 
@@ -167,6 +173,8 @@ def test_reexecution_reuses_archived_clips_after_the_cdn_forgot_them(
     assert cdn.hits["landscape.mp4"] == hits  # the CDN was not asked again
     metadata = again.asset_materializations_for_node("downloaded_clips")[0].metadata
     assert metadata["reused"].value == 1 and metadata["fetched"].value == 0
+    assert metadata["check_s"].value == 0  # nothing fetched, nothing checked again
+    assert metadata["clips"].value.splitlines()[2].endswith("| reused | - | - |")
     row = store.get(request_id)
     assert row["status"] == st.COMPLETE and row["run_id"] == again.run_id
     assert row["video_url"] == first_url  # the stable key: one video per request

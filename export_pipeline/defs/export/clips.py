@@ -39,6 +39,12 @@ from export_pipeline.media.probe import InvalidMedia, probe_and_check
 PROGRESS_BAND = (0, 10)
 
 
+# What fetching one clip took, recorded with the clips it fetched (not with reused ones):
+# the download, and the probe and checks (`probe_and_check`), which run in the download
+# thread, so one clip's checks overlap the other clips' downloads.
+TIMINGS = ("download_s", "check_s")
+
+
 @dataclass
 class ClipFetcher:
     """Gets one clip into the archive: from an earlier run if possible, else from the CDN."""
@@ -66,11 +72,15 @@ class ClipFetcher:
         if entry:
             # A reused clip is encoded all the same: it counts against the export's limit.
             self._count(clip, entry["bytes"])
-            return {**entry, "reused": True}
+            earlier = {k: v for k, v in entry.items() if k not in TIMINGS}
+            return {**earlier, "reused": True}
         path = self.scratch / f"clip-{clip.position:04d}.download"
         try:
+            started = time.monotonic()
             got = download(clip.url, path, self.policy, client, self.budget)
+            downloaded = time.monotonic()
             info = probe_and_check(path, self.media.runner())
+            checked = time.monotonic()
         except InvalidMedia as exc:
             raise exc.of_clip(clip.label) from exc
         except ExportFailure as exc:
@@ -87,7 +97,11 @@ class ClipFetcher:
             "media": info.to_record(),  # so the encode step need not probe it again
         }
         self.storage.put_json(url_index_key(clip.url), entry)
-        return {**entry, "reused": False}
+        timings = {
+            "download_s": round(downloaded - started, 3),
+            "check_s": round(checked - downloaded, 3),
+        }
+        return {**entry, "reused": False, **timings}
 
     def _count(self, clip: ClipSpec, size: int) -> None:
         if self.budget is None:
@@ -171,7 +185,11 @@ def download_clips(
             entry = fetcher.fetch(clip, client)
             done += 1
             step.progress(done / len(clips))
-            how = "reused from our archive" if entry["reused"] else "downloaded"
+            if entry["reused"]:
+                how = "reused from our archive"
+            else:
+                took = entry["download_s"], entry["check_s"]
+                how = "downloaded in {:.2f} s, checked in {:.2f} s".format(*took)
             step.context.log.info(f"{clip.label}: {how} ({entry['bytes']} bytes)")
             return entry
 
@@ -196,6 +214,7 @@ def download_clips(
             "bytes": sum(r["bytes"] for r in records),
             "planned_duration_s": round(total_s, 3),
             "seconds": seconds,
+            "check_s": round(sum(r.get("check_s", 0.0) for r in records), 3),
             "manifest": MetadataValue.path(manifest),
             "clips": MetadataValue.md(_clip_table(records)),
         }
@@ -204,15 +223,17 @@ def download_clips(
 
 def _clip_table(records: list[dict]) -> str:
     lines = [
-        "| # | scene | codec | size | fps | duration s | audio | bytes | source |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| # | scene | codec | size | fps | duration s | audio | bytes | source "
+        "| download s | checks s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in records:
+        source = "reused" if r["reused"] else "fetched"
         lines.append(
             f"| {r['position']} | {r['scene_number']} | {r.get('codec')} | "
             f"{r.get('width')}x{r.get('height')} | {r.get('fps')} | {r.get('duration')} | "
-            f"{'yes' if r.get('audio') else 'no'} | {r['bytes']} | "
-            f"{'reused' if r['reused'] else 'fetched'} |"
+            f"{'yes' if r.get('audio') else 'no'} | {r['bytes']} | {source} | "
+            f"{r.get('download_s', '-')} | {r.get('check_s', '-')} |"
         )
     return "\n".join(lines)
 
