@@ -101,7 +101,7 @@ def run_timed(argv: list[str]) -> tuple[float, float]:
 def pipeline_settings(footage: Footage, variant: dict[str, Any]) -> EncodeSettings:
     """The encoder settings the pipeline picks for this class's clips (first attempt), with
     the variant's preset and other fields."""
-    fps = choose_frame_rate([Fraction(footage.fps)], cap=Fraction(DEFAULTS.max_fps))
+    fps = choose_frame_rate([Fraction(footage.fps)], cap=Fraction(DEFAULTS.media.max_fps))
     settings = encode_settings(RESOLUTION, ASPECT, QUALITY, fps, variant["preset"])
     return replace(settings, **{k: v for k, v in variant.items() if k != "preset"})
 
@@ -120,7 +120,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
                 break
             except ValueError:
                 continue
-    fields.setdefault("preset", DEFAULTS.x264_preset)
+    fields.setdefault("preset", DEFAULTS.media.x264_preset)
     known = {f.name for f in dataclass_fields(EncodeSettings)}
     if unknown := set(fields) - known:
         raise SystemExit(f"--variant {text}: not EncodeSettings fields: {sorted(unknown)}")
@@ -711,7 +711,7 @@ def main() -> None:
 
     seconds = args.seconds or (2.0 if args.quick else SECONDS)
     count = args.clips or (3 if args.quick else None)
-    default = DEFAULTS.x264_preset
+    default = DEFAULTS.media.x264_preset
     presets = [default, *args.presets.split(",")]
     variants = dict(map(parse_variant, [*presets, *args.variant]))
     # The one-run comparison for presets only: a variant's settings differ from its preset's
