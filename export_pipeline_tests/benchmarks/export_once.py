@@ -62,6 +62,9 @@ def main() -> None:
                 "error": row["error_message"],
                 "seconds": round(seconds, 2),
                 "download_s": meta.get("downloaded_clips", {}).get("seconds"),
+                # The probe and checks of every fetched clip, summed over the clips.
+                "check_s": meta.get("downloaded_clips", {}).get("check_s"),
+                "clip_count": meta.get("downloaded_clips", {}).get("clip_count"),
                 "encode_s": meta.get("encoded_video", {}).get("seconds"),
                 "publish_s": meta.get("published_video", {}).get("seconds_publish"),
                 "reused_segments": meta.get("encoded_video", {}).get("reused_segments"),

@@ -188,6 +188,15 @@ def corpus_tables(report: dict) -> str:
         f"{single['seconds']:.2f}" if (single := report["classes"][n]["presets"][default]
                                       ["single"]) else "-"
         for n in names) + " |")  # fmt: skip
+    lines.append("| in-process export / one run | " + " | ".join(
+        f"{p['seconds'] / single['seconds']:.2f}x" if (single := c["single"]) else "-"
+        for n in names
+        for c in [report["classes"][n]["presets"][default]]
+        for p in [c["pipeline"]]) + " |")  # fmt: skip
+    if any(report["classes"][n]["presets"][default]["pipeline"].get("check_s") for n in names):
+        lines.append("| checks per clip / encode per clip | " + " | ".join(
+            _check_share(report["classes"][n]["presets"][default]["pipeline"])
+            for n in names) + " |")  # fmt: skip
     daemon = report.get("daemon")
     if daemon:
         timeline = ", ".join(f"{k} {v:.1f} s" for k, v in daemon["timeline"].items())
@@ -314,6 +323,16 @@ def eta_tables(results: list[dict]) -> str:
                          f"{min(values):.0%}–{max(values):.0%}"])  # fmt: skip
     lines += _table(["step", "median share", "range"], rows)
     return "\n".join(lines) + "\n"
+
+
+def _check_share(pipeline: dict) -> str:
+    """A clip's probe and checks (the mean over the clips) against its share of the segment
+    encodes (their wall time over the clips): what the download step adds per clip."""
+    clips, check = pipeline.get("clip_count"), pipeline.get("check_s")
+    encode = pipeline["phases"].get("encoded_video: segment encode")
+    if not clips or check is None or not encode:
+        return "-"
+    return f"{check / clips:.2f} / {encode / clips:.2f} s"
 
 
 def prior_tables(report: dict) -> str:
