@@ -264,3 +264,20 @@ def test_every_format_is_tagged_bt709(sources, tmp_path, fmt):
     assert colour_tags(output) == BT709_TAGS
     got = bars_at(output, SECONDS / 2, settings.width, settings.height)
     assert error(got, BARS) <= TOLERANCE, got
+
+
+def test_a_copied_clip_is_tagged_bt709_too(tmp_path):
+    """An untagged HD H.264 clip that is already what the export needs is stream-copied;
+    its headers are retagged, its pixels untouched."""
+    path = tmp_path / "hd.mp4"
+    _ffmpeg(*_bars("1280x720"), "-vf", "format=gbrp,scale=out_color_matrix=bt709:"
+            "out_range=tv,format=yuv420p", "-c:v", "libx264", "-preset", "ultrafast",
+            "-b:v", "300k", "-f", "mp4", str(path))  # fmt: skip
+    settings = encode_settings("720p", "16:9", "low", Fraction(FPS), preset="ultrafast")
+    clip = Clip(path, 0.0, None, probe(path), "clip 1", None)
+    output = tmp_path / "out.mp4"
+    result = render_video([clip, clip], settings, tmp_path / "work", output)
+    assert result.stream_copy
+    assert colour_tags(output) == BT709_TAGS
+    got = bars_at(output, SECONDS * 1.5, settings.width, settings.height)
+    assert error(got, BARS) <= TOLERANCE, got
