@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 from export_pipeline.domain.failures import ExportFailure, FailureCause
+from export_pipeline.media.colour import SDR_BT709, colour_decision
 from export_pipeline.media.encoding import EncodeSettings
 from export_pipeline.media.inputs import MAX_INPUT_PIXELS, Source, as_seconds, clip_input
 from export_pipeline.media.probe import MediaInfo
@@ -86,7 +87,8 @@ def effective_duration(clip: Clip) -> float:
 def can_copy(clip: Clip, settings: EncodeSettings) -> bool:
     """Whether the clip's video can go into the export untouched: in the format's codec (one
     that `copies_clips`), yuv420p with square pixels at the target size and rate, within the
-    quality's bitrate cap, used whole."""
+    quality's bitrate cap, used whole, already SDR BT.709 in limited range (`media.colour`;
+    its headers are retagged so, `VideoEncoder.retag_copy`)."""
     info = clip.info
     whole = clip.trim_start == 0 and (
         clip.duration is None or clip.duration >= info.duration - 1 / float(settings.fps)
@@ -102,6 +104,9 @@ def can_copy(clip: Clip, settings: EncodeSettings) -> bool:
         and info.video_bitrate is not None
         and info.video_bitrate <= settings.maxrate * 1.1
         and info.extradata_hash is not None
+        and colour_decision(info) == SDR_BT709
+        and info.color_range != "pc"
+        and bool(settings.format.video.retag_copy)
     )
 
 

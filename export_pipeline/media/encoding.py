@@ -12,11 +12,13 @@ from fractions import Fraction
 
 from export_pipeline.domain.formats import OutputFormat, output_format
 from export_pipeline.domain.target import QUALITIES, frame_size, video_bitrate_cap
+from export_pipeline.media.colour import OUTPUT_TAGS
 from export_pipeline.media.system import encoder_threads
 
 # Bump when the segment command changes in a way that changes its output, so cached
 # segments made by an older version are not reused.
-SEGMENT_FORMAT_VERSION = 2  # 2: interlaced sources are deinterlaced
+# 2: interlaced sources are deinterlaced; 3: tagged SDR BT.709, sources converted to it.
+SEGMENT_FORMAT_VERSION = 3
 # The same for the audio segments (their keys hold only what changes the sound).
 AUDIO_FORMAT_VERSION = 1
 # The operator's preset (EXPORT_X264_PRESET) by default: the default format's speed setting.
@@ -164,5 +166,6 @@ def audio_sample_count(frames: int, settings: EncodeSettings) -> int:
 
 
 def video_encoder_args(settings: EncodeSettings) -> list[str]:
-    """The format's video encoder at its CRF under the bitrate cap, yuv420p."""
-    return settings.format.video.args(settings)
+    """The format's video encoder at its CRF under the bitrate cap, yuv420p, tagged SDR
+    BT.709 (`media.colour`: every format's output is)."""
+    return [*settings.format.video.args(settings), *OUTPUT_TAGS]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from export_pipeline.media.captions import FONT_DIR, filter_path
 from export_pipeline.media.clip import Clip, span_trim
+from export_pipeline.media.colour import colour_decision, colour_filters
 from export_pipeline.media.encoding import EncodeSettings
 from export_pipeline.media.frame import fit_rect
 from export_pipeline.media.inputs import as_rate
@@ -45,7 +46,8 @@ def video_filter(
     input `index`'s video to the label `out`.
 
     `fps=...:start_time=0` fills a late first frame; `tpad` clones the last frame forever so a
-    slightly short source still reaches `frames`; `trim` ends the stream there. `captions`
+    slightly short source still reaches `frames`; `trim` ends the stream there. The clip's
+    pictures are brought to SDR BT.709 (`media.colour`) before they are fitted. `captions`
     (an ASS file) are drawn on the fitted frame.
     """
     trim = span_trim(clip)
@@ -55,6 +57,7 @@ def video_filter(
     scale, pad = _fit(clip, settings)
     chain = [
         f"[{index}:v:0]" + ",".join([*head, f"fps={as_rate(settings.fps)}:start_time=0"]),
+        *colour_filters(colour_decision(clip.info)),
         scale,
         "setsar=1",
         pad,

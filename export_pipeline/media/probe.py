@@ -44,6 +44,8 @@ MIN_FPS = Fraction(1)
 MAX_FPS = Fraction(1000)
 # Field orders of interlaced video in ffprobe's words ("progressive" and "unknown" are not).
 _INTERLACED = {"tt", "bb", "tb", "bt"}
+# The colour tags of the video stream (`-show_streams` has them), MediaInfo's field names.
+_COLOUR_TAGS = ("color_transfer", "color_primaries", "color_space", "color_range")
 # How far the packets really present may fall short of the declared duration: a frame or
 # two of rounding, a container's slack, never a missing second. Measured: intact MP4, MOV,
 # Matroska, AVI, FLV, MPEG-TS and GIF files, VFR ones and ones whose audio outlasts the video
@@ -100,6 +102,11 @@ class MediaInfo:
     video_bitrate: int | None = None
     extradata_hash: str | None = None
     interlaced: bool = False
+    # The video stream's colour tags in ffprobe's words (None: not tagged); see media.colour.
+    color_transfer: str | None = None
+    color_primaries: str | None = None
+    color_space: str | None = None
+    color_range: str | None = None
 
     @property
     def indexed(self) -> bool:
@@ -339,7 +346,13 @@ def _parse_probe(path: Path, data: dict[str, Any], limits: Limits) -> MediaInfo:
         video_bitrate=int(_number(video.get("bit_rate")) or 0) or None,
         extradata_hash=video.get("extradata_hash"),
         interlaced=video.get("field_order") in _INTERLACED,
+        **{name: _tag(video.get(name)) for name in _COLOUR_TAGS},
     )
+
+
+def _tag(value: object) -> str | None:
+    """A colour tag; None for a missing or unspecified one (ffprobe says "unknown")."""
+    return value if isinstance(value, str) and value not in ("", "unknown", "unspecified") else None
 
 
 def _too_large(width: int, height: int, limits: Limits) -> str:

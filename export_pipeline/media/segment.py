@@ -12,6 +12,7 @@ from pathlib import Path
 
 from export_pipeline.domain.failures import FailureCause
 from export_pipeline.media.clip import Clip, ClipError, effective_duration, max_pixels, open_span
+from export_pipeline.media.colour import SDR_BT709, colour_decision
 from export_pipeline.media.encoding import (
     EncodeSettings,
     audio_sample_count,
@@ -88,13 +89,20 @@ def _span_key(clip: Clip) -> str | None:
     return f"{clip.content_hash}/{clip.trim_start:.3f}-{length}"
 
 
+# The key of a stream-copied segment's pictures; 2: retagged SDR BT.709.
+COPY_KEY = "copy2"
+
+
 def segment_key(clip: Clip, settings: EncodeSettings, copy: bool) -> str | None:
     """Where the pictures of a segment playing `clip` are cached (None: the clip's content
-    is unknown): its span and the encoder settings."""
+    is unknown): its span, the encoder settings and the clip's colour decision (none for
+    the usual `sdr-bt709`, whose pictures pass unchanged)."""
     span = _span_key(clip)
     if span is None:
         return None
-    return f"{span}-{'copy' if copy else settings.cache_key()}"
+    colour = colour_decision(clip.info)
+    key = f"{span}-{COPY_KEY if copy else settings.cache_key()}"
+    return key if colour == SDR_BT709 else f"{key}-{colour}"
 
 
 def audio_segment_key(
@@ -239,6 +247,7 @@ def copy_segment_argv(segment: Segment, settings: EncodeSettings) -> list[str]:
         "0:v:0",
         "-c:v",
         "copy",
+        *settings.format.video.retag_copy,
         "-an",
         "-map_metadata",
         "-1",

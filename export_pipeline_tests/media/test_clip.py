@@ -9,7 +9,7 @@ import pytest
 from export_pipeline.media.clip import Clip, can_copy, copy_path
 from export_pipeline.media.encoding import encode_settings
 from export_pipeline.media.probe import MediaInfo
-from export_pipeline.media.segment import Segment, copy_segment_argv, segment_key
+from export_pipeline.media.segment import COPY_KEY, Segment, copy_segment_argv, segment_key
 
 SETTINGS = encode_settings("1080p", "16:9", "high", Fraction(24))
 READY = MediaInfo(
@@ -57,7 +57,7 @@ def test_segment_keys_follow_content_trim_and_settings():
     assert segment_key(clip(trim=1.0), SETTINGS, copy=False) != base
     assert segment_key(clip(content="def"), SETTINGS, copy=False) != base
     assert segment_key(clip(), replace(SETTINGS, crf=28), copy=False) != base
-    assert segment_key(clip(), SETTINGS, copy=True).endswith("-copy")
+    assert segment_key(clip(), SETTINGS, copy=True).endswith(f"-{COPY_KEY}")
     assert segment_key(clip(content=None), SETTINGS, copy=False) is None
 
 

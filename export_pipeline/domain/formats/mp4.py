@@ -39,6 +39,12 @@ AAC = AudioEncoder(
 )
 # Soft captions: an SRT file, stored as MP4's own text track.
 MOV_TEXT = SoftSubtitles(document="srt", demuxer="srt", extension="srt", codec="mov_text")
+# A copied H.264 stream's headers say BT.709 (code 1), limited range, as encoded ones do.
+H264_BT709 = (
+    "-bsf:v",
+    "h264_metadata=video_full_range_flag=0:colour_primaries=1:transfer_characteristics=1"
+    ":matrix_coefficients=1",
+)
 
 
 def x264_args(p: EncoderParams) -> list[str]:
@@ -64,6 +70,7 @@ PROFILE = OutputFormat(
         profiles=("high", "high", "main"),
         args=x264_args,
         takes_preset=True,
+        retag_copy=H264_BT709,
     ),
     audio=AAC,
     subtitles=MOV_TEXT,

@@ -49,6 +49,9 @@ class VideoEncoder:
     args: Callable[[EncoderParams], list[str]]
     # Whether the operator's preset (`MediaTools.x264_preset`) replaces `default_speed`.
     takes_preset: bool = False
+    # Output options that tag a stream-copied clip's video SDR BT.709 without re-encoding it
+    # (a bitstream filter rewriting its headers); a format that `copies_clips` needs them.
+    retag_copy: tuple[str, ...] = ()
     # Processing time per second of video at its default speed, relative to H.264 at the
     # default preset: the time left before any history (domain.eta; bench_prior measures it).
     cost: float = 1.0
