@@ -37,7 +37,7 @@ _LOG_CONTEXT = re.compile(r"^\[[^\]]* @ 0x[0-9a-f]+\] ")  # "[h264 @ 0x55d0...] 
 _TOO_LARGE = re.compile(r"Picture size (\d+)x(\d+) exceeds specified max pixel count")
 # Demuxers whose files carry an index that seeks exactly to a keyframe.
 # Bump when `probe` would describe the same file differently: kept records are then ignored.
-PROBE_VERSION = 1
+PROBE_VERSION = 2  # 2: the colour tags (a kept HDR clip must not pass for SDR)
 INDEXED_FORMATS = {"mov", "mp4", "matroska", "webm", "avi"}
 # Frame rates a clip may declare; outside them the rate is unknown (the export picks one).
 MIN_FPS = Fraction(1)

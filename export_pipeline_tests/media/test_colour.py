@@ -179,11 +179,15 @@ def test_probe_reads_the_colour_tags_and_ignores_unknown_ones(tmp_path):
     assert MediaInfo.from_record(probed.to_record()) == probed
 
 
-def test_a_record_kept_before_the_colour_tags_still_loads():
+def test_a_record_kept_before_the_colour_tags_is_probed_again():
+    """A manifest written before the colour tags were probed says nothing of them: an HDR
+    clip re-exported from it would be taken for SDR. Its version is older, so the encode
+    step probes the archived file again (one ffprobe) instead of trusting it."""
     tagged = info(color_transfer="smpte2084", color_primaries="bt2020", color_space="bt2020nc")
     record = tagged.to_record()
     old = {k: v for k, v in record.items() if not k.startswith("color_")}
-    assert MediaInfo.from_record(old) == info()
+    assert MediaInfo.from_record({**old, "version": 1}) is None
+    assert MediaInfo.from_record(record) == tagged
 
 
 def test_the_decision_is_part_of_the_segment_key():
