@@ -71,7 +71,7 @@ class Intake(FromEnv, Config):
     batch_size: int = setting(50, "EXPORT_SENSOR_BATCH_SIZE", "rows the sensor takes per tick")
     interval_s: int = setting(
         1, "EXPORT_SENSOR_INTERVAL_S", "intake sensors' minimum interval; the daemon looks at "
-        "its sensors every 5 s at most, and 5 here made it skip every other look (ticks 10 s "
+        "its sensors every 5 s at most, and 5 here made it skip some looks (ticks up to 10 s "
         "apart)",
     )  # fmt: skip
     wait_s: float = setting(
