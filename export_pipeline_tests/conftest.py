@@ -170,6 +170,8 @@ def settings(tmp_path) -> Settings:
         downloads={"allow_http": True, "private_networks": list(("127.0.0.0/8",))},
         runs={"retry_delay_s": 0.1, "max_retries": 1},
         media={"work_dir": str(tmp_path / "work")},
+        # An empty intake tick returns at once (the daemon's wait: test_sensors.py).
+        intake={"wait_s": 0.0},
     )
 
 

@@ -34,25 +34,26 @@ def wait_for(condition: Callable[[], Any], timeout_s: float, what: str, poll_s: 
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def instance_config(dagster_url: str, overrides: dict | None = None) -> dict:
+def instance_config(dagster_url: str | None, overrides: dict | None = None) -> dict:
     """The repo's dagster.yaml (queue limits, run monitoring, run retries) with PostgreSQL
-    storage instead of SQLite."""
+    storage instead of SQLite (`dagster_url` None: SQLite in DAGSTER_HOME, the default)."""
     config = yaml.safe_load((REPO / "dagster.yaml").read_text())
     for embedded in ("storage", "local_artifact_storage", "compute_logs"):
         config.pop(embedded, None)
-    config["storage"] = {"postgres": {"postgres_url": dagster_url}}
+    if dagster_url is not None:
+        config["storage"] = {"postgres": {"postgres_url": dagster_url}}
     for key, value in (overrides or {}).items():
         config[key] = value
     return config
 
 
 class DaemonWorld:
-    def __init__(self, root: Path, dagster_url: str, app_url: str, env: dict[str, str],
+    def __init__(self, root: Path, dagster_url: str | None, app_url: str, env: dict[str, str],
                  config_overrides: dict | None = None):  # fmt: skip
         self.root = root
         self.home = root / "dagster_home"
         self.home.mkdir(parents=True, exist_ok=True)
-        url = dagster_url.replace("postgresql+psycopg2://", "postgresql://")
+        url = dagster_url and dagster_url.replace("postgresql+psycopg2://", "postgresql://")
         (self.home / "dagster.yaml").write_text(
             yaml.safe_dump(instance_config(url, config_overrides))
         )
@@ -75,11 +76,14 @@ class DaemonWorld:
         self.log_path = root / "daemon.log"
         self.service: Service | None = None
 
-    def start(self) -> DaemonWorld:
+    def start(self, code: Path = REPO) -> DaemonWorld:
+        """`code`: the checkout whose code location the daemon loads (another one: a
+        benchmark measuring an earlier commit)."""
+        env = self.env if code == REPO else {**self.env, "PYTHONPATH": str(code)}
         self.service = Service(
-            [str(BIN / "dagster-daemon"), "run", "-w", str(REPO / "workspace.yaml")],
-            env=self.env,
-            cwd=REPO,
+            [str(BIN / "dagster-daemon"), "run", "-w", str(code / "workspace.yaml")],
+            env=env,
+            cwd=code,
             log=self.log_path,
         ).start()
         return self

@@ -70,8 +70,15 @@ class Intake(FromEnv, Config):
 
     batch_size: int = setting(50, "EXPORT_SENSOR_BATCH_SIZE", "rows the sensor takes per tick")
     interval_s: int = setting(
-        5, "EXPORT_SENSOR_INTERVAL_S", "sensor interval (the daemon's floor is about 5 s)"
-    )
+        1, "EXPORT_SENSOR_INTERVAL_S", "intake sensors' minimum interval; the daemon looks at "
+        "its sensors every 5 s at most, and 5 here made it skip some looks (ticks up to 10 s "
+        "apart)",
+    )  # fmt: skip
+    wait_s: float = setting(
+        3.5, "EXPORT_SENSOR_WAIT_S", "how long a tick that finds no new request keeps looking "
+        "for one (every 0.1 s): a request inserted meanwhile is taken at once, not at the "
+        "next tick 5 s later (0: no wait; keep below 5 s)",
+    )  # fmt: skip
     daily_limit: int = setting(
         5, "EXPORT_DAILY_LIMIT", "exports per user per rolling 24 h; more are `rejected` "
         "(0: no limit)",

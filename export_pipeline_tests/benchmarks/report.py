@@ -40,6 +40,9 @@ WORST_TIME_LIMIT = 0.6
 # bench_fanout's target (issue 13): a 10-minute 1080p export on 16 workers.
 FANOUT_TARGET_S = 60.0
 FANOUT_TARGET_WORKERS = "16"
+# bench_latency's target (issue 24): INSERT -> `processing`, median, on a warm daemon.
+LATENCY_TARGET_S = 3.0
+LATENCY_PHASES = ("sensor", "dequeue", "worker start", "to step", "step -> processing")
 # bench_eta's target: the time left within ±25 %, or within the display's 1 s.
 ETA_TARGET = 0.25
 ETA_RESOLUTION_S = 1.0
@@ -56,6 +59,7 @@ FILES = {
     "bench_fanout": "bench-fanout.json",
     "bench_export": "bench-export.json",
     "bench_memory": "bench-memory.json",
+    "bench_latency": "bench-latency.json",
 }
 # bench_finishing's earlier runs, newest first: each variant's row comes from the newest run
 # that measured it (a run of some variants keeps the others' figures). To keep the current
@@ -636,6 +640,38 @@ def headline(results: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+# --- bench_latency --------------------------------------------------------------------------
+
+
+def latency_tables(report: dict) -> str:
+    """Per database and variant (runs recorded alternately, their requests pooled): the
+    median INSERT -> `processing` and the median of each phase."""
+    lines = [
+        f"Medians in seconds over the requests of every run of a variant (target: INSERT -> "
+        f"`processing` <= {LATENCY_TARGET_S:g} s). Phases: sensor = INSERT -> the run's record "
+        "(the tick took the row); dequeue = -> RUN_STARTING; worker "
+        "start = -> RUN_START; to step = -> first STEP_START; step -> processing = -> the "
+        "row's `processing_started_at`.",
+        "",
+    ]
+    header = ["database", "variant", "runs", "requests", "INSERT -> processing", "worst",
+              *LATENCY_PHASES, "load avg"]  # fmt: skip
+    rows = []
+    for db, variants in report.items():
+        for label, runs in variants.items():
+            samples = [s for run in runs for s in run["samples"]]
+            median = statistics.median(s["total_s"] for s in samples)
+            mark = "**" if median <= LATENCY_TARGET_S else ""
+            rows.append([
+                db, label, str(len(runs)), str(len(samples)), f"{mark}{median:.2f}{mark}",
+                f"{max(s['total_s'] for s in samples):.2f}",
+                *(f"{statistics.median(s['phases'][p] for s in samples):.2f}"
+                  for p in LATENCY_PHASES),
+                ", ".join(f"{run['load_average']:.1f}" for run in runs),
+            ])  # fmt: skip
+    return "\n".join(lines + _table(header, rows)) + "\n"
+
+
 # --- the blocks -----------------------------------------------------------------------------
 
 
@@ -668,6 +704,7 @@ TABLES: dict[str, Callable[[Any], str]] = {
     "bench_fanout": fanout_tables,
     "bench_export": export_tables,
     "bench_memory": memory_tables,
+    "bench_latency": latency_tables,
 }
 BLOCKS: dict[str, Callable[[Path], str]] = {
     **{key: _from_file(key, render) for key, render in TABLES.items()},

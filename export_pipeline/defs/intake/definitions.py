@@ -18,6 +18,7 @@ def intake_definitions(settings: Settings) -> Definitions:
                 intake.interval_s,
                 daily_limit=intake.daily_limit,
                 max_duration_s=settings.downloads.max_total_duration_s,
+                wait_s=intake.wait_s,
             ),
             build_export_queue_sensor(intake.interval_s),
         ]

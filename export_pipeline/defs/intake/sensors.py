@@ -13,6 +13,7 @@ it (`export_pipeline.domain.eta`); `queue.py` keeps it and the place in the queu
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from dagster import (
@@ -42,6 +43,8 @@ from export_pipeline.domain.request import parse_request
 from export_pipeline.io.appdb.store import RequestStore
 
 JOB_NAME = "export_video_job"
+# How often a waiting tick looks for new rows: one small indexed query.
+POLL_S = 0.1
 
 
 def rate_limiter(store: RequestStore, rows: list[dict], daily_limit: int) -> RateLimiter:
@@ -109,11 +112,32 @@ def admit(
     return RunRequest(partition_key=key, run_key=run_key, tags=tags)
 
 
+def wait_for_candidates(
+    store: RequestStore, cursor: int, batch_size: int, wait_s: float, poll_s: float = POLL_S
+) -> list[dict]:
+    """The rows after `cursor`, looking again every `poll_s` for up to `wait_s` while there
+    are none. The daemon evaluates its sensors every 5 s at most: a tick that ends at once
+    leaves a new request waiting 2.5 s on average for the next; one that keeps looking takes
+    it within `poll_s` (issue 24). The wait ends before the daemon's next look, which would
+    otherwise skip a tick still running."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        rows = store.candidates(cursor, batch_size)
+        if rows or time.monotonic() + poll_s > deadline:
+            return rows
+        time.sleep(poll_s)
+
+
 def build_export_requests_sensor(
-    batch_size: int = 50, interval_s: int = 5, daily_limit: int = 0, max_duration_s: float = 600
+    batch_size: int = 50,
+    interval_s: int = 5,
+    daily_limit: int = 0,
+    max_duration_s: float = 600,
+    wait_s: float = 0.0,
 ):
     """`daily_limit`: exports per user in a rolling 24 h (0 = no limit); `max_duration_s`:
-    the longest export, so a clip asking for more fails at intake."""
+    the longest export, so a clip asking for more fails at intake; `wait_s`: how long a tick
+    with nothing to do keeps looking (`wait_for_candidates`)."""
 
     @sensor(
         name="export_requests_sensor",
@@ -125,7 +149,7 @@ def build_export_requests_sensor(
     def export_requests_sensor(context: SensorEvaluationContext, app_db: AppDatabase):
         store = app_db.store()
         cursor = int(context.cursor or 0)
-        rows = store.candidates(cursor, batch_size)
+        rows = wait_for_candidates(store, cursor, batch_size, wait_s)
         if not rows:
             return SkipReason(f"no new export requests after id {cursor}")
 

@@ -19,9 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
-from jinja2.sandbox import SandboxedEnvironment
-
 from export_pipeline.io.mail.content import KINDS, SAMPLE_NOW, SAMPLE_ROW, email_values
 
 PACKAGE_DIR = Path(__file__).parent / "templates"
@@ -47,6 +44,11 @@ class Templates:
                 raise ValueError(f"the email templates directory {str(path)!r} does not exist")
             search.insert(0, path)
         self.directory = search[0]
+        # jinja2 on first use: not every process that loads the definitions sends email
+        # (a run worker's start, issue 24).
+        from jinja2 import FileSystemLoader, StrictUndefined, select_autoescape
+        from jinja2.sandbox import SandboxedEnvironment
+
         self.env = SandboxedEnvironment(
             loader=FileSystemLoader(search),
             autoescape=select_autoescape(enabled_extensions=("html",), default=False),
@@ -71,6 +73,8 @@ class Templates:
     def check(self) -> None:
         """Render every kind with a sample row (and a failed one): ValueError naming the
         file and what is wrong, so a broken template stops the start, not each email."""
+        from jinja2 import TemplateError
+
         for kind in KINDS:
             row = {**SAMPLE_ROW, "status": "failed" if kind == "failure" else "complete"}
             try:

@@ -18,6 +18,11 @@ from typing import Any
 # not end with this suffix so an in-progress write can never be mistaken for an object.
 PARTIAL_SUFFIX = ".partial"
 
+MiB = 1024 * 1024
+
+# SigV4 presigned URLs (S3) are valid for at most 7 days.
+MAX_URL_EXPIRY_SECONDS = 7 * 24 * 3600
+
 # S3's limit on key length, applied everywhere so keys behave the same on every backend.
 MAX_KEY_BYTES = 1024
 

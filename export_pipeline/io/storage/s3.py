@@ -23,20 +23,19 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from export_pipeline.io.storage.base import (
+    MAX_URL_EXPIRY_SECONDS,
     PARTIAL_SUFFIX,
+    MiB,
     ObjectNotFound,
     Storage,
     validate_key,
     validate_prefix,
 )
 
-MiB = 1024 * 1024
-
 # S3 refuses multipart parts under 5 MiB (except the last one).
 MIN_PART_BYTES = 5 * MiB
 
-# SigV4 presigned URLs are valid for at most 7 days.
-MAX_URL_EXPIRY_SECONDS = 7 * 24 * 3600
+__all__ = ["MAX_URL_EXPIRY_SECONDS", "MiB", "S3Storage", "make_s3_client"]
 
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 

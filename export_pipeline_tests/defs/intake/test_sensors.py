@@ -1,3 +1,6 @@
+import threading
+import time
+
 from dagster import (
     DagsterRunStatus,
     SensorResult,
@@ -32,6 +35,29 @@ def insert(store, user="u1", **overrides):
     )
     fields.update(overrides)
     return store.insert(**fields)
+
+
+def test_an_empty_tick_keeps_looking_and_takes_a_row_inserted_meanwhile(settings, store, instance):
+    """Under the daemon a tick comes every 5 s: one that finds nothing keeps looking for
+    `wait_s`, so a row inserted meanwhile is queued at once, not at the next tick."""
+    defs = build_definitions(settings.replace(intake={"wait_s": 3.0}))
+    inserter = threading.Timer(0.5, lambda: ids.append(insert(store)))
+    ids: list[int] = []
+    started = time.monotonic()
+    inserter.start()
+    result = evaluate(defs, instance)
+    took = time.monotonic() - started
+    inserter.join()
+    assert isinstance(result, SensorResult), result
+    assert [r.partition_key for r in result.run_requests] == [f"exp-{ids[0]}"]
+    assert store.get(ids[0])["status"] == st.QUEUED
+    assert 0.5 <= took < 2.0, took
+
+    # Nothing new: the tick ends when its wait is over (its last look within the wait).
+    short = build_definitions(settings.replace(intake={"wait_s": 0.5}))
+    started = time.monotonic()
+    assert isinstance(evaluate(short, instance, cursor=result.cursor), SkipReason)
+    assert 0.35 <= time.monotonic() - started < 2.0
 
 
 def test_every_run_of_a_partition_carries_the_requests_tags(settings, store, caplog):
