@@ -158,7 +158,9 @@ class MediaTools(FromEnv, ConfigurableResource):
     )  # fmt: skip
     work_dir: str | None = setting(
         None, "EXPORT_WORK_DIR", "scratch space for downloads and encoding (removed after "
-        "each step); the system temp directory if unset",
+        "each step); default `$EXPORT_PIPELINE_HOME/scratch`. One per deployment: a step "
+        "clears its own killed attempts' leftovers there by name, and another deployment's "
+        "requests have the same names",
     )  # fmt: skip
     ffmpeg_timeout_s: float = setting(
         3600.0, "EXPORT_FFMPEG_TIMEOUT_S", "one FFmpeg command running longer fails (and is "

@@ -260,7 +260,9 @@ class Settings:
             storage=StorageResource.from_env(
                 env, **_default(env, "EXPORT_STORAGE_ROOT", local_root=str(home / "storage"))
             ),
-            media=MediaTools.from_env(env),
+            media=MediaTools.from_env(
+                env, **_default(env, "EXPORT_WORK_DIR", work_dir=str(home / "scratch"))
+            ),
             downloads=ClipDownloads.from_env(env),
             runs=Runs.from_env(env),
             intake=Intake.from_env(env),

@@ -126,9 +126,29 @@ def test_a_steps_scratch_directory_clears_only_its_own_leftovers(tmp_path: Path)
     assert not Path(scratch).exists()  # removed when the step ends
 
 
-def test_scratch_goes_to_the_system_temporary_directory_by_default() -> None:
+def test_scratch_goes_to_the_system_temporary_directory_without_settings() -> None:
     with MediaTools().temp_dir("export-exp-1-test") as scratch:
         assert Path(scratch).parent == Path(tempfile.gettempdir())
+
+
+def test_two_deployments_on_one_machine_keep_their_scratch_apart(tmp_path: Path) -> None:
+    """Each deployment numbers its requests from 1, so both have an `exp-1`. A step clears
+    leftovers of its own earlier attempts by name: in a shared directory it would delete the
+    other deployment's live files (seen: two benchmarks at once, segments failing and
+    retried at safer settings). By default each home has its own scratch directory."""
+    from export_pipeline.defs.settings import Settings
+
+    first, second = (
+        Settings.from_env({"EXPORT_PIPELINE_HOME": str(tmp_path / name)}).media
+        for name in ("staging", "production")
+    )
+    assert first.work_dir == str((tmp_path / "staging" / "scratch").absolute())
+    with first.temp_dir("export-exp-1-clips") as working:
+        (Path(working) / "clip-0001.download").write_bytes(b"half a clip")
+        with second.temp_dir("export-exp-1-clips"):
+            assert (Path(working) / "clip-0001.download").exists()
+    chosen = Settings.from_env({"EXPORT_PIPELINE_HOME": str(tmp_path), "EXPORT_WORK_DIR": "/w"})
+    assert chosen.media.work_dir == "/w"
 
 
 # ---- ClipDownloads: the download policy
