@@ -349,8 +349,8 @@ def pipeline_export(home: Path, urls: list[str], variant: dict[str, Any]) -> dic
 
 @contextmanager
 def daemon_world(preset: str) -> Iterator[Any]:
-    """A running `dagster-daemon` on PostgreSQL (throwaway databases) with the production
-    sensor interval (5 s) and the given x264 preset."""
+    """A running `dagster-daemon` on PostgreSQL (throwaway databases) with the default
+    intake settings (as in production) and the given x264 preset."""
     from sqlalchemy import create_engine, text
 
     from export_pipeline.io.appdb.store import engine_for
@@ -367,8 +367,7 @@ def daemon_world(preset: str) -> Iterator[Any]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     urls = [admin.url.set(database=name).render_as_string(hide_password=False) for name in names]
     root = Path(tempfile.mkdtemp(prefix="bench-corpus-daemon-"))
-    env = {"EXPORT_SENSOR_INTERVAL_S": "5", "EXPORT_X264_PRESET": preset,
-           "EXPORT_MAX_RETRIES": "0", "EXPORT_DAILY_LIMIT": "0"}  # fmt: skip
+    env = {"EXPORT_X264_PRESET": preset, "EXPORT_MAX_RETRIES": "0", "EXPORT_DAILY_LIMIT": "0"}
     world = DaemonWorld(root, urls[0], urls[1], env).start()
     try:
         yield world
@@ -451,8 +450,11 @@ def daemon_export(urls: list[str], small: list[list[str]], preset: str) -> dict:
         - started,
     }
     overheads = [full["overhead_s"], *(s["overhead_s"] for s in samples)]
+    intake = DEFAULTS.intake
     return {
         "preset": preset,
+        "intake": f"sensor interval {intake.interval_s} s, a tick waiting up to "
+        f"{intake.wait_s:g} s for a row",
         "clips": len(urls),
         **full,
         "timeline": {k: round(v, 2) for k, v in full["timeline"].items()},

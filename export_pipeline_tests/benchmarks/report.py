@@ -206,7 +206,8 @@ def corpus_tables(report: dict) -> str:
         timeline = ", ".join(f"{k} {v:.1f} s" for k, v in daemon["timeline"].items())
         samples = ", ".join(f"{v:.1f}" for v in daemon["overhead_samples_s"])
         lines += ["", f"On a running daemon (class `{daemon['class']}`, `{daemon['preset']}`, "
-                  "sensor interval 5 s, after a warm-up export): INSERT -> complete "
+                  f"{daemon.get('intake', 'sensor interval 5 s')}, after a warm-up export): "
+                  f"INSERT -> complete "
                   f"{daemon['seconds']:.1f} s, of which the steps' own work "
                   f"{daemon['step_bodies_s']:.1f} s and Dagster/daemon overhead "
                   f"{daemon['overhead_s']:.1f} s ({timeline}). Overhead over "
