@@ -37,6 +37,12 @@ HDR_PEAK_NITS = 1000
 # Linear light below this share of reference white is not touched by the tone map.
 TONEMAP_KNEE = 0.8
 
+# zscale's result depends on how many slices it works in (its chroma resampling crosses their
+# edges), and that is the least of its `threads` and the graph's threads (the CPU count by
+# default): one slice makes a segment's pictures the same on any worker, so a segment made
+# by a step container is the one the single-process render makes.
+ZSCALE = "zscale=threads=1:"
+
 # Output options that tag the encoded video SDR BT.709, limited range (every format).
 OUTPUT_TAGS = (
     "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
@@ -70,11 +76,11 @@ def _tone_map(transfer: str) -> list[str]:
     """HDR (`transfer`, BT.2020) to SDR BT.709, 8-bit 4:2:0 limited range."""
     peak = round(HDR_PEAK_NITS / REFERENCE_WHITE_NITS, 3)
     return [
-        f"zscale=tin={transfer}:min=bt2020nc:pin=bt2020:t=linear:p=bt2020:npl={REFERENCE_WHITE_NITS}",
+        f"{ZSCALE}tin={transfer}:min=bt2020nc:pin=bt2020:t=linear:p=bt2020:npl={REFERENCE_WHITE_NITS}",
         "format=gbrpf32le",
-        "zscale=p=bt709",
+        f"{ZSCALE}p=bt709",
         f"tonemap=mobius:param={TONEMAP_KNEE}:desat=0:peak={peak}",
-        "zscale=t=bt709:m=bt709:r=tv",
+        f"{ZSCALE}t=bt709:m=bt709:r=tv",
         "format=yuv420p",
     ]
 
@@ -84,7 +90,7 @@ def colour_filters(decision: str) -> list[str]:
     if decision == SDR_BT709:
         return []
     if decision == BT601_TO_BT709:
-        return ["zscale=min=170m:m=bt709:r=tv", "format=yuv420p"]
+        return [f"{ZSCALE}min=170m:m=bt709:r=tv", "format=yuv420p"]
     if decision == PQ_TO_SDR:
         return _tone_map(PQ)
     if decision == HLG_TO_SDR:
