@@ -126,7 +126,8 @@ class MediaTools(FromEnv, ConfigurableResource):
     ffprobe: str = setting("ffprobe", "EXPORT_FFPROBE", "path to the ffprobe binary")
     x264_preset: str = setting(
         DEFAULT_PRESET, "EXPORT_X264_PRESET", "x264 speed/quality trade-off, chosen by the "
-        "benchmark (export_pipeline_tests/benchmarks)",
+        "benchmark (export_pipeline_tests/benchmarks); outputs above 30 fps are encoded two "
+        "presets slower (`fast` by default), which keeps fast pans' quality",
     )  # fmt: skip
     max_fps: int = setting(
         60, "EXPORT_MAX_FPS", "the output frame rate is the fastest clip's, capped here"

@@ -21,6 +21,8 @@ from export_pipeline.media.system import encoder_threads
 SEGMENT_FORMAT_VERSION = 3
 # The same for the audio segments (their keys hold only what changes the sound).
 AUDIO_FORMAT_VERSION = 1
+# Outputs faster than this are encoded `VideoEncoder.high_rate_slower` speed steps slower.
+HIGH_FRAME_RATE = Fraction(30)
 # The operator's preset (EXPORT_X264_PRESET) by default: the default format's speed setting.
 DEFAULT_PRESET = output_format(None).video.default_speed
 
@@ -112,7 +114,8 @@ def encode_settings(
     Quality sets the CRF (the format's table) and the VBV cap (`video_bitrate_cap`; buffer
     1 s at the cap, starting 90 % full). Retries trade quality for robustness and speed:
 
-    - attempt 0: the requested speed, the format's first profile, full bitrate cap;
+    - attempt 0: the requested speed (slower above HIGH_FRAME_RATE, as the format says),
+      the format's first profile, full bitrate cap;
     - attempt 1: the next faster speed and a 20 % lower bitrate cap;
     - attempt 2 and later: additionally the fastest speed (and the format's last profile).
     """
@@ -131,6 +134,9 @@ def encode_settings(
     width, height = frame_size(resolution, aspect_ratio)
     maxrate = video_bitrate_cap(quality, width, height)
     speed = preset if preset is not None and video.takes_preset else video.default_speed
+    if fps > HIGH_FRAME_RATE and video.high_rate_slower:
+        slower = video.speeds.index(speed) + video.high_rate_slower
+        speed = video.speeds[min(slower, len(video.speeds) - 1)]
     if attempt >= 1:
         speed = video.speeds[max(0, video.speeds.index(speed) - 1)]
         maxrate = round(maxrate * 0.8 / 1000) * 1000

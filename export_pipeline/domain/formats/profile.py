@@ -52,6 +52,10 @@ class VideoEncoder:
     # Output options that tag a stream-copied clip's video SDR BT.709 without re-encoding it
     # (a bitstream filter rewriting its headers); a format that `copies_clips` needs them.
     retag_copy: tuple[str, ...] = ()
+    # Speed steps slower for an output above 30 frames per second (`encode_settings`): twice
+    # the frames under the same bitrate cap leave half the bits per frame, and fast pans
+    # then need a better motion search to keep their quality.
+    high_rate_slower: int = 0
     # Processing time per second of video at its default speed, relative to H.264 at the
     # default preset: the time left before any history (domain.eta; bench_prior measures it).
     cost: float = 1.0
