@@ -613,6 +613,17 @@ def headline(results: Path) -> str:
             f"- The time left (`eta_s`) is within ±{ETA_TARGET:.0%} for {', '.join(counts)} "
             f"([time left]({LINK}#time-left-bench_eta))."
         )  # fmt: skip
+    latency = _load(results, FILES["bench_latency"])
+    if latency:
+        medians = []
+        for db, variants in latency.items():
+            label = [name for name in variants if "after" in name][-1]  # the newest "after"
+            samples = [s["total_s"] for run in variants[label] for s in run["samples"]]
+            medians.append(f"{statistics.median(samples):.1f} s on {db}")
+        lines.append(
+            f"- A new request is `processing` a median {' and '.join(medians)} after its "
+            f"INSERT on a warm daemon ([latency]({LINK}#insert-to-processing-bench_latency))."
+        )  # fmt: skip
     runs = finishing_runs(results)
     if runs:
         extras = []
